@@ -1,0 +1,8 @@
+// Package index remembers which span produced each LLM response.
+//
+// The proxy sees every span an app exports. [Extract] finds the provider's
+// response id on an LLM span (the GenAI attribute gen_ai.response.id, or the
+// "id" inside OpenInference's output.value), and [Index] keeps response id ->
+// span in a bounded LRU so that feedback sent later with only the response id
+// can be written onto that exact span.
+package index

@@ -1,0 +1,210 @@
+package index
+
+import (
+	"strings"
+	"testing"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+)
+
+var (
+	traceA = pcommon.TraceID{0xa, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
+	traceB = pcommon.TraceID{0xb, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
+)
+
+func sid(b byte) pcommon.SpanID { return pcommon.SpanID{0, 0, 0, 0, 0, 0, 0, b} }
+
+type testSpan struct {
+	trace  pcommon.TraceID
+	id     byte
+	parent byte
+	start  int
+	attrs  map[string]any
+}
+
+func traces(project string, spans ...testSpan) ptrace.Traces {
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	if project != "" {
+		rs.Resource().Attributes().PutStr(AttrProjectName, project)
+	}
+	ss := rs.ScopeSpans().AppendEmpty()
+	for _, ts := range spans {
+		s := ss.Spans().AppendEmpty()
+		tr := ts.trace
+		if tr.IsEmpty() {
+			tr = traceA
+		}
+		s.SetTraceID(tr)
+		s.SetSpanID(sid(ts.id))
+		if ts.parent != 0 {
+			s.SetParentSpanID(sid(ts.parent))
+		}
+		s.SetName("span")
+		s.SetStartTimestamp(pcommon.Timestamp(ts.start))
+		if err := s.Attributes().FromRaw(ts.attrs); err != nil {
+			panic(err)
+		}
+	}
+	return td
+}
+
+func llmAttrs(output string) map[string]any {
+	return map[string]any{
+		AttrOpenInferenceSpanKind: "LLM",
+		AttrOutputMimeType:        "application/json",
+		AttrOutputValue:           output,
+	}
+}
+
+func TestExtract(t *testing.T) {
+	tests := []struct {
+		name    string
+		x       Extractor
+		project string
+		td      ptrace.Traces
+		check   func(t *testing.T, got []Entry)
+	}{
+		{
+			name: "gen_ai.response.id",
+			td:   traces("", testSpan{id: 1, attrs: map[string]any{AttrGenAIResponseID: "chatcmpl-1"}}),
+			check: func(t *testing.T, got []Entry) {
+				wantIDs(t, got, "chatcmpl-1")
+				if got[0].Span.SpanID != sid(1) || got[0].Span.Project != DefaultProject {
+					t.Errorf("span = %+v, want span 1 in project default", got[0].Span)
+				}
+			},
+		},
+		{
+			name: "openinference output.value",
+			td:   traces("chatbot", testSpan{id: 2, attrs: llmAttrs(`{"id":"chatcmpl-2","object":"chat.completion"}`)}),
+			check: func(t *testing.T, got []Entry) {
+				wantIDs(t, got, "chatcmpl-2")
+				if got[0].Span.Project != "chatbot" {
+					t.Errorf("project = %q, want chatbot from the resource", got[0].Span.Project)
+				}
+			},
+		},
+		{
+			name:    "header project wins over resource",
+			project: "from-header",
+			td:      traces("chatbot", testSpan{id: 2, attrs: llmAttrs(`{"id":"resp_2"}`)}),
+			check: func(t *testing.T, got []Entry) {
+				if got[0].Span.Project != "from-header" {
+					t.Errorf("project = %q, want from-header", got[0].Span.Project)
+				}
+			},
+		},
+		{
+			name: "id after nested values",
+			td: traces("", testSpan{id: 3, attrs: llmAttrs(
+				`{"choices":[{"message":{"id":"not-me","content":"[{]}"}}],"usage":{"id":1},"id":"chatcmpl-3"}`)}),
+			check: func(t *testing.T, got []Entry) { wantIDs(t, got, "chatcmpl-3") },
+		},
+		{
+			name: "openinference span that is not LLM",
+			td: traces("", testSpan{id: 4, attrs: map[string]any{
+				AttrOpenInferenceSpanKind: "CHAIN", AttrOutputMimeType: "application/json", AttrOutputValue: `{"id":"x"}`,
+			}}),
+			check: func(t *testing.T, got []Entry) { wantIDs(t, got) },
+		},
+		{
+			name: "output.value as text",
+			td: traces("", testSpan{id: 4, attrs: map[string]any{
+				AttrOpenInferenceSpanKind: "LLM", AttrOutputMimeType: "text/plain", AttrOutputValue: `{"id":"x"}`,
+			}}),
+			check: func(t *testing.T, got []Entry) { wantIDs(t, got) },
+		},
+		{
+			name: "malformed and odd output.value are skipped",
+			td: traces("",
+				testSpan{id: 5, attrs: llmAttrs(`{"id":`)},
+				testSpan{id: 6, attrs: llmAttrs(`[{"id":"a"}]`)},
+				testSpan{id: 7, attrs: llmAttrs(`{"id":42}`)},
+				testSpan{id: 8, attrs: llmAttrs(``)},
+				testSpan{id: 9, attrs: llmAttrs(`{"object":"x"}`)},
+				testSpan{id: 10, attrs: llmAttrs(`{"id":"` + strings.Repeat("x", MaxResponseIDLen+1) + `"}`)},
+			),
+			check: func(t *testing.T, got []Entry) { wantIDs(t, got) },
+		},
+		{
+			name:  "output.value over the size bound is skipped",
+			x:     Extractor{MaxOutputValue: 32},
+			td:    traces("", testSpan{id: 11, attrs: llmAttrs(`{"id":"chatcmpl-11","content":"` + strings.Repeat("a", 64) + `"}`)}),
+			check: func(t *testing.T, got []Entry) { wantIDs(t, got) },
+		},
+		{
+			name: "extra keys, and one id per span however many attributes carry it",
+			x:    Extractor{ExtraKeys: []string{"app.feedback_key", "app.same"}},
+			td: traces("", testSpan{id: 12, attrs: map[string]any{
+				AttrGenAIResponseID: "chatcmpl-12", "app.feedback_key": "order-77", "app.same": "chatcmpl-12",
+			}}),
+			check: func(t *testing.T, got []Entry) { wantIDs(t, got, "chatcmpl-12", "order-77") },
+		},
+		{
+			name: "innermost span wins, whatever the order in the export",
+			td: traces("",
+				testSpan{id: 22, parent: 21, start: 1, attrs: map[string]any{AttrGenAIResponseID: "chatcmpl-20"}}, // LLM
+				testSpan{id: 20, start: 1, attrs: map[string]any{AttrGenAIResponseID: "chatcmpl-20"}},             // handler
+				testSpan{id: 21, parent: 20, start: 1, attrs: map[string]any{}},                                   // chain between
+			),
+			check: func(t *testing.T, got []Entry) {
+				wantIDs(t, got, "chatcmpl-20")
+				if got[0].Span.SpanID != sid(22) {
+					t.Errorf("span = %v, want the grandchild %v", got[0].Span.SpanID, sid(22))
+				}
+			},
+		},
+		{
+			name: "unknown ancestry: the later start is the inner span",
+			td: traces("",
+				testSpan{id: 31, start: 5, attrs: map[string]any{AttrGenAIResponseID: "chatcmpl-31"}},
+				testSpan{id: 30, start: 2, attrs: map[string]any{AttrGenAIResponseID: "chatcmpl-31"}},
+			),
+			check: func(t *testing.T, got []Entry) {
+				wantIDs(t, got, "chatcmpl-31")
+				if got[0].Span.SpanID != sid(31) {
+					t.Errorf("span = %v, want %v", got[0].Span.SpanID, sid(31))
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.check(t, tt.x.Extract(tt.td, tt.project))
+		})
+	}
+}
+
+func wantIDs(t *testing.T, got []Entry, want ...string) {
+	t.Helper()
+	var ids []string
+	for _, e := range got {
+		ids = append(ids, e.ResponseID)
+	}
+	if strings.Join(ids, ",") != strings.Join(want, ",") {
+		t.Fatalf("response ids = %q, want %q", ids, want)
+	}
+}
+
+func TestTopLevelID(t *testing.T) {
+	tests := []struct {
+		in, want string
+		ok       bool
+	}{
+		{`{"id":"chatcmpl-1"}`, "chatcmpl-1", true},
+		{` {"object":"response","output":[{"id":"msg_1"}],"id":"resp_1"}`, "resp_1", true},
+		{`{"a":{"id":"inner"}}`, "", false},
+		{`{"id":null}`, "", true},
+		{`"id"`, "", false},
+		{`{"id" "x"}`, "", false},
+		{`{`, "", false},
+	}
+	for _, tt := range tests {
+		got, err := TopLevelID(tt.in)
+		if got != tt.want || (err == nil) != tt.ok {
+			t.Errorf("TopLevelID(%s) = %q, %v; want %q, ok=%v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+}
