@@ -1,0 +1,204 @@
+package otlp
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc/codes"
+)
+
+// Defaults for ExporterConfig.
+const (
+	DefaultExportTimeout = 10 * time.Second
+	// maxResponseBytes caps what is read of an upstream answer.
+	maxResponseBytes = 64 << 10
+)
+
+// ExporterConfig says where and how exports are sent.
+type ExporterConfig struct {
+	// Endpoint is the full OTLP/HTTP traces URL, e.g.
+	// "http://localhost:6006/v1/traces". Required.
+	Endpoint string
+	// Headers are added to every request (auth, PHOENIX_CLIENT_HEADERS).
+	Headers map[string]string
+	// Compression is "gzip" or "none"; "" means gzip.
+	Compression string
+	// Timeout bounds one request; zero means DefaultExportTimeout.
+	Timeout time.Duration
+	// Client sends the requests; nil means a client of our own.
+	Client *http.Client
+}
+
+// Validate reports a configuration that cannot work.
+func (c ExporterConfig) Validate() error {
+	var errs []error
+	u, err := url.Parse(c.Endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("otlp: exporter endpoint %q is not an http(s) URL", c.Endpoint))
+	}
+	switch c.Compression {
+	case "", "gzip", "none":
+	default:
+		errs = append(errs, fmt.Errorf("otlp: exporter compression %q is not supported; use gzip or none", c.Compression))
+	}
+	if c.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("otlp: exporter timeout must be positive, got %s", c.Timeout))
+	}
+	return errors.Join(errs...)
+}
+
+// Exporter sends exports to an OTLP/HTTP endpoint in protobuf. Phoenix takes
+// only protobuf on /v1/traces, so JSON input is re-encoded.
+type Exporter struct {
+	cfg     ExporterConfig
+	client  *http.Client
+	metrics *Metrics
+	gzips   sync.Pool
+}
+
+// NewExporter returns an exporter; it does no I/O. metrics may be nil.
+func NewExporter(cfg ExporterConfig, metrics *Metrics) (*Exporter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Compression == "" {
+		cfg.Compression = "gzip"
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultExportTimeout
+	}
+	client := cfg.Client
+	if client == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 32
+		client = &http.Client{Transport: tr}
+	}
+	return &Exporter{cfg: cfg, client: client, metrics: metrics}, nil
+}
+
+// Export sends e upstream. The error, when not nil, is an *Error that says
+// whether the client may retry.
+func (x *Exporter) Export(ctx context.Context, e *Export) error {
+	start := time.Now()
+	err := x.export(ctx, e)
+	if x.metrics != nil {
+		x.metrics.exported(e.SpanCount(), time.Since(start).Seconds(), err)
+	}
+	return err
+}
+
+func (x *Exporter) export(ctx context.Context, e *Export) error {
+	body := e.Body
+	if body == nil {
+		var err error
+		if body, err = e.Request.MarshalProto(); err != nil {
+			return Errorf(codes.Internal, "cannot encode the export as protobuf: %v", err)
+		}
+	}
+	var reqBody io.Reader = bytes.NewReader(body)
+	if x.cfg.Compression == "gzip" {
+		buf, err := x.gzip(body)
+		if err != nil {
+			return Errorf(codes.Internal, "cannot compress the export: %v", err)
+		}
+		reqBody = bytes.NewReader(buf)
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, x.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, x.cfg.Endpoint, reqBody)
+	if err != nil {
+		return Errorf(codes.Internal, "cannot build the upstream request: %v", err)
+	}
+	req.Header.Set("Content-Type", contentTypeProto)
+	req.Header.Set("User-Agent", "phoenix-feedback-proxy")
+	if x.cfg.Compression == "gzip" {
+		req.Header.Set("Content-Encoding", "gzip")
+	}
+	for k, v := range x.cfg.Headers {
+		req.Header.Set(k, v)
+	}
+	if e.Project != "" {
+		req.Header.Set(ProjectHeader, e.Project)
+	}
+
+	resp, err := x.client.Do(req)
+	if err != nil {
+		// The network failed or the upstream was too slow: nothing says the
+		// spans arrived, so the client should send them again.
+		return Errorf(codes.Unavailable, "upstream %s unreachable: %v", x.cfg.Endpoint, err)
+	}
+	defer func() {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBytes))
+		resp.Body.Close()
+	}()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if resp.StatusCode/100 != 2 {
+		return fromUpstream(resp.StatusCode, ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()), upstreamMessage(resp.Header.Get("Content-Type"), msg))
+	}
+	x.checkPartialSuccess(resp.Header.Get("Content-Type"), msg)
+	return nil
+}
+
+// checkPartialSuccess counts the spans an upstream said it rejected in a
+// successful answer. The export itself succeeded, so the client is not told
+// to retry: resending would only be rejected again.
+func (x *Exporter) checkPartialSuccess(contentType string, body []byte) {
+	if x.metrics == nil || len(body) == 0 || !strings.HasPrefix(contentType, contentTypeProto) {
+		return
+	}
+	resp := ptraceotlp.NewExportResponse()
+	if err := resp.UnmarshalProto(body); err != nil {
+		return
+	}
+	if n := resp.PartialSuccess().RejectedSpans(); n > 0 {
+		x.metrics.upstreamRejected.Add(float64(n))
+	}
+}
+
+// upstreamMessage extracts a readable message from an error answer: the
+// text of a google.rpc.Status, or the body itself, shortened.
+func upstreamMessage(contentType string, body []byte) string {
+	s := strings.TrimSpace(string(body))
+	if strings.HasPrefix(contentType, contentTypeProto) {
+		if st := decodeStatus(body); st != "" {
+			s = st
+		}
+	}
+	if len(s) > 512 {
+		s = s[:512] + "..."
+	}
+	if s == "" {
+		s = "(empty body)"
+	}
+	return s
+}
+
+func (x *Exporter) gzip(body []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(len(body) / 4)
+	zw, _ := x.gzips.Get().(*gzip.Writer)
+	if zw == nil {
+		zw = gzip.NewWriter(&buf)
+	} else {
+		zw.Reset(&buf)
+	}
+	defer x.gzips.Put(zw)
+	if _, err := zw.Write(body); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}

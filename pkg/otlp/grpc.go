@@ -1,0 +1,28 @@
+package otlp
+
+import (
+	"context"
+
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc/metadata"
+)
+
+// grpcTraces implements the OTLP TraceService.
+type grpcTraces struct {
+	ptraceotlp.UnimplementedGRPCServer
+	r *Receiver
+}
+
+func (g *grpcTraces) Export(ctx context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
+	e := &Export{Request: req, Transport: "grpc"}
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(ProjectHeader); len(v) > 0 {
+			e.Project = v[0]
+		}
+	}
+	if err := g.r.consume(ctx, e); err != nil {
+		// Never a bare error: the client would see Unknown and not retry.
+		return ptraceotlp.NewExportResponse(), statusOf(err).Err()
+	}
+	return ptraceotlp.NewExportResponse(), nil
+}

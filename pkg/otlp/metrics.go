@@ -1,0 +1,58 @@
+package otlp
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Metrics counts what the receiver took and what the exporter sent.
+type Metrics struct {
+	receivedSpans    *prometheus.CounterVec
+	exportedSpans    *prometheus.CounterVec
+	exportDuration   *prometheus.HistogramVec
+	upstreamRejected prometheus.Counter
+}
+
+// NewMetrics registers the OTLP metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	return &Metrics{
+		receivedSpans: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbackproxy_receiver_spans_total",
+			Help: "Spans received from apps, by transport (grpc, http) and outcome (accepted, or the OTLP code they were refused with).",
+		}, []string{"transport", "outcome"}),
+		exportedSpans: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbackproxy_exporter_spans_total",
+			Help: "Spans sent upstream, by outcome (sent, or the OTLP code of the failure).",
+		}, []string{"outcome"}),
+		exportDuration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "feedbackproxy_exporter_request_duration_seconds",
+			Help:    "Duration of export requests to the upstream, by outcome.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+		}, []string{"outcome"}),
+		upstreamRejected: f.NewCounter(prometheus.CounterOpts{
+			Name: "feedbackproxy_exporter_upstream_rejected_spans_total",
+			Help: "Spans the upstream accepted the request for but reported as rejected (OTLP partial success).",
+		}),
+	}
+}
+
+func outcome(err error) string {
+	if err == nil {
+		return "accepted"
+	}
+	return statusOf(err).Code().String()
+}
+
+func (m *Metrics) received(transport string, spans int, err error) {
+	m.receivedSpans.WithLabelValues(transport, outcome(err)).Add(float64(spans))
+}
+
+func (m *Metrics) exported(spans int, seconds float64, err error) {
+	o := "sent"
+	if err != nil {
+		o = statusOf(err).Code().String()
+	}
+	m.exportedSpans.WithLabelValues(o).Add(float64(spans))
+	m.exportDuration.WithLabelValues(o).Observe(seconds)
+}

@@ -1,0 +1,201 @@
+package otlp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc"
+	_ "google.golang.org/grpc/encoding/gzip" // OTLP/gRPC exporters may compress with gzip.
+)
+
+// Export is one received export request.
+type Export struct {
+	Request ptraceotlp.ExportRequest
+	// Body is Request in OTLP protobuf as the client sent it (decompressed),
+	// when the receiver has it; nil otherwise. Forwarding it as it is keeps
+	// even fields this proxy does not know.
+	Body []byte
+	// Project is the x-project-name header (metadata on gRPC), "" if none.
+	Project string
+	// Transport is "grpc" or "http".
+	Transport string
+}
+
+// SpanCount returns the number of spans in the export.
+func (e *Export) SpanCount() int { return e.Request.Traces().SpanCount() }
+
+// Consumer takes received exports. An error it returns is what the client
+// is told: an *Error says which code; any other error is reported as a
+// retryable Unavailable.
+type Consumer interface {
+	ConsumeTraces(ctx context.Context, e *Export) error
+}
+
+// ProjectHeader is the header (gRPC metadata key) Phoenix routes spans by.
+const ProjectHeader = "x-project-name"
+
+// Defaults for ReceiverConfig.
+const (
+	DefaultGRPCAddr        = "localhost:4317"
+	DefaultHTTPAddr        = "localhost:4318"
+	DefaultMaxRequestBytes = 20 << 20
+)
+
+// ReceiverConfig says where the receiver listens.
+type ReceiverConfig struct {
+	// GRPCAddr is the OTLP/gRPC listen address; "" means DefaultGRPCAddr,
+	// "-" disables gRPC.
+	GRPCAddr string
+	// HTTPAddr is the OTLP/HTTP listen address; "" means DefaultHTTPAddr,
+	// "-" disables HTTP.
+	HTTPAddr string
+	// MaxRequestBytes caps a request, both as received and decompressed;
+	// zero means DefaultMaxRequestBytes.
+	MaxRequestBytes int64
+}
+
+func (c *ReceiverConfig) setDefaults() {
+	if c.GRPCAddr == "" {
+		c.GRPCAddr = DefaultGRPCAddr
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = DefaultHTTPAddr
+	}
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+}
+
+// Validate reports a configuration that cannot work.
+func (c ReceiverConfig) Validate() error {
+	if c.MaxRequestBytes < 0 {
+		return fmt.Errorf("otlp: MaxRequestBytes must be positive, got %d", c.MaxRequestBytes)
+	}
+	if c.GRPCAddr == "-" && c.HTTPAddr == "-" {
+		return errors.New("otlp: both gRPC and HTTP are disabled; enable at least one")
+	}
+	return nil
+}
+
+// Receiver serves OTLP/gRPC TraceService/Export and OTLP/HTTP POST /v1/traces.
+type Receiver struct {
+	cfg      ReceiverConfig
+	consumer Consumer
+	metrics  *Metrics
+	log      *slog.Logger
+
+	grpcSrv *grpc.Server
+	httpSrv *http.Server
+	grpcLn  net.Listener
+	httpLn  net.Listener
+	wg      sync.WaitGroup
+}
+
+// NewReceiver returns a receiver that hands exports to consumer. It does no
+// I/O; Start binds the listeners. metrics and log may be nil.
+func NewReceiver(cfg ReceiverConfig, consumer Consumer, metrics *Metrics, log *slog.Logger) (*Receiver, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if consumer == nil {
+		return nil, errors.New("otlp: nil consumer")
+	}
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Receiver{cfg: cfg, consumer: consumer, metrics: metrics, log: log}, nil
+}
+
+// Start binds the listeners, so that a port in use is an error here, then
+// serves in the background until Shutdown.
+func (r *Receiver) Start(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, r.Shutdown(ctx))
+		}
+	}()
+	var lc net.ListenConfig
+	if r.cfg.GRPCAddr != "-" {
+		if r.grpcLn, err = lc.Listen(ctx, "tcp", r.cfg.GRPCAddr); err != nil {
+			return fmt.Errorf("otlp: gRPC listener: %w", err)
+		}
+		r.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(int(r.cfg.MaxRequestBytes)))
+		ptraceotlp.RegisterGRPCServer(r.grpcSrv, &grpcTraces{r: r})
+		r.serve("grpc", func() error { return r.grpcSrv.Serve(r.grpcLn) })
+	}
+	if r.cfg.HTTPAddr != "-" {
+		if r.httpLn, err = lc.Listen(ctx, "tcp", r.cfg.HTTPAddr); err != nil {
+			return fmt.Errorf("otlp: HTTP listener: %w", err)
+		}
+		r.httpSrv = &http.Server{Handler: r.HTTPHandler(), ReadHeaderTimeout: 10 * time.Second}
+		r.serve("http", func() error { return r.httpSrv.Serve(r.httpLn) })
+	}
+	return nil
+}
+
+func (r *Receiver) serve(name string, fn func() error) {
+	r.wg.Go(func() {
+		if err := fn(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, grpc.ErrServerStopped) {
+			r.log.Error("OTLP server stopped", "transport", name, "err", err)
+		}
+	})
+}
+
+// GRPCAddr returns the bound gRPC address (useful with port 0), or nil.
+func (r *Receiver) GRPCAddr() net.Addr { return addrOf(r.grpcLn) }
+
+// HTTPAddr returns the bound HTTP address, or nil.
+func (r *Receiver) HTTPAddr() net.Addr { return addrOf(r.httpLn) }
+
+func addrOf(ln net.Listener) net.Addr {
+	if ln == nil {
+		return nil
+	}
+	return ln.Addr()
+}
+
+// Shutdown stops accepting exports and waits for those in flight, until ctx
+// ends; then it cuts the rest off.
+func (r *Receiver) Shutdown(ctx context.Context) error {
+	var err error
+	if r.httpSrv != nil {
+		err = r.httpSrv.Shutdown(ctx)
+	} else if r.httpLn != nil {
+		err = r.httpLn.Close()
+	}
+	if r.grpcSrv != nil {
+		done := make(chan struct{})
+		go func() { r.grpcSrv.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			r.grpcSrv.Stop()
+			<-done
+			err = errors.Join(err, ctx.Err())
+		}
+	} else if r.grpcLn != nil {
+		err = errors.Join(err, r.grpcLn.Close())
+	}
+	r.wg.Wait()
+	return err
+}
+
+// consume hands an export to the consumer and counts the outcome.
+func (r *Receiver) consume(ctx context.Context, e *Export) error {
+	err := r.consumer.ConsumeTraces(ctx, e)
+	if r.metrics != nil {
+		r.metrics.received(e.Transport, e.SpanCount(), err)
+	}
+	if err != nil {
+		r.log.Warn("export refused", "transport", e.Transport, "spans", e.SpanCount(), "err", err)
+	}
+	return err
+}
