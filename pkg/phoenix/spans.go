@@ -1,0 +1,75 @@
+package phoenix
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+)
+
+// Span is a span as GET /v1/projects/{project}/spans returns it (fields we use; Phoenix also
+// sends id, start_time, end_time, status_code, status_message and events).
+type Span struct {
+	Name    string      `json:"name"`
+	Context SpanContext `json:"context"`
+	// ParentID is empty for a root span (Phoenix sends null).
+	ParentID string `json:"parent_id"`
+	// SpanKind is the OpenInference span kind (LLM, CHAIN, ..., UNKNOWN). Phoenix moves the
+	// attribute openinference.span.kind here, and sets LLM for GenAI-convention chat spans.
+	SpanKind string `json:"span_kind"`
+	// Attributes are flat, keyed by the dotted OTLP attribute name ("gen_ai.response.id",
+	// "llm.input_messages.0.message.role"); arrays stay JSON arrays, numbers are float64.
+	// Phoenix adds OpenInference attributes derived from gen_ai.* ones at ingest.
+	Attributes map[string]any `json:"attributes"`
+}
+
+// SpanContext identifies a span.
+type SpanContext struct {
+	TraceID string `json:"trace_id"`
+	SpanID  string `json:"span_id"`
+}
+
+// SpanQuery filters Spans. Empty fields do not filter.
+type SpanQuery struct {
+	TraceID string
+	SpanID  string
+	Name    string
+	// Limit is the page size: 0 means Phoenix's default (100), at most 1000.
+	Limit int
+}
+
+// maxSpansLimit is the largest limit Phoenix takes (more is a 422).
+const maxSpansLimit = 1000
+
+// Spans GETs /v1/projects/{project}/spans with the query and returns the first page, newest
+// first. An unknown project is a 404 (*APIError); no matching span is an empty list.
+func (c *Client) Spans(ctx context.Context, project string, q SpanQuery) ([]Span, error) {
+	if q.Limit < 0 || q.Limit > maxSpansLimit {
+		return nil, fmt.Errorf("phoenix: spans: limit %d: want 0 (default) to %d", q.Limit, maxSpansLimit)
+	}
+	path, err := projectPath(project, "spans")
+	if err != nil {
+		return nil, err
+	}
+	v := url.Values{}
+	if q.TraceID != "" {
+		v.Set("trace_id", q.TraceID)
+	}
+	if q.SpanID != "" {
+		v.Set("span_id", q.SpanID)
+	}
+	if q.Name != "" {
+		v.Set("name", q.Name)
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	var page struct {
+		Data []Span `json:"data"`
+	}
+	if err := c.do(ctx, http.MethodGet, path, v, nil, &page); err != nil {
+		return nil, err
+	}
+	return page.Data, nil
+}
