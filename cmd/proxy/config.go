@@ -1,0 +1,198 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/proxy"
+)
+
+// envPrefix is the prefix of the environment variable each flag falls back to.
+const envPrefix = "FEEDBACK_PROXY_"
+
+const defaultPhoenixURL = "http://localhost:6006"
+
+type options struct {
+	cfg             proxy.Config
+	shutdownTimeout time.Duration
+	logLevel        slog.Level
+	logJSON         bool
+}
+
+// envName is the environment variable a flag falls back to.
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parseConfig reads flags, then the environment for the flags not given.
+// Phoenix's own client variables (PHOENIX_COLLECTOR_ENDPOINT,
+// PHOENIX_ENDPOINT, PHOENIX_API_KEY, PHOENIX_CLIENT_HEADERS) are honoured
+// as the Phoenix SDKs honour them.
+func parseConfig(args []string, getenv func(string) string, out io.Writer) (*options, error) {
+	o := &options{}
+	c := &o.cfg
+	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
+	fs.SetOutput(out)
+
+	fs.StringVar(&c.Receiver.GRPCAddr, "otlp-grpc-addr", otlp.DefaultGRPCAddr, "OTLP/gRPC listen address; point the app's OTLP gRPC exporter here (\"-\" disables)")
+	fs.StringVar(&c.Receiver.HTTPAddr, "otlp-http-addr", otlp.DefaultHTTPAddr, "OTLP/HTTP listen address (POST /v1/traces); point the app's OTLP HTTP exporter here (\"-\" disables)")
+	fs.Int64Var(&c.Receiver.MaxRequestBytes, "max-request-bytes", otlp.DefaultMaxRequestBytes, "largest OTLP request accepted, compressed and decompressed")
+	fs.StringVar(&c.FeedbackAddr, "feedback-addr", proxy.DefaultFeedbackAddr, "listen address of the feedback API (POST /feedback, GET /feedback/{response_id})")
+	fs.StringVar(&c.AdminAddr, "admin-addr", proxy.DefaultAdminAddr, "listen address of /metrics, /healthz and /readyz")
+
+	phoenixOTLP := fs.String("phoenix-otlp-endpoint", "", "Phoenix OTLP/HTTP traces URL (default: PHOENIX_COLLECTOR_ENDPOINT, else "+defaultPhoenixURL+"/v1/traces)")
+	phoenixURL := fs.String("phoenix-url", "", "Phoenix REST base URL for annotations (default: PHOENIX_ENDPOINT, else the OTLP endpoint's base)")
+	fs.StringVar(&c.Exporter.Compression, "phoenix-compression", "gzip", "compression of exports to Phoenix: gzip or none")
+	fs.DurationVar(&c.Exporter.Timeout, "export-timeout", otlp.DefaultExportTimeout, "timeout of one export to Phoenix")
+
+	fs.IntVar(&c.Index.MaxEntries, "index-max-entries", index.DefaultMaxEntries, "response ids remembered (LRU); about 200 bytes each")
+	fs.DurationVar(&c.Index.MaxAge, "index-max-age", index.DefaultMaxAge, "how long a response id stays resolvable")
+	extraKeys := fs.String("index-extra-keys", "", "comma-separated span attribute keys whose values are indexed too (an app's own correlation key)")
+
+	fs.IntVar(&c.Feedback.MaxPending, "feedback-max-pending", feedback.DefaultMaxPending, "feedbacks waiting for their span or for Phoenix; more get 429")
+	fs.DurationVar(&c.Feedback.MaxAge, "feedback-max-age", feedback.DefaultMaxAge, "how long a feedback waits for its span and for Phoenix before it expires")
+	fs.DurationVar(&c.Feedback.SyncWait, "feedback-sync-wait", feedback.DefaultSyncWait, "how long POST /feedback waits for the annotation when the span is known (negative: never)")
+	fs.StringVar(&c.Feedback.Token, "feedback-token", "", "shared secret POST /feedback requires as \"Authorization: Bearer <token>\" (prefer the environment variable)")
+
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGTERM waits for exports and annotations in flight")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "text or json")
+
+	fs.Usage = func() {
+		fmt.Fprintf(out, `proxy passes OTLP traces through to Arize Phoenix and attaches user feedback
+to the LLM span that produced a response, by the provider's response id.
+
+Point your app's OTLP exporter at this proxy instead of Phoenix
+(OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318, or localhost:4317 for gRPC),
+then send feedback with only the response id:
+
+  curl -X POST localhost:8080/feedback -d '{"response_id":"chatcmpl-...","thumbs":"up"}'
+
+Every flag can also be set by the environment variable %s<FLAG>, e.g.
+%s. Phoenix's client variables are honoured too:
+PHOENIX_COLLECTOR_ENDPOINT, PHOENIX_ENDPOINT, PHOENIX_API_KEY (sent as
+Authorization: Bearer) and PHOENIX_CLIENT_HEADERS (k=v,k2=v2).
+
+Flags:
+`, envPrefix, envName("feedback-addr"))
+		fs.PrintDefaults()
+	}
+
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q; all settings are flags", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		if v := getenv(envName(f.Name)); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", envName(f.Name), v, err))
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+
+	otlpEndpoint, restURL, err := phoenixEndpoints(*phoenixOTLP, *phoenixURL, getenv)
+	if err != nil {
+		return nil, err
+	}
+	headers, err := parseHeaders(getenv("PHOENIX_CLIENT_HEADERS"))
+	if err != nil {
+		return nil, fmt.Errorf("PHOENIX_CLIENT_HEADERS: %w", err)
+	}
+	if key := getenv("PHOENIX_API_KEY"); key != "" {
+		headers["Authorization"] = "Bearer " + key
+	}
+	c.Exporter.Endpoint, c.Exporter.Headers = otlpEndpoint, headers
+	c.Phoenix.BaseURL, c.Phoenix.Headers = restURL, headers
+	if *extraKeys != "" {
+		for _, k := range strings.Split(*extraKeys, ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				c.Extractor.ExtraKeys = append(c.Extractor.ExtraKeys, k)
+			}
+		}
+	}
+	if err := o.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
+		return nil, fmt.Errorf("-log-level %q: expected debug, info, warn or error", *logLevel)
+	}
+	switch *logFormat {
+	case "text":
+	case "json":
+		o.logJSON = true
+	default:
+		return nil, fmt.Errorf("-log-format %q: expected text or json", *logFormat)
+	}
+	return o, nil
+}
+
+// phoenixEndpoints works out the OTLP traces URL and the REST base URL.
+// PHOENIX_COLLECTOR_ENDPOINT is a base URL or one ending in /v1/traces, as
+// the Phoenix SDKs take it.
+func phoenixEndpoints(otlpFlag, restFlag string, getenv func(string) string) (string, string, error) {
+	collector := otlpFlag
+	if collector == "" {
+		collector = getenv("PHOENIX_COLLECTOR_ENDPOINT")
+	}
+	if collector == "" {
+		collector = defaultPhoenixURL
+	}
+	collector = strings.TrimRight(collector, "/")
+	base, hasPath := strings.CutSuffix(collector, otlp.TracesPath)
+	if !hasPath {
+		collector += otlp.TracesPath
+	}
+	rest := restFlag
+	if rest == "" {
+		rest = getenv("PHOENIX_ENDPOINT")
+	}
+	if rest == "" {
+		rest = base
+	}
+	for name, u := range map[string]string{"Phoenix OTLP endpoint": collector, "Phoenix REST URL": rest} {
+		p, err := url.Parse(u)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return "", "", fmt.Errorf("%s %q: expected an http:// or https:// URL", name, u)
+		}
+	}
+	return collector, strings.TrimRight(rest, "/"), nil
+}
+
+// parseHeaders reads "k=v,k2=v2" with URL-escaped values, the format of
+// PHOENIX_CLIENT_HEADERS and OTEL_EXPORTER_OTLP_HEADERS.
+func parseHeaders(s string) (map[string]string, error) {
+	h := map[string]string{}
+	for _, pair := range strings.Split(s, ",") {
+		if strings.TrimSpace(pair) == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(pair, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q: expected key=value", pair)
+		}
+		uv, err := url.QueryUnescape(strings.TrimSpace(v))
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", pair, err)
+		}
+		h[k] = uv
+	}
+	return h, nil
+}

@@ -1,0 +1,295 @@
+package feedback
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
+)
+
+// MaxBodyBytes caps a POST /feedback body.
+const MaxBodyBytes = 1 << 20
+
+// Handler returns the feedback API:
+//
+//	POST /feedback                 one feedback object, or an array of them
+//	GET  /feedback/{response_id}   the state of the feedback for a response
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /feedback", s.handlePost)
+	mux.HandleFunc("GET /feedback/{response_id}", s.handleGet)
+	return mux
+}
+
+// apiError is the body of every error answer.
+type apiError struct {
+	Error errorBody `json:"error"`
+}
+
+type errorBody struct {
+	Status  int    `json:"status"`
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+}
+
+// itemStatus is one item's answer in a batch: its status, or why it was
+// rejected.
+type itemStatus struct {
+	Index int `json:"index"`
+	*Status
+	Error *FieldError `json:"error,omitempty"`
+}
+
+type batchAnswer struct {
+	Accepted int          `json:"accepted"`
+	Rejected int          `json:"rejected"`
+	Items    []itemStatus `json:"items"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, field, format string, args ...any) {
+	writeJSON(w, code, apiError{Error: errorBody{Status: code, Field: field, Message: fmt.Sprintf(format, args...)}})
+}
+
+func (s *Service) authorized(r *http.Request) bool {
+	if s.cfg.Token == "" {
+		return true
+	}
+	// The scheme is case-insensitive (RFC 9110, section 11.1).
+	scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	return ok && strings.EqualFold(scheme, "Bearer") &&
+		subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) == 1
+}
+
+func (s *Service) handlePost(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="feedback"`)
+		writeError(w, http.StatusUnauthorized, "", "POST /feedback needs the header Authorization: Bearer <token>")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, "", "the body is over the limit of %d bytes; send smaller batches", MaxBodyBytes)
+			return
+		}
+		writeError(w, http.StatusBadRequest, "", "cannot read the body: %v", err)
+		return
+	}
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		s.postBatch(w, r, trimmed)
+		return
+	}
+	f, ferr := decodeItem(trimmed)
+	if ferr != nil {
+		writeError(w, http.StatusBadRequest, ferr.Field, "%s", ferr.Message)
+		return
+	}
+	st, err := s.SubmitAndWait(r.Context(), []Feedback{f})
+	if err != nil {
+		s.writeSubmitError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, st[0])
+}
+
+// postBatch accepts the valid items of a batch and reports each invalid one;
+// one bad item does not cost the good ones.
+func (s *Service) postBatch(w http.ResponseWriter, r *http.Request, body []byte) {
+	var raw []json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
+		writeError(w, http.StatusBadRequest, "", "expected a JSON object or an array of objects: %v", err)
+		return
+	}
+	if len(raw) == 0 {
+		writeError(w, http.StatusBadRequest, "", "the batch is empty; send at least one feedback")
+		return
+	}
+	ans := batchAnswer{Items: make([]itemStatus, len(raw))}
+	var valid []Feedback
+	var at []int
+	for i, item := range raw {
+		ans.Items[i].Index = i
+		f, ferr := decodeItem(item)
+		if ferr != nil {
+			if ferr.Field == "" {
+				ferr.Field = fmt.Sprintf("[%d]", i)
+			} else {
+				ferr.Field = fmt.Sprintf("[%d].%s", i, ferr.Field)
+			}
+			ans.Items[i].Error = ferr
+			ans.Rejected++
+			continue
+		}
+		valid = append(valid, f)
+		at = append(at, i)
+	}
+	if len(valid) == 0 {
+		writeJSON(w, http.StatusBadRequest, ans)
+		return
+	}
+	st, err := s.SubmitAndWait(r.Context(), valid)
+	if err != nil {
+		s.writeSubmitError(w, err)
+		return
+	}
+	for j, i := range at {
+		ans.Items[i].Status = &st[j]
+		ans.Accepted++
+	}
+	writeJSON(w, http.StatusAccepted, ans)
+}
+
+func (s *Service) writeSubmitError(w http.ResponseWriter, err error) {
+	var ferr *FieldError
+	if errors.As(err, &ferr) {
+		writeError(w, http.StatusBadRequest, ferr.Field, "%s", ferr.Message)
+		return
+	}
+	if errors.Is(err, ErrFull) {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusTooManyRequests, "", "%d feedbacks are pending, the most this proxy keeps; retry later", s.cfg.MaxPending)
+		return
+	}
+	writeError(w, http.StatusServiceUnavailable, "", "%v", err)
+}
+
+// decodeItem decodes and normalizes one feedback object, naming the field
+// at fault when it cannot.
+func decodeItem(b []byte) (Feedback, *FieldError) {
+	var f Feedback
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return f, jsonFieldError(err)
+	}
+	// Anything but the end after the value is garbage, a stray } or ] too
+	// (which Decoder.More does not report).
+	if _, err := dec.Token(); err != io.EOF {
+		return f, &FieldError{Message: "expected one JSON value; found more after it"}
+	}
+	// encoding/json turns invalid UTF-8 into U+FFFD without a word: refuse it
+	// here, where the bytes are still there, rather than store mangled text.
+	if !utf8.Valid(b) {
+		return f, invalidUTF8(b)
+	}
+	if ferr := f.normalize(); ferr != nil {
+		return f, ferr
+	}
+	return f, nil
+}
+
+// jsonFieldError turns an encoding/json error into a field error.
+func jsonFieldError(err error) *FieldError {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		if te.Field == "" {
+			return &FieldError{Message: fmt.Sprintf("expected a JSON object, got %s", te.Value)}
+		}
+		return fieldErr(te.Field, "expected %s, got %s", jsonType(te.Type.String()), te.Value)
+	case errors.As(err, &se):
+		return &FieldError{Message: fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, se)}
+	case errors.Is(err, io.EOF):
+		return &FieldError{Message: "the body is empty; expected a JSON object"}
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return fieldErr(strings.Trim(name, `"`), "unknown field; expected response_id, thumbs, label, score, explanation, name, identifier, metadata, annotator_kind")
+	}
+	return &FieldError{Message: "malformed JSON: " + err.Error()}
+}
+
+// invalidUTF8 names the field whose value holds invalid UTF-8 in
+// the JSON object b.
+func invalidUTF8(b []byte) *FieldError {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(b, &fields) == nil {
+		// Names are already valid here (unknown ones were refused); values
+		// are still raw bytes.
+		for _, name := range slices.Sorted(maps.Keys(fields)) {
+			if !utf8.Valid(fields[name]) {
+				return fieldErr(name, "expected valid UTF-8 text")
+			}
+		}
+	}
+	return &FieldError{Message: "expected valid UTF-8 text"}
+}
+
+func jsonType(goType string) string {
+	switch goType {
+	case "string", "*string":
+		return "a string"
+	case "float64", "*float64":
+		return "a finite number"
+	case "map[string]interface {}":
+		return "a JSON object"
+	}
+	return goType
+}
+
+// lookupAnswer is the body of GET /feedback/{response_id}.
+type lookupAnswer struct {
+	ResponseID string    `json:"response_id"`
+	Indexed    bool      `json:"indexed"`
+	Span       *spanInfo `json:"span,omitempty"`
+	Feedback   []Status  `json:"feedback"`
+}
+
+type spanInfo struct {
+	TraceID string `json:"trace_id"`
+	SpanID  string `json:"span_id"`
+	Project string `json:"project"`
+	Name    string `json:"name"`
+}
+
+func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("response_id")
+	if len(id) > MaxResponseIDLen {
+		writeError(w, http.StatusBadRequest, "response_id", "at most %d bytes, got %d", MaxResponseIDLen, len(id))
+		return
+	}
+	ans := lookupAnswer{ResponseID: id, Feedback: s.Lookup(id)}
+	if ans.Feedback == nil {
+		ans.Feedback = []Status{}
+	}
+	if span, ok := s.resolver.Lookup(id); ok {
+		ans.Indexed = true
+		ans.Span = spanInfoOf(span)
+	}
+	code := http.StatusOK
+	if !ans.Indexed && len(ans.Feedback) == 0 {
+		code = http.StatusNotFound
+	}
+	writeJSON(w, code, ans)
+}
+
+func spanInfoOf(s index.Span) *spanInfo {
+	return &spanInfo{TraceID: s.TraceID.String(), SpanID: s.SpanID.String(), Project: s.Project, Name: s.Name}
+}
+
+func sortStatuses(st []Status) {
+	sort.Slice(st, func(i, j int) bool {
+		if st[i].Name != st[j].Name {
+			return st[i].Name < st[j].Name
+		}
+		return st[i].Identifier < st[j].Identifier
+	})
+}

@@ -1,0 +1,10 @@
+// Package feedback turns feedback sent by response id into Phoenix span
+// annotations.
+//
+// A feedback names only the provider's response id. The [Service] resolves it
+// through the index to the LLM span that produced the response, waiting for
+// the span when the feedback arrives first (the app's exporter may hold it
+// for seconds), and writes the annotation with Phoenix's sync mode, retrying
+// while Phoenix has not ingested the span yet. Every feedback ends as
+// annotated, failed or expired, and each end is logged and counted.
+package feedback

@@ -1,0 +1,205 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/phoenix"
+)
+
+// Default listen addresses of the HTTP APIs.
+const (
+	DefaultFeedbackAddr = "localhost:8080"
+	DefaultAdminAddr    = "localhost:8888"
+)
+
+// Config is the whole proxy's configuration.
+type Config struct {
+	Receiver otlp.ReceiverConfig
+	// Exporter sends spans to Phoenix's OTLP/HTTP endpoint.
+	Exporter  otlp.ExporterConfig
+	Index     index.Config
+	Extractor index.Extractor
+	Feedback  feedback.Config
+	// Phoenix is the REST API annotations are written to.
+	Phoenix phoenix.Config
+	// FeedbackAddr serves POST /feedback; "" means DefaultFeedbackAddr.
+	FeedbackAddr string
+	// AdminAddr serves /metrics, /healthz and /readyz; "" means
+	// DefaultAdminAddr.
+	AdminAddr string
+}
+
+// Proxy is the running sidecar.
+type Proxy struct {
+	cfg      Config
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	index    *index.Index
+	feedback *feedback.Service
+	receiver *otlp.Receiver
+
+	feedbackSrv, adminSrv *http.Server
+	feedbackLn, adminLn   net.Listener
+	wg                    sync.WaitGroup
+	ready                 atomic.Bool
+}
+
+// New builds the proxy from cfg; it does no I/O.
+func New(cfg Config, log *slog.Logger) (*Proxy, error) {
+	if cfg.FeedbackAddr == "" {
+		cfg.FeedbackAddr = DefaultFeedbackAddr
+	}
+	if cfg.AdminAddr == "" {
+		cfg.AdminAddr = DefaultAdminAddr
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	otlpMetrics := otlp.NewMetrics(reg)
+	exporter, err := otlp.NewExporter(cfg.Exporter, otlpMetrics)
+	if err != nil {
+		return nil, err
+	}
+	ix, err := index.New(cfg.Index, index.NewMetrics(reg))
+	if err != nil {
+		return nil, err
+	}
+	client, err := phoenix.New(cfg.Phoenix)
+	if err != nil {
+		return nil, err
+	}
+	fb, err := feedback.New(cfg.Feedback, ix, client, feedback.NewMetrics(reg), log.With("component", "feedback"))
+	if err != nil {
+		return nil, err
+	}
+	path := &spanPath{extractor: cfg.Extractor, forwarder: exporter, index: ix, indexed: fb.Indexed}
+	recv, err := otlp.NewReceiver(cfg.Receiver, path, otlpMetrics, log.With("component", "receiver"))
+	if err != nil {
+		return nil, err
+	}
+	return &Proxy{cfg: cfg, log: log, reg: reg, index: ix, feedback: fb, receiver: recv}, nil
+}
+
+// Start binds every listener, so a port in use is reported here, then
+// serves in the background. On error nothing is left running.
+func (p *Proxy) Start(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, p.Shutdown(ctx))
+		}
+	}()
+	var lc net.ListenConfig
+	if p.adminLn, err = lc.Listen(ctx, "tcp", p.cfg.AdminAddr); err != nil {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	p.adminSrv = &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	p.serve("admin", p.adminSrv, p.adminLn)
+
+	if p.feedbackLn, err = lc.Listen(ctx, "tcp", p.cfg.FeedbackAddr); err != nil {
+		return fmt.Errorf("feedback listener: %w", err)
+	}
+	p.feedbackSrv = &http.Server{Handler: p.feedback.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	p.serve("feedback", p.feedbackSrv, p.feedbackLn)
+
+	if err = p.receiver.Start(ctx); err != nil {
+		return err
+	}
+	p.ready.Store(true)
+	p.log.Info("proxy started",
+		"otlp_grpc", addrString(p.receiver.GRPCAddr()), "otlp_http", addrString(p.receiver.HTTPAddr()),
+		"feedback", addrString(p.feedbackLn.Addr()), "admin", addrString(p.adminLn.Addr()),
+		"phoenix_otlp", p.cfg.Exporter.Endpoint, "phoenix_rest", p.cfg.Phoenix.BaseURL)
+	return nil
+}
+
+func (p *Proxy) serve(name string, srv *http.Server, ln net.Listener) {
+	p.wg.Go(func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			p.log.Error("server stopped", "server", name, "err", err)
+		}
+	})
+}
+
+// Shutdown stops taking spans and feedback, lets the exports in flight
+// finish, then stops the feedback service and the admin listener. It waits
+// until ctx ends at most.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.ready.Store(false)
+	err := p.receiver.Shutdown(ctx)
+	if p.feedbackSrv != nil {
+		err = errors.Join(err, p.feedbackSrv.Shutdown(ctx))
+	} else if p.feedbackLn != nil {
+		err = errors.Join(err, p.feedbackLn.Close())
+	}
+	err = errors.Join(err, p.feedback.Shutdown(ctx))
+	if p.adminSrv != nil {
+		err = errors.Join(err, p.adminSrv.Shutdown(ctx))
+	} else if p.adminLn != nil {
+		err = errors.Join(err, p.adminLn.Close())
+	}
+	p.wg.Wait()
+	return err
+}
+
+// Addrs are the bound addresses (useful with port 0 in tests).
+type Addrs struct {
+	OTLPGRPC, OTLPHTTP, Feedback, Admin string
+}
+
+// Addrs returns the addresses the proxy listens on, once started.
+func (p *Proxy) Addrs() Addrs {
+	return Addrs{
+		OTLPGRPC: addrString(p.receiver.GRPCAddr()),
+		OTLPHTTP: addrString(p.receiver.HTTPAddr()),
+		Feedback: addrString(addrOf(p.feedbackLn)),
+		Admin:    addrString(addrOf(p.adminLn)),
+	}
+}
+
+func addrOf(ln net.Listener) net.Addr {
+	if ln == nil {
+		return nil
+	}
+	return ln.Addr()
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+func (p *Proxy) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{Registry: p.reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !p.ready.Load() {
+			http.Error(w, "not ready: starting or shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	return mux
+}
