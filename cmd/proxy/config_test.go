@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestParseConfig(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		check func(t *testing.T, o *options, err error)
+	}{
+		{
+			name: "defaults are the OTLP standard ports on localhost and a local Phoenix",
+			check: func(t *testing.T, o *options, err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := o.cfg
+				if c.Receiver.GRPCAddr != "localhost:4317" || c.Receiver.HTTPAddr != "localhost:4318" ||
+					c.FeedbackAddr != "localhost:8080" || c.AdminAddr != "localhost:8888" {
+					t.Errorf("listeners = %+v %s %s", c.Receiver, c.FeedbackAddr, c.AdminAddr)
+				}
+				if c.Exporter.Endpoint != "http://localhost:6006/v1/traces" || c.Phoenix.BaseURL != "http://localhost:6006" {
+					t.Errorf("phoenix = %s, %s", c.Exporter.Endpoint, c.Phoenix.BaseURL)
+				}
+			},
+		},
+		{
+			name: "Phoenix client variables",
+			env: map[string]string{
+				"PHOENIX_COLLECTOR_ENDPOINT": "https://phoenix.example:6006/v1/traces",
+				"PHOENIX_API_KEY":            "k3y",
+				"PHOENIX_CLIENT_HEADERS":     "x-team=llm%20ops, x-env=prod",
+			},
+			check: func(t *testing.T, o *options, err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := o.cfg
+				if c.Exporter.Endpoint != "https://phoenix.example:6006/v1/traces" || c.Phoenix.BaseURL != "https://phoenix.example:6006" {
+					t.Errorf("phoenix = %s, %s", c.Exporter.Endpoint, c.Phoenix.BaseURL)
+				}
+				want := map[string]string{"Authorization": "Bearer k3y", "x-team": "llm ops", "x-env": "prod"}
+				for k, v := range want {
+					if c.Exporter.Headers[k] != v || c.Phoenix.Headers[k] != v {
+						t.Errorf("header %s = %q / %q, want %q", k, c.Exporter.Headers[k], c.Phoenix.Headers[k], v)
+					}
+				}
+			},
+		},
+		{
+			name: "a base collector endpoint gets /v1/traces; PHOENIX_ENDPOINT sets the REST base",
+			env:  map[string]string{"PHOENIX_COLLECTOR_ENDPOINT": "http://collector:6006/", "PHOENIX_ENDPOINT": "http://rest:6006/"},
+			check: func(t *testing.T, o *options, err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if o.cfg.Exporter.Endpoint != "http://collector:6006/v1/traces" || o.cfg.Phoenix.BaseURL != "http://rest:6006" {
+					t.Errorf("phoenix = %s, %s", o.cfg.Exporter.Endpoint, o.cfg.Phoenix.BaseURL)
+				}
+			},
+		},
+		{
+			name: "flags win over the environment, which wins over defaults",
+			args: []string{"-feedback-addr", ":9090", "-index-extra-keys", "app.key, other"},
+			env:  map[string]string{"FEEDBACK_PROXY_FEEDBACK_ADDR": ":1", "FEEDBACK_PROXY_INDEX_MAX_AGE": "2h", "FEEDBACK_PROXY_FEEDBACK_TOKEN": "s3cret"},
+			check: func(t *testing.T, o *options, err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := o.cfg
+				if c.FeedbackAddr != ":9090" || c.Index.MaxAge != 2*time.Hour || c.Feedback.Token != "s3cret" {
+					t.Errorf("feedback addr %s, index age %s, token %q", c.FeedbackAddr, c.Index.MaxAge, c.Feedback.Token)
+				}
+				if strings.Join(c.Extractor.ExtraKeys, "|") != "app.key|other" {
+					t.Errorf("extra keys = %q", c.Extractor.ExtraKeys)
+				}
+			},
+		},
+		{
+			name: "a bad environment value names the variable",
+			env:  map[string]string{"FEEDBACK_PROXY_INDEX_MAX_ENTRIES": "lots"},
+			check: func(t *testing.T, _ *options, err error) {
+				if err == nil || !strings.Contains(err.Error(), "FEEDBACK_PROXY_INDEX_MAX_ENTRIES") {
+					t.Errorf("err = %v, want it to name the variable", err)
+				}
+			},
+		},
+		{
+			name: "bad URL, headers, log level",
+			args: []string{"-phoenix-url", "localhost:6006"},
+			check: func(t *testing.T, _ *options, err error) {
+				if err == nil || !strings.Contains(err.Error(), "Phoenix REST URL") {
+					t.Errorf("err = %v", err)
+				}
+			},
+		},
+		{
+			name: "malformed PHOENIX_CLIENT_HEADERS",
+			env:  map[string]string{"PHOENIX_CLIENT_HEADERS": "novalue"},
+			check: func(t *testing.T, _ *options, err error) {
+				if err == nil || !strings.Contains(err.Error(), "PHOENIX_CLIENT_HEADERS") {
+					t.Errorf("err = %v", err)
+				}
+			},
+		},
+		{
+			name: "log level",
+			args: []string{"-log-level", "loud"},
+			check: func(t *testing.T, _ *options, err error) {
+				if err == nil || !strings.Contains(err.Error(), "log-level") {
+					t.Errorf("err = %v", err)
+				}
+			},
+		},
+		{
+			name: "stray arguments",
+			args: []string{"serve"},
+			check: func(t *testing.T, _ *options, err error) {
+				if err == nil || !strings.Contains(err.Error(), "serve") {
+					t.Errorf("err = %v", err)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			o, err := parseConfig(tt.args, env(tt.env), &out)
+			tt.check(t, o, err)
+		})
+	}
+}
+
+func TestHelpNamesTheEssentials(t *testing.T) {
+	var out bytes.Buffer
+	_, err := parseConfig([]string{"-help"}, env(nil), &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("err = %v, want flag.ErrHelp", err)
+	}
+	for _, want := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "POST localhost:8080/feedback", "PHOENIX_API_KEY", "FEEDBACK_PROXY_", "-otlp-http-addr"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--help does not mention %s", want)
+		}
+	}
+}
