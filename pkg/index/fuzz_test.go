@@ -1,0 +1,35 @@
+package index
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// FuzzTopLevelID feeds arbitrary output.value strings to the extractor's
+// JSON reader: it must never panic, and whatever id it returns must be the
+// one a full decode finds when the object has a single "id" key.
+func FuzzTopLevelID(f *testing.F) {
+	for _, s := range []string{
+		`{"id":"chatcmpl-1","object":"chat.completion"}`,
+		`{"choices": [{"delta": {"content": "x"}}], "id": "chatcmpl-2"}`,
+		`{"object":"response","output":[{"id":"msg_1","content":[{"text":"{\"id\":1}"}]}],"id":"resp_1"}`,
+		`{"id":`, `[]`, `{"a":{"b":[1,2,{"c":null}]}}`, `{"id":null}`, "\xff",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		id, err := TopLevelID(s)
+		if err != nil || id == "" {
+			return
+		}
+		var obj map[string]json.RawMessage
+		if json.Unmarshal([]byte(s), &obj) != nil || strings.Count(s, `"id"`) != 1 {
+			return // a prefix of an invalid document, or duplicate keys: nothing to compare
+		}
+		var want string
+		if json.Unmarshal(obj["id"], &want) == nil && want != id {
+			t.Errorf("TopLevelID(%q) = %q, full decode says %q", s, id, want)
+		}
+	})
+}
