@@ -540,9 +540,10 @@ func (s *Service) Lookup(responseID string) []Status {
 	return out
 }
 
-// Shutdown stops writing annotations and waits for the attempts in flight.
-// Feedback still pending is not written; its count is logged (it lives in
-// memory only).
+// Shutdown stops writing annotations: it cancels the attempts in flight and
+// waits for them to return, until ctx ends. Feedback still pending is not
+// written; its count is logged (it lives in memory only). An attempt cut
+// short may still have reached Phoenix; its feedback stays pending.
 func (s *Service) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
