@@ -76,10 +76,20 @@ func (s *Service) authorized(r *http.Request) bool {
 		subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) == 1
 }
 
+// requireToken answers 401 and returns false when a token is configured and
+// the request does not carry it. GET is guarded too: its answer shows
+// identifiers, which are often user ids.
+func (s *Service) requireToken(w http.ResponseWriter, r *http.Request) bool {
+	if s.authorized(r) {
+		return true
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="feedback"`)
+	writeError(w, http.StatusUnauthorized, "", "%s /feedback needs the header Authorization: Bearer <token>", r.Method)
+	return false
+}
+
 func (s *Service) handlePost(w http.ResponseWriter, r *http.Request) {
-	if !s.authorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="feedback"`)
-		writeError(w, http.StatusUnauthorized, "", "POST /feedback needs the header Authorization: Bearer <token>")
+	if !s.requireToken(w, r) {
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
@@ -261,6 +271,9 @@ type spanInfo struct {
 }
 
 func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
+	if !s.requireToken(w, r) {
+		return
+	}
 	id := r.PathValue("response_id")
 	if len(id) > MaxResponseIDLen {
 		writeError(w, http.StatusBadRequest, "response_id", "at most %d bytes, got %d", MaxResponseIDLen, len(id))

@@ -288,6 +288,10 @@ func TestAPIAuth(t *testing.T) {
 				if h.svc.Pending() != 0 {
 					t.Error("an unauthorized feedback was kept")
 				}
+				// GET shows identifiers (user ids): it is guarded by the same token.
+				if rec := h.serve("GET", "/feedback/r", "", tc.header...); rec.Code != http.StatusUnauthorized {
+					t.Errorf("GET without the token: status %d, want 401", rec.Code)
+				}
 			})
 		})
 	}

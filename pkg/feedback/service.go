@@ -314,9 +314,9 @@ func annotationOf(f Feedback) phoenix.SpanAnnotation {
 	for k, v := range f.Metadata {
 		md[k] = v
 	}
-	if _, ok := md["response_id"]; !ok {
-		md["response_id"] = f.ResponseID
-	}
+	// The key the feedback was sent by, so that Phoenix shows it; it is
+	// ours to set, whatever the client put there.
+	md["response_id"] = f.ResponseID
 	return phoenix.SpanAnnotation{
 		Name: f.Name, AnnotatorKind: f.AnnotatorKind, Identifier: f.Identifier, Metadata: md,
 		Result: phoenix.Result{Label: f.Label, Score: f.Score, Explanation: f.Explanation},

@@ -57,6 +57,7 @@ type Proxy struct {
 	feedbackLn, adminLn   net.Listener
 	wg                    sync.WaitGroup
 	ready                 atomic.Bool
+	clients               []*http.Client
 }
 
 // New builds the proxy from cfg; it does no I/O.
@@ -73,6 +74,15 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	// The proxy owns the HTTP clients to Phoenix, so that Shutdown can close
+	// their idle connections.
+	exportClient, restClient := newHTTPClient(0), newHTTPClient(phoenix.DefaultTimeout)
+	if cfg.Exporter.Client == nil {
+		cfg.Exporter.Client = exportClient
+	}
+	if cfg.Phoenix.HTTPClient == nil {
+		cfg.Phoenix.HTTPClient = restClient
+	}
 	otlpMetrics := otlp.NewMetrics(reg)
 	exporter, err := otlp.NewExporter(cfg.Exporter, otlpMetrics)
 	if err != nil {
@@ -95,7 +105,17 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Proxy{cfg: cfg, log: log, reg: reg, index: ix, feedback: fb, receiver: recv}, nil
+	return &Proxy{cfg: cfg, log: log, reg: reg, index: ix, feedback: fb, receiver: recv,
+		clients: []*http.Client{exportClient, restClient}}, nil
+}
+
+// newHTTPClient returns a client with a transport of its own. timeout 0
+// leaves the timeout to the caller's context (the exporter sets one per
+// request).
+func newHTTPClient(timeout time.Duration) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 32
+	return &http.Client{Transport: tr, Timeout: timeout}
 }
 
 // Start binds every listener, so a port in use is reported here, then
@@ -156,6 +176,9 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		err = errors.Join(err, p.adminLn.Close())
 	}
 	p.wg.Wait()
+	for _, c := range p.clients {
+		c.CloseIdleConnections()
+	}
 	return err
 }
 
