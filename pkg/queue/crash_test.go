@@ -1,0 +1,185 @@
+package queue
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	crashChildEnv = "QUEUE_CRASH_CHILD_DIR"
+	crashSyncEnv  = "QUEUE_CRASH_SYNC"
+	crashBaseEnv  = "QUEUE_CRASH_BASE"
+	crashMaxLen   = 20 << 10
+)
+
+// crashConfig is the queue the child appends to: small segments, so that the
+// kill finds segments rolled, acknowledged and removed.
+func crashConfig(dir string, sync bool) Config {
+	return Config{Dir: dir, SegmentBytes: 256 << 10, Sync: sync}
+}
+
+// crashChild is the process TestCrash kills: it appends record(base),
+// record(base+1), ... for ever while one consumer acknowledges them, and
+// prints "a i" once Append(record(i)) returned and "k i" once Ack of record
+// i returned.
+func crashChild(dir string) {
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, "crash child:", err)
+		os.Exit(2)
+	}
+	base, err := strconv.Atoi(os.Getenv(crashBaseEnv))
+	if err != nil {
+		fail(err)
+	}
+	q, err := Open(crashConfig(dir, os.Getenv(crashSyncEnv) == "1"))
+	if err != nil {
+		fail(err)
+	}
+	go func() {
+		for {
+			r, err := q.Next(context.Background())
+			if err != nil {
+				fail(err)
+			}
+			if err := q.Ack(r); err != nil {
+				fail(err)
+			}
+			fmt.Fprintf(os.Stdout, "k %d\n", binary.LittleEndian.Uint64(r.Data))
+		}
+	}()
+	for i := base; ; i++ {
+		if err := q.Append(record(i, crashMaxLen)); err != nil {
+			fail(err)
+		}
+		fmt.Fprintf(os.Stdout, "a %d\n", i)
+	}
+}
+
+// TestCrash kills a process appending to and consuming from a queue, with
+// SIGKILL, at several points, and checks after each that the directory
+// holds every record the process said it appended and did not acknowledge,
+// in order and intact, and no record it acknowledged but the one in flight.
+func TestCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	dir := t.TempDir()
+	base := 0
+	rounds := []struct {
+		sync bool
+		// kill after the child reported this many appends.
+		after int
+	}{
+		{after: 1}, {after: 100}, {after: 2000}, {after: 5000}, {after: 777},
+		{sync: true, after: 50}, {sync: true, after: 300},
+	}
+	for _, round := range rounds {
+		a, k := runCrashChild(t, dir, base, round.sync, round.after)
+		q, err := Open(crashConfig(dir, false))
+		if err != nil {
+			t.Fatalf("Open after the kill: %v", err)
+		}
+		left := q.Len()
+		got := drain(t, q, crashMaxLen)
+		if err := q.Close(); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("sync=%v: %d appends reported (last %d), last ack reported %d; %d records left: %v..",
+			round.sync, a-base+1, a, k, left, short(got))
+		if len(got) == 0 {
+			// Everything the child appended was acknowledged, the last
+			// append at least by an Ack that may not have been reported.
+			if a > k+1 {
+				t.Fatalf("records %d to %d were reported appended, not acknowledged, and are lost", k+1, a)
+			}
+			base = a + 2
+			continue
+		}
+		// Only the record in flight, acknowledged but not reported, may be
+		// gone; none reported acknowledged may come again.
+		if first := got[0]; first != k+1 && first != k+2 {
+			t.Fatalf("first record after the kill is %d, want %d (or %d)", first, k+1, k+2)
+		}
+		for i := 1; i < len(got); i++ {
+			if got[i] != got[i-1]+1 {
+				t.Fatalf("record %d follows %d", got[i], got[i-1])
+			}
+		}
+		// Only the append in flight, not reported, may have made it too.
+		if last := got[len(got)-1]; last != a && last != a+1 {
+			t.Fatalf("last record after the kill is %d, want %d (or %d)", last, a, a+1)
+		}
+		base = got[len(got)-1] + 1
+	}
+}
+
+// runCrashChild starts crashChild on dir and SIGKILLs it once it reported
+// after appends. It returns the last append and the last ack reported (base-1
+// if none).
+func runCrashChild(t *testing.T, dir string, base int, sync bool, after int) (lastAppend, lastAck int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	syncVal := "0"
+	if sync {
+		syncVal = "1"
+	}
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, crashSyncEnv+"="+syncVal, crashBaseEnv+"="+strconv.Itoa(base))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lastAppend, lastAck = base-1, base-1
+	appends, killed := 0, false
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		kind, n, ok := strings.Cut(sc.Text(), " ")
+		i, err := strconv.Atoi(n)
+		if !ok || err != nil {
+			t.Fatalf("child printed %q", sc.Text())
+		}
+		switch kind {
+		case "a":
+			if i != lastAppend+1 {
+				t.Fatalf("child appended %d after %d", i, lastAppend)
+			}
+			lastAppend = i
+			appends++
+		case "k":
+			if i != lastAck+1 {
+				t.Fatalf("child acknowledged %d after %d", i, lastAck)
+			}
+			lastAck = i
+		}
+		if appends == after && !killed {
+			// What the child prints from here on was still true before
+			// the kill landed; reading on keeps it.
+			if err := cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			killed = true
+		}
+	}
+	err = cmd.Wait()
+	if !killed {
+		t.Fatalf("child ended before the kill: %v\n%s", err, stderr.String())
+	}
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ProcessState.Success() {
+		t.Fatalf("child was not killed: %v\n%s", err, stderr.String())
+	}
+	return lastAppend, lastAck
+}
