@@ -22,17 +22,28 @@ type spanPath struct {
 	index     *index.Index
 	// indexed is told of every response id that now resolves to a span.
 	indexed func([]index.Entry)
+	// queued, when set, takes the exports instead of forwarder: it sends
+	// them on itself, through a disk queue while Phoenix is unavailable,
+	// and calls delivered for each one Phoenix accepted.
+	queued *queuedForwarder
 }
 
 func (p *spanPath) ConsumeTraces(ctx context.Context, e *otlp.Export) error {
-	entries := p.extractor.Extract(e.Request.Traces(), e.Project)
+	if p.queued != nil {
+		return p.queued.Export(ctx, e)
+	}
 	if err := p.forwarder.Export(ctx, e); err != nil {
 		return err
 	}
-	// Index only what Phoenix accepted: feedback for a span it refused
-	// could never be written.
+	p.delivered(e)
+	return nil
+}
+
+// delivered indexes the LLM spans of an export Phoenix accepted. Only then:
+// feedback for a span it refused could never be written.
+func (p *spanPath) delivered(e *otlp.Export) {
+	entries := p.extractor.Extract(e.Request.Traces(), e.Project)
 	if added := p.index.Add(entries); len(added) > 0 && p.indexed != nil {
 		p.indexed(added)
 	}
-	return nil
 }

@@ -1,0 +1,239 @@
+package proxy
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc/codes"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/queue"
+)
+
+// queuedForwarder sends exports straight upstream while the upstream takes
+// them, and into a durable queue while it does not: when Phoenix is down or
+// refusing (503, 429, network errors), exports are acknowledged to the app
+// once on disk and delivered in order when Phoenix is back. Once anything is
+// queued, later exports queue behind it, so order is kept.
+//
+// delivered is called for every export the upstream accepted, whichever way
+// it went: that is when its spans are indexed.
+type queuedForwarder struct {
+	q         *queue.Queue
+	exporter  Forwarder
+	delivered func(*otlp.Export)
+	log       *slog.Logger
+	metrics   *queueMetrics
+
+	minBackoff, maxBackoff time.Duration
+
+	mu      sync.Mutex
+	backlog bool // true from the first queued export until the queue is drained
+	wake    chan struct{}
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+func newQueuedForwarder(q *queue.Queue, exporter Forwarder, delivered func(*otlp.Export), m *queueMetrics, log *slog.Logger) *queuedForwarder {
+	f := &queuedForwarder{
+		q: q, exporter: exporter, delivered: delivered, log: log, metrics: m,
+		minBackoff: 250 * time.Millisecond, maxBackoff: 30 * time.Second,
+		wake: make(chan struct{}, 1),
+	}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	// Whatever a previous run left on disk is delivered first.
+	f.backlog = q.Len() > 0
+	return f
+}
+
+// start runs the delivery loop until stop.
+func (f *queuedForwarder) start() {
+	f.wg.Go(f.deliverLoop)
+}
+
+// stop ends the delivery loop; what is still queued stays on disk.
+func (f *queuedForwarder) stop() {
+	f.cancel()
+	f.wg.Wait()
+}
+
+func (f *queuedForwarder) Export(ctx context.Context, e *otlp.Export) error {
+	f.mu.Lock()
+	backlog := f.backlog
+	f.mu.Unlock()
+	if !backlog {
+		err := f.exporter.Export(ctx, e)
+		if err == nil {
+			f.delivered(e)
+			return nil
+		}
+		var oe *otlp.Error
+		if !errors.As(err, &oe) || !otlp.Retryable(oe.Code) {
+			return err // a permanent refusal: the app must hear it, queuing would not help
+		}
+		f.log.Warn("upstream unavailable; queuing exports on disk", "err", err)
+	}
+	return f.enqueue(e)
+}
+
+func (f *queuedForwarder) enqueue(e *otlp.Export) error {
+	body := e.Body
+	if body == nil {
+		var err error
+		if body, err = e.Request.MarshalProto(); err != nil {
+			return otlp.Errorf(codes.Internal, "cannot encode the export: %v", err)
+		}
+	}
+	err := f.q.Append(encodeRecord(e.Project, body))
+	switch {
+	case err == nil:
+		f.mu.Lock()
+		f.backlog = true
+		f.mu.Unlock()
+		f.metrics.enqueued.Add(float64(e.SpanCount()))
+		select {
+		case f.wake <- struct{}{}:
+		default:
+		}
+		return nil
+	case errors.Is(err, queue.ErrFull):
+		f.metrics.refused.Inc()
+		return &otlp.Error{Code: codes.ResourceExhausted, RetryAfter: 5 * time.Second,
+			Msg: "the proxy's disk queue is full while Phoenix is unavailable; retry later"}
+	case errors.Is(err, queue.ErrTooLarge):
+		return otlp.Errorf(codes.InvalidArgument, "the export is larger than the proxy's whole disk queue")
+	default:
+		return &otlp.Error{Code: codes.Unavailable, RetryAfter: 5 * time.Second, Msg: "cannot queue the export: " + err.Error()}
+	}
+}
+
+// deliverLoop sends queued exports upstream in order, retrying each until
+// the upstream accepts it or refuses it for good.
+func (f *queuedForwarder) deliverLoop() {
+	backoff := f.minBackoff
+	for {
+		rec, err := f.q.Next(f.ctx)
+		if errors.Is(err, queue.ErrCorrupt) {
+			f.log.Error("a queued export was corrupted on disk; skipped", "err", err)
+			f.metrics.dropped.WithLabelValues("corrupt").Inc()
+			_ = f.q.Ack(rec)
+			continue
+		}
+		if err != nil {
+			return // stopped or closed
+		}
+		e, err := decodeRecord(rec.Data)
+		if err != nil {
+			f.log.Error("a queued export cannot be decoded; skipped", "err", err)
+			f.metrics.dropped.WithLabelValues("undecodable").Inc()
+			_ = f.q.Ack(rec)
+			continue
+		}
+		err = f.exporter.Export(f.ctx, e)
+		if f.ctx.Err() != nil {
+			return
+		}
+		var oe *otlp.Error
+		switch {
+		case err == nil:
+			f.delivered(e)
+			backoff = f.minBackoff
+		case errors.As(err, &oe) && otlp.Retryable(oe.Code):
+			wait := max(backoff, oe.RetryAfter)
+			backoff = min(backoff*2, f.maxBackoff)
+			f.log.Debug("upstream still unavailable", "err", err, "retry_in", wait, "queued", f.q.Len())
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-f.ctx.Done():
+				t.Stop()
+				return
+			}
+			continue
+		default:
+			// The app was told we had its spans; Phoenix refuses them for good.
+			// There is nobody left to tell but the operator.
+			f.log.Error("Phoenix refused a queued export for good; its spans are dropped", "spans", e.SpanCount(), "err", err)
+			f.metrics.dropped.WithLabelValues("refused").Add(float64(e.SpanCount()))
+		}
+		if err := f.q.Ack(rec); err != nil {
+			f.log.Error("cannot acknowledge a delivered export; it will be sent again after a restart", "err", err)
+		}
+		f.mu.Lock()
+		if f.q.Len() == 0 {
+			f.backlog = false
+			f.log.Info("disk queue drained; exports go straight to Phoenix again")
+		}
+		f.mu.Unlock()
+	}
+}
+
+// A queued record is: version byte, project length (uint16), project, the
+// export in OTLP protobuf.
+const recordVersion = 1
+
+func encodeRecord(project string, body []byte) []byte {
+	if len(project) > 0xffff {
+		project = project[:0xffff]
+	}
+	b := make([]byte, 0, 3+len(project)+len(body))
+	b = append(b, recordVersion)
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(project)))
+	b = append(b, project...)
+	return append(b, body...)
+}
+
+func decodeRecord(b []byte) (*otlp.Export, error) {
+	if len(b) < 3 || b[0] != recordVersion {
+		return nil, errors.New("unknown record version")
+	}
+	n := int(binary.LittleEndian.Uint16(b[1:3]))
+	if len(b) < 3+n {
+		return nil, fmt.Errorf("record of %d bytes is shorter than its project name", len(b))
+	}
+	e := &otlp.Export{Project: string(b[3 : 3+n]), Body: b[3+n:], Transport: "queue", Request: ptraceotlp.NewExportRequest()}
+	if err := e.Request.UnmarshalProto(e.Body); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+type queueMetrics struct {
+	enqueued prometheus.Counter
+	refused  prometheus.Counter
+	dropped  *prometheus.CounterVec
+}
+
+func newQueueMetrics(reg prometheus.Registerer, q *queue.Queue, capacity int64) *queueMetrics {
+	f := promauto.With(reg)
+	f.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "feedbackproxy_queue_bytes", Help: "Bytes of exports waiting in the disk queue for Phoenix.",
+	}, func() float64 { return float64(q.Bytes()) })
+	f.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "feedbackproxy_queue_capacity_bytes", Help: "Budget of the disk queue.",
+	}, func() float64 { return float64(capacity) })
+	f.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "feedbackproxy_queue_exports", Help: "Exports waiting in the disk queue.",
+	}, func() float64 { return float64(q.Len()) })
+	return &queueMetrics{
+		enqueued: f.NewCounter(prometheus.CounterOpts{
+			Name: "feedbackproxy_queue_enqueued_spans_total", Help: "Spans queued on disk while Phoenix was unavailable.",
+		}),
+		refused: f.NewCounter(prometheus.CounterOpts{
+			Name: "feedbackproxy_queue_refused_exports_total", Help: "Exports refused (429) because the disk queue was full.",
+		}),
+		dropped: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbackproxy_queue_dropped_total",
+			Help: "Queued spans (or records) dropped, by reason: refused (Phoenix refused them for good), corrupt, undecodable.",
+		}, []string{"reason"}),
+	}
+}

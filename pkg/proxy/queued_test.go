@@ -1,0 +1,234 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc/codes"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/queue"
+)
+
+// flakyUpstream accepts exports while up, and answers with err while down.
+type flakyUpstream struct {
+	mu   sync.Mutex
+	err  error
+	got  []string // span names, in the order they were accepted
+	seen int      // calls, accepted or not
+}
+
+func (u *flakyUpstream) Export(_ context.Context, e *otlp.Export) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.seen++
+	if u.err != nil {
+		return u.err
+	}
+	u.got = append(u.got, spanName(e))
+	return nil
+}
+
+func (u *flakyUpstream) set(err error) {
+	u.mu.Lock()
+	u.err = err
+	u.mu.Unlock()
+}
+
+func (u *flakyUpstream) accepted() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]string(nil), u.got...)
+}
+
+func spanName(e *otlp.Export) string {
+	return e.Request.Traces().ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Name()
+}
+
+func namedExport(name, project string) *otlp.Export {
+	td := ptrace.NewTraces()
+	td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty().SetName(name)
+	return &otlp.Export{Request: ptraceotlp.NewExportRequestFromTraces(td), Project: project, Transport: "http"}
+}
+
+type deliveries struct {
+	mu    sync.Mutex
+	names []string
+	proj  []string
+}
+
+func (d *deliveries) add(e *otlp.Export) {
+	d.mu.Lock()
+	d.names = append(d.names, spanName(e))
+	d.proj = append(d.proj, e.Project)
+	d.mu.Unlock()
+}
+
+func (d *deliveries) list() ([]string, []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]string(nil), d.names...), append([]string(nil), d.proj...)
+}
+
+func openQueue(t *testing.T, dir string, maxBytes int64) *queue.Queue {
+	t.Helper()
+	q, err := queue.Open(queue.Config{Dir: dir, MaxBytes: maxBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+func newTestQueued(t *testing.T, q *queue.Queue, up Forwarder, d *deliveries) *queuedForwarder {
+	t.Helper()
+	f := newQueuedForwarder(q, up, d.add, newQueueMetrics(prometheus.NewRegistry(), q, 1<<20), slog.New(slog.DiscardHandler))
+	f.minBackoff, f.maxBackoff = time.Millisecond, 5*time.Millisecond
+	return f
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+var errDown = &otlp.Error{Code: codes.Unavailable, Msg: "upstream answered 503"}
+
+func TestQueuedForwarderOutage(t *testing.T) {
+	up := &flakyUpstream{}
+	d := &deliveries{}
+	q := openQueue(t, t.TempDir(), 1<<20)
+	defer q.Close()
+	f := newTestQueued(t, q, up, d)
+	f.start()
+	defer f.stop()
+	ctx := context.Background()
+
+	// Healthy: straight through, nothing on disk.
+	if err := f.Export(ctx, namedExport("a", "")); err != nil {
+		t.Fatal(err)
+	}
+	if q.Len() != 0 {
+		t.Fatalf("a healthy export was queued")
+	}
+
+	// Phoenix down: exports are acknowledged, kept on disk, not indexed.
+	up.set(errDown)
+	for _, n := range []string{"b", "c", "d"} {
+		if err := f.Export(ctx, namedExport(n, "proj-"+n)); err != nil {
+			t.Fatalf("export %s during the outage: %v, want it queued", n, err)
+		}
+	}
+	if names, _ := d.list(); len(names) != 1 {
+		t.Fatalf("delivered during the outage: %v", names)
+	}
+
+	// Back: delivered in order, with their projects, then straight again.
+	up.set(nil)
+	waitFor(t, "queue drained", func() bool { names, _ := d.list(); return len(names) == 4 })
+	if err := f.Export(ctx, namedExport("e", "")); err != nil {
+		t.Fatal(err)
+	}
+	names, projects := d.list()
+	if want := []string{"a", "b", "c", "d", "e"}; !slices.Equal(names, want) || !slices.Equal(up.accepted(), want) {
+		t.Errorf("delivered %v, upstream accepted %v; want %v", names, up.accepted(), want)
+	}
+	if projects[1] != "proj-b" || projects[3] != "proj-d" {
+		t.Errorf("projects = %v, want them kept through the queue", projects)
+	}
+	if q.Len() != 0 {
+		t.Errorf("queue holds %d after draining", q.Len())
+	}
+}
+
+func TestQueuedForwarderPermanentAndFull(t *testing.T) {
+	up := &flakyUpstream{}
+	d := &deliveries{}
+	q := openQueue(t, t.TempDir(), 600)
+	defer q.Close()
+	f := newTestQueued(t, q, up, d) // not started: nothing drains
+	ctx := context.Background()
+
+	// A permanent refusal is the app's to hear; queuing would not help.
+	up.set(otlp.Errorf(codes.InvalidArgument, "upstream answered 400"))
+	var oe *otlp.Error
+	if err := f.Export(ctx, namedExport("bad", "")); !errors.As(err, &oe) || oe.Code != codes.InvalidArgument || q.Len() != 0 {
+		t.Fatalf("permanent refusal: err %v, queued %d; want InvalidArgument, nothing queued", err, q.Len())
+	}
+
+	// The budget: once full, the app is told to back off, never dropped.
+	up.set(errDown)
+	var full error
+	for i := range 100 {
+		if err := f.Export(ctx, namedExport("x", "")); err != nil {
+			full = err
+			if i == 0 {
+				t.Fatalf("the first export did not fit: %v", err)
+			}
+			break
+		}
+	}
+	if !errors.As(full, &oe) || oe.Code != codes.ResourceExhausted || oe.RetryAfter <= 0 {
+		t.Fatalf("full queue: err %v, want ResourceExhausted with a retry delay", full)
+	}
+}
+
+func TestQueuedForwarderSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	up := &flakyUpstream{}
+	up.set(errDown)
+	d := &deliveries{}
+	q := openQueue(t, dir, 1<<20)
+	f := newTestQueued(t, q, up, d)
+	f.start()
+	for _, n := range []string{"a", "b"} {
+		if err := f.Export(context.Background(), namedExport(n, "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.stop()
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	up.set(nil)
+	q = openQueue(t, dir, 1<<20)
+	defer q.Close()
+	f = newTestQueued(t, q, up, d)
+	if !f.backlog {
+		t.Fatal("a reopened queue with exports in it does not hold new exports behind them")
+	}
+	f.start()
+	defer f.stop()
+	waitFor(t, "delivery after restart", func() bool { names, _ := d.list(); return len(names) == 2 })
+	if names, _ := d.list(); !slices.Equal(names, []string{"a", "b"}) {
+		t.Errorf("delivered %v after the restart, want [a b]", names)
+	}
+}
+
+func TestRecordRoundTrip(t *testing.T) {
+	e := namedExport("llm", "chatbot")
+	body, _ := e.Request.MarshalProto()
+	got, err := decodeRecord(encodeRecord("chatbot", body))
+	if err != nil || got.Project != "chatbot" || spanName(got) != "llm" {
+		t.Fatalf("round trip = %+v, %v", got, err)
+	}
+	for _, bad := range [][]byte{nil, {9, 0, 0}, {recordVersion, 5, 0, 'a'}} {
+		if _, err := decodeRecord(bad); err == nil {
+			t.Errorf("decodeRecord(%v) accepted a malformed record", bad)
+		}
+	}
+}
