@@ -14,6 +14,7 @@ import (
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/proxy"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/store"
 )
 
 // envPrefix is the prefix of the environment variable each flag falls back to.
@@ -63,7 +64,12 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*opt
 	fs.DurationVar(&c.Feedback.SyncWait, "feedback-sync-wait", feedback.DefaultSyncWait, "how long POST /feedback waits for the annotation when the span is known (negative: never)")
 	fs.StringVar(&c.Feedback.Token, "feedback-token", "", "shared secret POST /feedback requires as \"Authorization: Bearer <token>\" (prefer the environment variable)")
 
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGTERM waits for exports and annotations in flight")
+	fs.StringVar(&c.DataDir, "data-dir", "", "directory that keeps the pending feedback and the response-id index across restarts, SIGKILL included "+
+		"(one file, "+store.FileName+"; created if missing; one proxy per directory). Empty: memory only, both lost on restart")
+	fs.BoolVar(&c.DataSync, "data-sync", false, "fsync every write to the data directory, so it also survives a power loss or kernel crash "+
+		"(costs a few milliseconds of fsync per POST /feedback and per export with an LLM span); without it a crash of the proxy still loses nothing")
+
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGTERM waits for exports and annotations in flight; feedback still pending then stays in --data-dir for the next start")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 
@@ -76,6 +82,10 @@ Point your app's OTLP exporter at this proxy instead of Phoenix
 then send feedback with only the response id:
 
   curl -X POST localhost:8080/feedback -d '{"response_id":"chatcmpl-...","thumbs":"up"}'
+
+Without --data-dir, feedback still waiting for its span or for Phoenix, and
+the response ids seen, live in memory and are lost when the proxy stops; with
+it, a restart (even kill -9) resumes them.
 
 Every flag can also be set by the environment variable %s<FLAG>, e.g.
 %s. Phoenix's client variables are honoured too:

@@ -89,6 +89,42 @@ func TestParseConfig(t *testing.T) {
 			},
 		},
 		{
+			name: "no data directory by default: memory only",
+			check: func(t *testing.T, o *options, err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if o.cfg.DataDir != "" || o.cfg.DataSync {
+					t.Errorf("data dir %q, sync %v; want memory only", o.cfg.DataDir, o.cfg.DataSync)
+				}
+			},
+		},
+		{
+			name: "data directory by flag, fsync by environment",
+			args: []string{"-data-dir", "/var/lib/feedback-proxy"},
+			env:  map[string]string{"FEEDBACK_PROXY_DATA_DIR": "/elsewhere", "FEEDBACK_PROXY_DATA_SYNC": "true"},
+			check: func(t *testing.T, o *options, err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if o.cfg.DataDir != "/var/lib/feedback-proxy" || !o.cfg.DataSync {
+					t.Errorf("data dir %q, sync %v", o.cfg.DataDir, o.cfg.DataSync)
+				}
+			},
+		},
+		{
+			name: "data directory by environment",
+			env:  map[string]string{"FEEDBACK_PROXY_DATA_DIR": "/data"},
+			check: func(t *testing.T, o *options, err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if o.cfg.DataDir != "/data" || o.cfg.DataSync {
+					t.Errorf("data dir %q, sync %v", o.cfg.DataDir, o.cfg.DataSync)
+				}
+			},
+		},
+		{
 			name: "a bad environment value names the variable",
 			env:  map[string]string{"FEEDBACK_PROXY_INDEX_MAX_ENTRIES": "lots"},
 			check: func(t *testing.T, _ *options, err error) {
@@ -149,7 +185,7 @@ func TestHelpNamesTheEssentials(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("err = %v, want flag.ErrHelp", err)
 	}
-	for _, want := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "POST localhost:8080/feedback", "PHOENIX_API_KEY", "FEEDBACK_PROXY_", "-otlp-http-addr"} {
+	for _, want := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "POST localhost:8080/feedback", "PHOENIX_API_KEY", "FEEDBACK_PROXY_", "-otlp-http-addr", "-data-dir", "pending feedback and the response-id index", "-data-sync"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help does not mention %s", want)
 		}

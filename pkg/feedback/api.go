@@ -178,6 +178,13 @@ func (s *Service) writeSubmitError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusTooManyRequests, "", "%d feedbacks are pending, the most this proxy keeps; retry later", s.cfg.MaxPending)
 		return
 	}
+	// Nothing was accepted: the service is shutting down, or the data
+	// directory refused the write.
+	w.Header().Set("Retry-After", "5")
+	if errors.Is(err, ErrStore) {
+		writeError(w, http.StatusServiceUnavailable, "", "the feedback could not be stored, so none of it was accepted; retry later")
+		return
+	}
 	writeError(w, http.StatusServiceUnavailable, "", "%v", err)
 }
 

@@ -7,4 +7,8 @@
 // for seconds), and writes the annotation with Phoenix's sync mode, retrying
 // while Phoenix has not ingested the span yet. Every feedback ends as
 // annotated, failed or expired, and each end is logged and counted.
+//
+// With a [Store] (see [Service.Restore]) a feedback is on disk before Submit
+// returns and until it ends, so a restart, even after SIGKILL, resumes it
+// with its original deadline.
 package feedback

@@ -16,8 +16,9 @@ import (
 )
 
 // Annotator writes span annotations; *phoenix.Client is one. It must answer
-// only once Phoenix has stored them (sync mode), and report a span Phoenix
-// does not know with an error for which phoenix.IsSpanNotFound is true.
+// only once Phoenix has stored them (sync mode), report a span Phoenix does
+// not know with an error for which phoenix.IsSpanNotFound is true, and
+// return soon after ctx ends.
 type Annotator interface {
 	AnnotateSpans(ctx context.Context, anns []phoenix.SpanAnnotation) ([]string, error)
 }
@@ -161,6 +162,9 @@ type Service struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// stopping is closed by Shutdown: no new attempt starts, no backoff is
+	// waited out; the attempts in flight finish.
+	stopping chan struct{}
 
 	mu         sync.Mutex
 	byResponse map[string]map[key]*record // every record kept, pending or ended
@@ -168,6 +172,9 @@ type Service struct {
 	waiting    map[string][]*record // response id -> records waiting for the span
 	ended      *simplelru.LRU[key, struct{}]
 	closed     bool
+	// store, set by Restore, keeps every pending feedback on disk. Its
+	// writes are made under mu (see saveLocked).
+	store Store
 }
 
 // New returns a service. It does no I/O; feedback is written in the
@@ -188,6 +195,7 @@ func New(cfg Config, resolver Resolver, ann Annotator, metrics *Metrics, log *sl
 		sem:        make(chan struct{}, cfg.Concurrency),
 		byResponse: map[string]map[key]*record{},
 		waiting:    map[string][]*record{},
+		stopping:   make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	ended, err := simplelru.NewLRU(cfg.MaxFinished, s.forget)
@@ -223,7 +231,9 @@ func (s *Service) Pending() int {
 // Submit checks feedbacks, fills in their defaults (see Feedback) and
 // returns their status, in order. A feedback for a (response, name,
 // identifier) that is still pending replaces it: the latest vote is the one
-// written. An invalid item (a *FieldError) or ErrFull refuses the whole batch.
+// written. With a Store (see Restore), the batch is on disk when Submit
+// returns. An invalid item (a *FieldError), ErrFull or ErrStore refuses the
+// whole batch.
 func (s *Service) Submit(items []Feedback) ([]Status, error) {
 	items = slices.Clone(items)
 	for i := range items {
@@ -249,6 +259,12 @@ func (s *Service) Submit(items []Feedback) ([]Status, error) {
 	if s.pending+len(fresh) > s.cfg.MaxPending {
 		s.mu.Unlock()
 		return nil, ErrFull
+	}
+	if s.store != nil {
+		if err := s.saveLocked(items, now); err != nil {
+			s.mu.Unlock()
+			return nil, err
+		}
 	}
 	recs := make([]*record, len(items))
 	for i, f := range items {
@@ -333,9 +349,17 @@ func (s *Service) submitLocked(f Feedback, now time.Time) *record {
 		r.updated = now
 		return r
 	}
+	r := s.addLocked(f, now, now.Add(s.cfg.MaxAge))
+	s.resolveLocked(r, now)
+	return r
+}
+
+// addLocked keeps a new pending record for f.
+func (s *Service) addLocked(f Feedback, received, deadline time.Time) *record {
+	k := keyOf(f)
 	r := &record{
 		key: k, ann: annotationOf(f), state: Pending,
-		received: now, updated: now, deadline: now.Add(s.cfg.MaxAge),
+		received: received, updated: received, deadline: deadline,
 		done: make(chan struct{}),
 	}
 	if s.byResponse[k.responseID] == nil {
@@ -344,15 +368,21 @@ func (s *Service) submitLocked(f Feedback, now time.Time) *record {
 	s.byResponse[k.responseID][k] = r
 	s.ended.Remove(k)
 	s.pending++
-	if span, ok := s.resolver.Lookup(k.responseID); ok {
+	return r
+}
+
+// resolveLocked starts writing r if its span is known, and reports whether
+// it is; else r waits for the span until its deadline.
+func (s *Service) resolveLocked(r *record, now time.Time) bool {
+	if span, ok := s.resolver.Lookup(r.key.responseID); ok {
 		s.startLocked(r, span)
-		return r
+		return true
 	}
 	// The span has not come through yet: the app's exporter may hold it
 	// for seconds. Indexed wakes the record up; the timer ends its wait.
-	s.waiting[k.responseID] = append(s.waiting[k.responseID], r)
-	r.expiry = time.AfterFunc(s.cfg.MaxAge, func() { s.expireWaiting(r) })
-	return r
+	s.waiting[r.key.responseID] = append(s.waiting[r.key.responseID], r)
+	r.expiry = time.AfterFunc(r.deadline.Sub(now), func() { s.expireWaiting(r) })
+	return false
 }
 
 // Indexed tells the service that spans were indexed; feedback waiting for
@@ -403,12 +433,12 @@ func (s *Service) expireWaiting(r *record) {
 	} else {
 		s.waiting[r.key.responseID] = recs
 	}
-	s.endLocked(r, Expired, fmt.Sprintf("no span with response id %q was exported through the proxy within %s", r.key.responseID, s.cfg.MaxAge))
+	s.endLocked(r, Expired, fmt.Sprintf("no span with response id %q was exported through the proxy within %s", r.key.responseID, r.maxAge()))
 }
 
 // deliver writes r's annotation, retrying while Phoenix does not know the
 // span yet (it ingests asynchronously) or is unavailable, until r's
-// deadline.
+// deadline. Once Shutdown began it makes no new attempt: r stays pending.
 func (s *Service) deliver(r *record) {
 	backoff := s.cfg.MinBackoff
 	for {
@@ -418,7 +448,11 @@ func (s *Service) deliver(r *record) {
 
 		select {
 		case s.sem <- struct{}{}:
-		case <-s.ctx.Done():
+		case <-s.stopping:
+			return
+		}
+		if s.isStopping() {
+			<-s.sem
 			return
 		}
 		ids, err := s.ann.AnnotateSpans(s.ctx, []phoenix.SpanAnnotation{ann})
@@ -462,7 +496,7 @@ func (s *Service) deliver(r *record) {
 		if left <= 0 || retryAfter >= left {
 			// The last attempt was at the deadline, or Phoenix asked for a
 			// pause that outlasts it.
-			s.endLocked(r, Expired, fmt.Sprintf("Phoenix did not accept the annotation within %s; last answer: %v", s.cfg.MaxAge, err))
+			s.endLocked(r, Expired, fmt.Sprintf("Phoenix did not accept the annotation within %s; last answer: %v", r.maxAge(), err))
 			s.mu.Unlock()
 			s.attempted(result)
 			return
@@ -477,12 +511,25 @@ func (s *Service) deliver(r *record) {
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
-		case <-s.ctx.Done():
+		case <-s.stopping:
 			t.Stop()
 			return
 		}
 	}
 }
+
+func (s *Service) isStopping() bool {
+	select {
+	case <-s.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// maxAge is how long r was given: MaxAge, or what it was when a restored
+// record was received.
+func (r *record) maxAge() time.Duration { return r.deadline.Sub(r.received) }
 
 // attemptResult names the outcome of one attempt, as the attempts metric
 // counts it.
@@ -508,6 +555,7 @@ func (s *Service) attempted(result string) {
 func (s *Service) endLocked(r *record, st State, reason string) {
 	r.state, r.reason, r.updated = st, reason, time.Now()
 	s.pending--
+	s.removeLocked(r)
 	s.ended.Add(r.key, struct{}{})
 	close(r.done)
 	if s.metrics != nil {
@@ -540,20 +588,26 @@ func (s *Service) Lookup(responseID string) []Status {
 	return out
 }
 
-// Shutdown stops writing annotations: it cancels the attempts in flight and
-// waits for them to return, until ctx ends. Feedback still pending is not
-// written; its count is logged (it lives in memory only). An attempt cut
-// short may still have reached Phoenix; its feedback stays pending.
+// Shutdown stops writing annotations: no new attempt starts and no backoff
+// is waited out, while the attempts in flight may finish until ctx ends;
+// then they are cancelled, and Shutdown waits for them to return. Feedback
+// still pending is not written: with a Store it stays there and resumes at
+// the next start ("persisted"), without one it is lost; either way its count
+// is logged. An attempt cut short may still have reached Phoenix; its
+// feedback stays pending (and is written again after a restart, which
+// Phoenix's upsert makes harmless).
 func (s *Service) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	s.closed = true
-	for _, recs := range s.waiting {
-		for _, r := range recs {
-			r.expiry.Stop()
+	if !s.closed {
+		s.closed = true
+		close(s.stopping)
+		for _, recs := range s.waiting {
+			for _, r := range recs {
+				r.expiry.Stop()
+			}
 		}
 	}
 	s.mu.Unlock()
-	s.cancel()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	var err error
@@ -561,8 +615,18 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		err = ctx.Err()
+		s.cancel()
+		<-done
 	}
-	if n := s.Pending(); n > 0 {
+	s.cancel()
+	s.mu.Lock()
+	n, persisted := s.pending, s.store != nil
+	s.mu.Unlock()
+	switch {
+	case n == 0:
+	case persisted:
+		s.log.Info("feedback pending at shutdown persisted in the data directory; it resumes at the next start", "count", n)
+	default:
 		s.log.Error("feedback still pending at shutdown was not written to Phoenix", "count", n)
 	}
 	return err

@@ -418,7 +418,9 @@ feedbackproxy_feedback_total{outcome="failed"} 0
 			},
 		},
 		{
-			name: "Shutdown with pending feedback returns and logs the count",
+			// Changed with graceful shutdown: the attempt in flight is no
+			// longer cancelled at once but given until ctx ends.
+			name: "Shutdown with pending feedback returns at its deadline and logs the count",
 			run: func(t *testing.T, h *harness) {
 				h.ann.script = func(_ int, a phoenix.SpanAnnotation) answer {
 					if a.Metadata["response_id"] == "in-flight" {
@@ -433,8 +435,14 @@ feedbackproxy_feedback_total{outcome="failed"} 0
 				if h.svc.Pending() != 3 {
 					t.Fatalf("Pending() = %d, want 3", h.svc.Pending())
 				}
-				if err := h.svc.Shutdown(context.Background()); err != nil {
-					t.Fatalf("Shutdown: %v", err)
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				start := time.Now()
+				if err := h.svc.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("Shutdown = %v, want DeadlineExceeded: the gated attempt never answers", err)
+				}
+				if d := time.Since(start); d != 5*time.Second {
+					t.Errorf("Shutdown took %s, want the 5s of its context", d)
 				}
 				if !strings.Contains(h.logs.String(), `level=ERROR msg="feedback still pending at shutdown was not written to Phoenix" count=3`) {
 					t.Errorf("log:\n%s", h.logs.String())

@@ -88,6 +88,13 @@ type Index struct {
 	lru *simplelru.LRU[string, Span]
 	// evictReason is read by the eviction callback, which runs under mu.
 	evictReason string
+	// store, when set, is told every change, in order; changes holds those
+	// made under mu and not yet written (see Restore).
+	store   Store
+	changes []Change
+	// storeMu is held while changes are written: one write at a time, each
+	// taking every change queued, so the file sees them in memory's order.
+	storeMu sync.Mutex
 }
 
 // New returns an empty index. metrics may be nil.
@@ -108,9 +115,12 @@ func New(cfg Config, metrics *Metrics) (*Index, error) {
 	return ix, nil
 }
 
-func (ix *Index) onEvict(string, Span) {
+func (ix *Index) onEvict(responseID string, _ Span) {
 	if ix.metrics != nil && ix.evictReason != "" {
 		ix.metrics.evictions.WithLabelValues(ix.evictReason).Inc()
+	}
+	if ix.store != nil {
+		ix.changes = append(ix.changes, Change{Entry: Entry{ResponseID: responseID}, Removed: true})
 	}
 }
 
@@ -124,7 +134,6 @@ func (ix *Index) Add(entries []Entry) []Entry {
 	now := ix.cfg.Now()
 	added := entries[:0:0]
 	ix.mu.Lock()
-	defer ix.mu.Unlock()
 	ix.expireLocked(now)
 	for _, e := range entries {
 		if old, ok := ix.lru.Peek(e.ResponseID); ok && !ix.expired(old, now) {
@@ -136,8 +145,12 @@ func (ix *Index) Add(entries []Entry) []Entry {
 		ix.evictReason = "capacity"
 		ix.lru.Add(e.ResponseID, e.Span)
 		ix.evictReason = ""
+		if ix.store != nil {
+			ix.changes = append(ix.changes, Change{Entry: e})
+		}
 		added = append(added, e)
 	}
+	ix.unlockAndWrite()
 	return added
 }
 

@@ -11,7 +11,9 @@ type Metrics struct {
 	hits      prometheus.Counter
 	misses    prometheus.Counter
 	evictions *prometheus.CounterVec
-	reg       prometheus.Registerer
+	// storeErrors is registered by Restore: it exists only with a store.
+	storeErrors prometheus.Counter
+	reg         prometheus.Registerer
 }
 
 // NewMetrics registers the index metrics with reg.
@@ -43,4 +45,12 @@ func (m *Metrics) observe(ix *Index) {
 		Name: "feedbackproxy_index_capacity",
 		Help: "Maximum number of response ids the index keeps.",
 	}, func() float64 { return float64(ix.Cap()) })
+}
+
+// observeStore registers the metrics of an index kept in a Store.
+func (m *Metrics) observeStore() {
+	m.storeErrors = promauto.With(m.reg).NewCounter(prometheus.CounterOpts{
+		Name: "feedbackproxy_index_store_errors_total",
+		Help: "Index changes that could not be written to the data directory (they are lost on restart).",
+	})
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/phoenix"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/store"
 )
 
 // Default listen addresses of the HTTP APIs.
@@ -42,6 +43,15 @@ type Config struct {
 	// AdminAddr serves /metrics, /healthz and /readyz; "" means
 	// DefaultAdminAddr.
 	AdminAddr string
+	// DataDir keeps the pending feedback and the response-id index across
+	// restarts (store.FileName in it, created if missing): a feedback is on
+	// disk before POST /feedback answers, and an indexed span still
+	// resolves after a restart. "" keeps both in memory only, lost on
+	// restart.
+	DataDir string
+	// DataSync makes every write to DataDir wait for the disk (fsync), so
+	// that it survives a power loss too, not only a crash of the proxy.
+	DataSync bool
 }
 
 // Proxy is the running sidecar.
@@ -52,6 +62,7 @@ type Proxy struct {
 	index    *index.Index
 	feedback *feedback.Service
 	receiver *otlp.Receiver
+	store    *store.Store // nil without a DataDir, or before Start
 
 	feedbackSrv, adminSrv *http.Server
 	feedbackLn, adminLn   net.Listener
@@ -118,14 +129,18 @@ func newHTTPClient(timeout time.Duration) *http.Client {
 	return &http.Client{Transport: tr, Timeout: timeout}
 }
 
-// Start binds every listener, so a port in use is reported here, then
-// serves in the background. On error nothing is left running.
+// Start opens the data directory, if any, and resumes what it kept, then
+// binds every listener, so a port in use is reported here, then serves in
+// the background. On error nothing is left running.
 func (p *Proxy) Start(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, p.Shutdown(ctx))
 		}
 	}()
+	if err = p.restore(); err != nil {
+		return err
+	}
 	var lc net.ListenConfig
 	if p.adminLn, err = lc.Listen(ctx, "tcp", p.cfg.AdminAddr); err != nil {
 		return fmt.Errorf("admin listener: %w", err)
@@ -150,6 +165,30 @@ func (p *Proxy) Start(ctx context.Context) (err error) {
 	return nil
 }
 
+// restore opens the store and loads the index first, so that the feedback
+// restored next resolves against it.
+func (p *Proxy) restore() error {
+	if p.cfg.DataDir == "" {
+		return nil
+	}
+	st, err := store.Open(p.cfg.DataDir, store.Options{Sync: p.cfg.DataSync, Logger: p.log.With("component", "store")})
+	if err != nil {
+		return err
+	}
+	p.store = st
+	spans, err := p.index.Restore(st)
+	if err != nil {
+		return err
+	}
+	pending, err := p.feedback.Restore(st)
+	if err != nil {
+		return err
+	}
+	p.log.Info("data directory opened", "file", st.Path(), "sync", p.cfg.DataSync,
+		"index_entries", spans, "feedback_pending", pending)
+	return nil
+}
+
 func (p *Proxy) serve(name string, srv *http.Server, ln net.Listener) {
 	p.wg.Go(func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -158,9 +197,10 @@ func (p *Proxy) serve(name string, srv *http.Server, ln net.Listener) {
 	})
 }
 
-// Shutdown stops taking spans and feedback, lets the exports in flight
-// finish, then stops the feedback service and the admin listener. It waits
-// until ctx ends at most.
+// Shutdown stops taking spans and feedback, lets the exports and the
+// annotation attempts in flight finish, then stops the feedback service,
+// closes the data directory (the feedback still pending stays there for
+// the next start) and the admin listener. It waits until ctx ends at most.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.ready.Store(false)
 	err := p.receiver.Shutdown(ctx)
@@ -170,6 +210,12 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		err = errors.Join(err, p.feedbackLn.Close())
 	}
 	err = errors.Join(err, p.feedback.Shutdown(ctx))
+	if p.store != nil {
+		// The feedback service has stopped writing; the receiver has
+		// stopped adding to the index.
+		err = errors.Join(err, p.store.Close())
+		p.store = nil
+	}
 	if p.adminSrv != nil {
 		err = errors.Join(err, p.adminSrv.Shutdown(ctx))
 	} else if p.adminLn != nil {

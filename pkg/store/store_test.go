@@ -1,0 +1,301 @@
+package store
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
+)
+
+func open(t *testing.T, dir string) *Store {
+	t.Helper()
+	st, err := Open(dir, Options{LockTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// reopen closes st and opens its directory again, as a restart does.
+func reopen(t *testing.T, st *Store) *Store {
+	t.Helper()
+	dir := filepath.Dir(st.Path())
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st = open(t, dir)
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func testSpan(n byte, seen time.Time) index.Span {
+	return index.Span{
+		TraceID:  pcommon.TraceID{0x5b, 0x8e, 15: n},
+		SpanID:   pcommon.SpanID{0xee, 7: n},
+		ParentID: pcommon.SpanID{0xaa, 7: n},
+		Project:  "support",
+		Name:     "ChatCompletion ✓",
+		Start:    pcommon.Timestamp(1_700_000_000_000_000_000 + int64(n)),
+		Seen:     seen,
+	}
+}
+
+func TestFeedbackRoundTrip(t *testing.T) {
+	st := open(t, t.TempDir())
+	received := time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
+	saved := []feedback.Saved{
+		{
+			Feedback: feedback.Feedback{
+				ResponseID: "chatcmpl-1", Label: ptr("thumbs-up"), Score: ptr(1.0), Explanation: ptr("great\x00answer"),
+				Name: "user feedback", Identifier: "user-7", AnnotatorKind: "HUMAN",
+				Metadata: map[string]any{"app": "bot", "n": 3.5, "nested": map[string]any{"k": []any{"v"}}},
+			},
+			Received: received, Deadline: received.Add(time.Hour),
+		},
+		// Keys that a separator could confuse: ("a", "bc") and ("ab", "c").
+		{Feedback: feedback.Feedback{ResponseID: "a", Name: "bc", Score: ptr(0.0), AnnotatorKind: "CODE"}, Received: received, Deadline: received},
+		{Feedback: feedback.Feedback{ResponseID: "ab", Name: "c", Score: ptr(0.5), AnnotatorKind: "LLM"}, Received: received, Deadline: received},
+	}
+	if err := st.SaveFeedback(saved); err != nil {
+		t.Fatal(err)
+	}
+	// A new vote for a kept key replaces it.
+	vote2 := saved[0]
+	vote2.Feedback.Label, vote2.Feedback.Score = ptr("thumbs-down"), ptr(0.0)
+	if err := st.SaveFeedback([]feedback.Saved{vote2}); err != nil {
+		t.Fatal(err)
+	}
+	saved[0] = vote2
+
+	st = reopen(t, st)
+	got, err := st.LoadFeedback()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]feedback.Saved{}
+	for _, sv := range got {
+		byID[sv.Feedback.ResponseID] = sv
+	}
+	if len(got) != 3 || len(byID) != 3 {
+		t.Fatalf("loaded %d feedbacks, want 3: %+v", len(got), got)
+	}
+	for _, want := range saved {
+		g := byID[want.Feedback.ResponseID]
+		if !reflect.DeepEqual(g.Feedback, want.Feedback) || !g.Received.Equal(want.Received) || !g.Deadline.Equal(want.Deadline) {
+			t.Errorf("loaded %+v\nwant   %+v", g, want)
+		}
+	}
+
+	if err := st.RemoveFeedback("a", "bc", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.RemoveFeedback("never", "kept", ""); err != nil {
+		t.Errorf("removing what is not kept: %v", err)
+	}
+	if c, err := st.Count(); err != nil || c.Feedback != 2 {
+		t.Errorf("Count = %+v, %v; want 2 feedbacks", c, err)
+	}
+}
+
+func TestIndexRoundTrip(t *testing.T) {
+	st := open(t, t.TempDir())
+	t0 := time.Unix(1_767_225_600, 42)
+	err := st.WriteIndex([]index.Change{
+		{Entry: index.Entry{ResponseID: "chatcmpl-b", Span: testSpan(2, t0)}},
+		{Entry: index.Entry{ResponseID: "chatcmpl-a", Span: testSpan(1, t0)}},
+		{Entry: index.Entry{ResponseID: "gone", Span: testSpan(9, t0)}},
+		{Entry: index.Entry{ResponseID: "gone"}, Removed: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Replaced by an inner span later: the new value, and a later place.
+	if err := st.WriteIndex([]index.Change{
+		{Entry: index.Entry{ResponseID: "chatcmpl-c", Span: testSpan(3, t0.Add(time.Second))}},
+		{Entry: index.Entry{ResponseID: "chatcmpl-b", Span: testSpan(4, t0.Add(2*time.Second))}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	st = reopen(t, st)
+	got, err := st.LoadIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []index.Entry{
+		{ResponseID: "chatcmpl-a", Span: testSpan(1, t0)},
+		{ResponseID: "chatcmpl-c", Span: testSpan(3, t0.Add(time.Second))},
+		{ResponseID: "chatcmpl-b", Span: testSpan(4, t0.Add(2*time.Second))},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("loaded %d entries, want %d: %+v", len(got), len(want), got)
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if !g.Span.Seen.Equal(w.Span.Seen) {
+			t.Errorf("entry %d: Seen %v, want %v", i, g.Span.Seen, w.Span.Seen)
+		}
+		g.Span.Seen, w.Span.Seen = time.Time{}, time.Time{}
+		if g != w {
+			t.Errorf("entry %d = %+v\nwant %+v (in the order written)", i, g, w)
+		}
+	}
+}
+
+func TestOpen(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, dir string)
+		check func(t *testing.T, dir string, st *Store, err error)
+	}{
+		{
+			name: "creates the directory and a private file",
+			check: func(t *testing.T, dir string, st *Store, err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				fi, err := os.Stat(filepath.Join(dir, FileName))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fi.Mode().Perm() != 0o600 {
+					t.Errorf("file mode %v, want 0600", fi.Mode().Perm())
+				}
+			},
+		},
+		{
+			name: "a second proxy on the same directory is refused",
+			setup: func(t *testing.T, dir string) {
+				first := open(t, dir)
+				t.Cleanup(func() { _ = first.Close() })
+			},
+			check: func(t *testing.T, _ string, _ *Store, err error) {
+				if err == nil || !strings.Contains(err.Error(), "in use by another process") {
+					t.Errorf("err = %v", err)
+				}
+			},
+		},
+		{
+			name: "a file of another format is refused",
+			setup: func(t *testing.T, dir string) {
+				db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer db.Close()
+				if err := db.Update(func(tx *bolt.Tx) error {
+					b, err := tx.CreateBucket(bucketMeta)
+					if err != nil {
+						return err
+					}
+					return b.Put(keyFormat, []byte("2"))
+				}); err != nil {
+					t.Fatal(err)
+				}
+			},
+			check: func(t *testing.T, _ string, _ *Store, err error) {
+				if err == nil || !strings.Contains(err.Error(), `format "2"`) {
+					t.Errorf("err = %v", err)
+				}
+			},
+		},
+		{
+			name: "not a database",
+			setup: func(t *testing.T, dir string) {
+				if err := os.WriteFile(filepath.Join(dir, FileName), []byte(strings.Repeat("not bbolt ", 1000)), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			},
+			check: func(t *testing.T, _ string, _ *Store, err error) {
+				if err == nil || !strings.Contains(err.Error(), "move the file away") {
+					t.Errorf("err = %v", err)
+				}
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "data")
+			if tc.setup != nil {
+				if err := os.MkdirAll(dir, 0o700); err != nil {
+					t.Fatal(err)
+				}
+				tc.setup(t, dir)
+			}
+			st, err := Open(dir, Options{LockTimeout: 50 * time.Millisecond})
+			if st != nil {
+				defer st.Close()
+			}
+			tc.check(t, dir, st, err)
+		})
+	}
+}
+
+// TestUnreadableRecordsAreDropped: a record this version cannot read costs
+// that record, not the start.
+func TestUnreadableRecordsAreDropped(t *testing.T) {
+	st := open(t, t.TempDir())
+	t.Cleanup(func() { _ = st.Close() })
+	t0 := time.Unix(1_767_225_600, 0)
+	if err := st.WriteIndex([]index.Change{{Entry: index.Entry{ResponseID: "good", Span: testSpan(1, t0)}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SaveFeedback([]feedback.Saved{{Feedback: feedback.Feedback{ResponseID: "good", Score: ptr(1.0)}}}); err != nil {
+		t.Fatal(err)
+	}
+	good := encodeSpan(nil, 1, testSpan(1, t0))
+	err := st.db.Update(func(tx *bolt.Tx) error {
+		ix, fb := tx.Bucket(bucketIndex), tx.Bucket(bucketFeedback)
+		for i, v := range [][]byte{nil, {9}, good[:len(good)-1], append(good[:len(good):len(good)], 0)} {
+			if err := ix.Put(fmt.Appendf(nil, "bad-%d", i), v); err != nil {
+				return err
+			}
+		}
+		if err := fb.Put([]byte("bad-json"), []byte("{")); err != nil {
+			return err
+		}
+		return fb.Put([]byte("bad-version"), []byte(`{"v":2}`))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := st.LoadIndex()
+	if err != nil || len(entries) != 1 || entries[0].ResponseID != "good" {
+		t.Errorf("LoadIndex = %+v, %v; want the good entry only", entries, err)
+	}
+	saved, err := st.LoadFeedback()
+	if err != nil || len(saved) != 1 || saved[0].Feedback.ResponseID != "good" {
+		t.Errorf("LoadFeedback = %+v, %v; want the good feedback only", saved, err)
+	}
+	if c, _ := st.Count(); c != (Counts{Feedback: 1, Index: 1}) {
+		t.Errorf("Count = %+v: the bad records were not deleted", c)
+	}
+}
+
+// TestSaveFeedbackAllOrNone: a batch with one item that cannot be written
+// leaves nothing of the batch.
+func TestSaveFeedbackAllOrNone(t *testing.T) {
+	st := open(t, t.TempDir())
+	t.Cleanup(func() { _ = st.Close() })
+	err := st.SaveFeedback([]feedback.Saved{
+		{Feedback: feedback.Feedback{ResponseID: "ok", Score: ptr(1.0)}},
+		{Feedback: feedback.Feedback{ResponseID: "bad", Metadata: map[string]any{"c": make(chan int)}}},
+	})
+	if err == nil {
+		t.Fatal("SaveFeedback of an unencodable feedback succeeded")
+	}
+	if c, _ := st.Count(); c.Feedback != 0 {
+		t.Errorf("%d feedbacks kept after a failed batch, want 0", c.Feedback)
+	}
+}
