@@ -64,8 +64,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*opt
 	fs.DurationVar(&c.Feedback.SyncWait, "feedback-sync-wait", feedback.DefaultSyncWait, "how long POST /feedback waits for the annotation when the span is known (negative: never)")
 	fs.StringVar(&c.Feedback.Token, "feedback-token", "", "shared secret POST /feedback requires as \"Authorization: Bearer <token>\" (prefer the environment variable)")
 
-	fs.StringVar(&c.DataDir, "data-dir", "", "directory that keeps the pending feedback and the response-id index across restarts, SIGKILL included "+
-		"(one file, "+store.FileName+"; created if missing; one proxy per directory). Empty: memory only, both lost on restart")
+	fs.StringVar(&c.DataDir, "data-dir", "", "directory that keeps the pending feedback, the response-id index and, while Phoenix is down, the exports "+
+		"across restarts, SIGKILL included ("+store.FileName+" and "+proxy.QueueDir+"/; created if missing; one proxy per directory). "+
+		"Empty: memory only, and an export is answered only once Phoenix answered it")
+	fs.Int64Var(&c.QueueMaxBytes, "queue-max-bytes", proxy.DefaultQueueMaxBytes, "with --data-dir: disk budget for exports held while Phoenix is down or refusing; "+
+		"when full, apps are told to back off (HTTP 429 / gRPC ResourceExhausted)")
 	fs.BoolVar(&c.DataSync, "data-sync", false, "fsync every write to the data directory, so it also survives a power loss or kernel crash "+
 		"(costs a few milliseconds of fsync per POST /feedback and per export with an LLM span); without it a crash of the proxy still loses nothing")
 
@@ -83,9 +86,11 @@ then send feedback with only the response id:
 
   curl -X POST localhost:8080/feedback -d '{"response_id":"chatcmpl-...","thumbs":"up"}'
 
-Without --data-dir, feedback still waiting for its span or for Phoenix, and
-the response ids seen, live in memory and are lost when the proxy stops; with
-it, a restart (even kill -9) resumes them.
+Without --data-dir, the pending feedback and the response-id index live in
+memory and are lost when the proxy stops, and an export is answered only once
+Phoenix answered it. With it, a restart (even kill -9) resumes them, and while
+Phoenix is down or refusing, exports wait in a disk queue and go on, in order,
+when it is back.
 
 Every flag can also be set by the environment variable %s<FLAG>, e.g.
 %s. Phoenix's client variables are honoured too:

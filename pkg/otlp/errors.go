@@ -3,8 +3,10 @@ package otlp
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -20,9 +22,12 @@ import (
 // wait first. It implements GRPCStatus, so gRPC handlers can return it as it
 // is and clients see its code, not Unknown.
 type Error struct {
+	// Code is reported as it is, except OK and Unknown, which become
+	// Unavailable: an error is not OK, and Unknown is not an answer.
 	Code codes.Code
 	// RetryAfter is the delay the upstream asked for; zero lets the client
-	// use its own backoff.
+	// use its own backoff, except that ResourceExhausted then announces one
+	// second (see GRPCStatus).
 	RetryAfter time.Duration
 	Msg        string
 }
@@ -37,9 +42,26 @@ func (e *Error) Error() string { return e.Msg }
 // GRPCStatus returns the status a gRPC client sees, with a RetryInfo detail
 // when a delay is known (OTLP/gRPC exporters honour it).
 func (e *Error) GRPCStatus() *status.Status {
-	st := status.New(e.Code, e.Msg)
-	if e.RetryAfter > 0 && Retryable(e.Code) {
-		if with, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(e.RetryAfter)}); err == nil {
+	return e.status(e.Msg)
+}
+
+func (e *Error) status(msg string) *status.Status {
+	code := e.Code
+	if code == codes.OK || code == codes.Unknown {
+		// An error is not OK, and Unknown tells the client nothing: report
+		// it as other unexplained failures are (see statusOf).
+		code = codes.Unavailable
+	}
+	st := status.New(code, strings.ToValidUTF8(msg, "\uFFFD"))
+	delay := e.RetryAfter
+	if code == codes.ResourceExhausted && delay <= 0 {
+		// OTLP/gRPC clients retry ResourceExhausted only when it carries a
+		// RetryInfo (https://opentelemetry.io/docs/specs/otlp/#failures);
+		// OTLP/HTTP clients get Retry-After: 1 in this case (writeStatus).
+		delay = time.Second
+	}
+	if delay > 0 && Retryable(code) {
+		if with, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(delay)}); err == nil {
 			return with
 		}
 	}
@@ -114,12 +136,13 @@ func fromUpstream(statusCode int, retryAfter time.Duration, msg string) *Error {
 func statusOf(err error) *status.Status {
 	var e *Error
 	if errors.As(err, &e) {
-		return e.GRPCStatus()
+		// err.Error(), not e.Msg: keep the context the error was wrapped in.
+		return e.status(err.Error())
 	}
-	if st, ok := status.FromError(err); ok {
+	if st, ok := status.FromError(err); ok && st.Code() != codes.OK && st.Code() != codes.Unknown {
 		return st
 	}
-	return status.New(codes.Unavailable, err.Error())
+	return status.New(codes.Unavailable, strings.ToValidUTF8(err.Error(), "\uFFFD"))
 }
 
 // retryAfterOf returns the delay to announce with a retryable answer.
@@ -136,11 +159,12 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if secs, err := strconv.Atoi(v); err == nil {
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
 		if secs < 0 {
 			return 0
 		}
-		return time.Duration(secs) * time.Second
+		// Clamp, or a huge value would overflow into a negative delay.
+		return time.Duration(min(secs, math.MaxInt64/int64(time.Second))) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := t.Sub(now); d > 0 {

@@ -64,6 +64,7 @@ type Exporter struct {
 	client  *http.Client
 	metrics *Metrics
 	gzips   sync.Pool
+	now     func() time.Time // reads Retry-After dates; tests replace it
 }
 
 // NewExporter returns an exporter; it does no I/O. metrics may be nil.
@@ -83,7 +84,7 @@ func NewExporter(cfg ExporterConfig, metrics *Metrics) (*Exporter, error) {
 		tr.MaxIdleConnsPerHost = 32
 		client = &http.Client{Transport: tr}
 	}
-	return &Exporter{cfg: cfg, client: client, metrics: metrics}, nil
+	return &Exporter{cfg: cfg, client: client, metrics: metrics, now: time.Now}, nil
 }
 
 // Export sends e upstream. The error, when not nil, is an *Error that says
@@ -120,13 +121,17 @@ func (x *Exporter) export(ctx context.Context, e *Export) error {
 	if err != nil {
 		return Errorf(codes.Internal, "cannot build the upstream request: %v", err)
 	}
-	req.Header.Set("Content-Type", contentTypeProto)
 	req.Header.Set("User-Agent", "phoenix-feedback-proxy")
-	if x.cfg.Compression == "gzip" {
-		req.Header.Set("Content-Encoding", "gzip")
-	}
 	for k, v := range x.cfg.Headers {
 		req.Header.Set(k, v)
+	}
+	// After the configured headers: these describe the body, and a wrong
+	// one would make the upstream refuse every export.
+	req.Header.Set("Content-Type", contentTypeProto)
+	if x.cfg.Compression == "gzip" {
+		req.Header.Set("Content-Encoding", "gzip")
+	} else {
+		req.Header.Del("Content-Encoding")
 	}
 	if e.Project != "" {
 		req.Header.Set(ProjectHeader, e.Project)
@@ -144,7 +149,7 @@ func (x *Exporter) export(ctx context.Context, e *Export) error {
 	}()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	if resp.StatusCode/100 != 2 {
-		return fromUpstream(resp.StatusCode, ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()), upstreamMessage(resp.Header.Get("Content-Type"), msg))
+		return fromUpstream(resp.StatusCode, ParseRetryAfter(resp.Header.Get("Retry-After"), x.now()), upstreamMessage(resp.Header.Get("Content-Type"), msg))
 	}
 	x.checkPartialSuccess(resp.Header.Get("Content-Type"), msg)
 	return nil
@@ -178,6 +183,9 @@ func upstreamMessage(contentType string, body []byte) string {
 	if len(s) > 512 {
 		s = s[:512] + "..."
 	}
+	// The body may be binary, or cut in the middle of a character above;
+	// the message goes into a google.rpc.Status, which must be UTF-8.
+	s = strings.ToValidUTF8(s, "\uFFFD")
 	if s == "" {
 		s = "(empty body)"
 	}

@@ -1,6 +1,7 @@
 package otlp
 
 import (
+	"bytes"
 	"compress/gzip"
 	"compress/zlib"
 	"errors"
@@ -9,7 +10,9 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/klauspost/compress/zstd"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
@@ -58,7 +61,7 @@ func (r *Receiver) handleTraces(w http.ResponseWriter, req *http.Request) {
 	if enc == contentTypeProto {
 		err = e.Request.UnmarshalProto(body)
 		e.Body = body
-	} else {
+	} else if err = checkJSON(body); err == nil {
 		err = e.Request.UnmarshalJSON(body)
 	}
 	if err != nil {
@@ -74,40 +77,56 @@ func (r *Receiver) handleTraces(w http.ResponseWriter, req *http.Request) {
 	writeResponse(w, enc)
 }
 
+// maxSizeHint caps the buffer readBody allocates before reading.
+const maxSizeHint = 4 << 20
+
 // readBody reads the request body, decompressed, capped at limit bytes both
 // on the wire and after decompression (so a small gzip bomb is refused too).
 // On error it returns the HTTP status to answer with.
 func readBody(w http.ResponseWriter, req *http.Request, limit int64) ([]byte, int, error) {
 	var rd io.Reader = http.MaxBytesReader(w, req.Body, limit)
-	switch ce := req.Header.Get("Content-Encoding"); ce {
+	// Content codings are case-insensitive (RFC 9110, section 8.4.1).
+	ce := strings.ToLower(strings.TrimSpace(req.Header.Get("Content-Encoding")))
+	switch ce {
 	case "", "identity":
-	case "gzip":
+		ce = ""
+	case "gzip", "x-gzip": // x-gzip is gzip (RFC 9110, section 8.4.1.3).
 		zr, err := gzip.NewReader(rd)
 		if err != nil {
-			return nil, bodyErrStatus(err), fmt.Errorf("cannot read the gzip body: %w", err)
+			return bodyError("gzip", limit, err)
 		}
 		defer zr.Close()
 		rd = zr
 	case "deflate": // HTTP's deflate is the zlib format (RFC 9110, section 8.4.1.2).
 		zr, err := zlib.NewReader(rd)
 		if err != nil {
-			return nil, bodyErrStatus(err), fmt.Errorf("cannot read the deflate body: %w", err)
+			return bodyError(ce, limit, err)
 		}
 		defer zr.Close()
 		rd = zr
 	case "zstd":
 		zr, err := zstd.NewReader(rd, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(limit)))
 		if err != nil {
-			return nil, http.StatusBadRequest, fmt.Errorf("cannot read the zstd body: %w", err)
+			return bodyError(ce, limit, err)
 		}
 		defer zr.Close()
 		rd = zr
 	default:
-		return nil, http.StatusBadRequest, fmt.Errorf("Content-Encoding %q is not supported; send gzip, deflate, zstd or none", ce)
+		return nil, http.StatusBadRequest, fmt.Errorf("Content-Encoding %q is not supported; send gzip, deflate, zstd or none", req.Header.Get("Content-Encoding"))
 	}
-	body, err := io.ReadAll(io.LimitReader(rd, limit+1))
+	var body []byte
+	var err error
+	if lr := io.LimitReader(rd, limit+1); ce == "" && req.ContentLength > 0 {
+		// Content-Length is the size to read, so read it without
+		// regrowing; capped, since the header is only the client's word.
+		buf := bytes.NewBuffer(make([]byte, 0, min(req.ContentLength, limit, maxSizeHint)+bytes.MinRead))
+		_, err = buf.ReadFrom(lr)
+		body = buf.Bytes()
+	} else {
+		body, err = io.ReadAll(lr)
+	}
 	if err != nil {
-		return nil, bodyErrStatus(err), fmt.Errorf("cannot read the body: %w", err)
+		return bodyError(ce, limit, err)
 	}
 	if int64(len(body)) > limit {
 		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the decompressed body is over the limit of %d bytes", limit)
@@ -115,12 +134,68 @@ func readBody(w http.ResponseWriter, req *http.Request, limit int64) ([]byte, in
 	return body, 0, nil
 }
 
-func bodyErrStatus(err error) int {
+// bodyError is readBody's answer to err: 413 when the body is over the
+// limit (as sent, or in the memory a zstd frame asks for), 400 when it is
+// not in the encoding it claims.
+func bodyError(encoding string, limit int64, err error) ([]byte, int, error) {
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return http.StatusRequestEntityTooLarge
+	switch {
+	case errors.As(err, &mbe):
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the request body is over the limit of %d bytes", limit)
+	case errors.Is(err, zstd.ErrDecoderSizeExceeded), errors.Is(err, zstd.ErrWindowSizeExceeded):
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the zstd body needs more than the limit of %d bytes to decompress: %w", limit, err)
+	case encoding == "":
+		return nil, http.StatusBadRequest, fmt.Errorf("cannot read the body: %w", err)
 	}
-	return http.StatusBadRequest
+	return nil, http.StatusBadRequest, fmt.Errorf("cannot read the %s body: %w", encoding, err)
+}
+
+// maxJSONDepth bounds how deeply a JSON body may nest. pdata's JSON decoder
+// recurses once per nested array or map value with no limit of its own, so
+// a small body could otherwise take a deep stack. Real OTLP is far
+// shallower: protobuf decoders, pdata's and Phoenix's, stop at 100 nested
+// messages.
+const maxJSONDepth = 256
+
+// checkJSON refuses what pdata's JSON decoder would take without complaint
+// but must not: text that is not UTF-8 (RFC 8259, section 8.1; it would
+// become protobuf strings that Phoenix refuses), and nesting deeper than
+// maxJSONDepth.
+func checkJSON(b []byte) error {
+	if !utf8.Valid(b) {
+		i := 0
+		for i < len(b) {
+			r, n := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && n == 1 {
+				break
+			}
+			i += n
+		}
+		return fmt.Errorf("invalid UTF-8 at byte %d; JSON text must be UTF-8", i)
+	}
+	depth, inString, escaped := 0, false, false
+	for i, c := range b {
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			switch c {
+			case '\\':
+				escaped = true
+			case '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			if depth++; depth > maxJSONDepth {
+				return fmt.Errorf("nesting deeper than %d levels at byte %d", maxJSONDepth, i)
+			}
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return nil
 }
 
 func writeResponse(w http.ResponseWriter, enc string) {
@@ -147,6 +222,9 @@ func writeStatus(w http.ResponseWriter, enc string, code int, st *status.Status,
 	var b []byte
 	var err error
 	pb := st.Proto()
+	// Decoder errors may quote the body, cut in the middle of a character;
+	// both encodings refuse a Status whose message is not UTF-8.
+	pb.Message = strings.ToValidUTF8(pb.GetMessage(), "\uFFFD")
 	if enc == contentTypeProto {
 		b, err = proto.Marshal(pb)
 	} else {

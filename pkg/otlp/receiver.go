@@ -167,7 +167,11 @@ func addrOf(ln net.Listener) net.Addr {
 func (r *Receiver) Shutdown(ctx context.Context) error {
 	var err error
 	if r.httpSrv != nil {
-		err = r.httpSrv.Shutdown(ctx)
+		if err = r.httpSrv.Shutdown(ctx); err != nil {
+			// Shutdown leaves busy connections open when ctx ends; close
+			// them, which also cancels the requests' contexts.
+			err = errors.Join(err, r.httpSrv.Close())
+		}
 	} else if r.httpLn != nil {
 		err = r.httpLn.Close()
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/phoenix"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/queue"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/store"
 )
 
@@ -52,7 +54,19 @@ type Config struct {
 	// DataSync makes every write to DataDir wait for the disk (fsync), so
 	// that it survives a power loss too, not only a crash of the proxy.
 	DataSync bool
+	// QueueMaxBytes is the budget of the disk queue (QueueDir in DataDir)
+	// that holds exports while Phoenix is down or refusing; when it is
+	// full, apps are told to back off (429 / ResourceExhausted). Zero means
+	// DefaultQueueMaxBytes. Without a DataDir there is no queue: an export
+	// is answered only once Phoenix answered it.
+	QueueMaxBytes int64
 }
+
+// Disk queue defaults.
+const (
+	QueueDir             = "queue"
+	DefaultQueueMaxBytes = 256 << 20
+)
 
 // Proxy is the running sidecar.
 type Proxy struct {
@@ -63,6 +77,10 @@ type Proxy struct {
 	feedback *feedback.Service
 	receiver *otlp.Receiver
 	store    *store.Store // nil without a DataDir, or before Start
+	spans    *spanPath
+	exporter *otlp.Exporter
+	queue    *queue.Queue // nil without a DataDir, or before Start
+	queued   *queuedForwarder
 
 	feedbackSrv, adminSrv *http.Server
 	feedbackLn, adminLn   net.Listener
@@ -117,7 +135,7 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 		return nil, err
 	}
 	return &Proxy{cfg: cfg, log: log, reg: reg, index: ix, feedback: fb, receiver: recv,
-		clients: []*http.Client{exportClient, restClient}}, nil
+		spans: path, exporter: exporter, clients: []*http.Client{exportClient, restClient}}, nil
 }
 
 // newHTTPClient returns a client with a transport of its own. timeout 0
@@ -184,8 +202,21 @@ func (p *Proxy) restore() error {
 	if err != nil {
 		return err
 	}
+	maxBytes := p.cfg.QueueMaxBytes
+	if maxBytes == 0 {
+		maxBytes = DefaultQueueMaxBytes
+	}
+	q, err := queue.Open(queue.Config{Dir: filepath.Join(p.cfg.DataDir, QueueDir), MaxBytes: maxBytes,
+		Sync: p.cfg.DataSync, Logger: p.log.With("component", "queue")})
+	if err != nil {
+		return err
+	}
+	p.queue = q
+	p.queued = newQueuedForwarder(q, p.exporter, p.spans.delivered, newQueueMetrics(p.reg, q, maxBytes), p.log.With("component", "queue"))
+	p.spans.queued = p.queued
+	p.queued.start()
 	p.log.Info("data directory opened", "file", st.Path(), "sync", p.cfg.DataSync,
-		"index_entries", spans, "feedback_pending", pending)
+		"index_entries", spans, "feedback_pending", pending, "queued_exports", q.Len(), "queue_max_bytes", maxBytes)
 	return nil
 }
 
@@ -204,6 +235,16 @@ func (p *Proxy) serve(name string, srv *http.Server, ln net.Listener) {
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.ready.Store(false)
 	err := p.receiver.Shutdown(ctx)
+	if p.queued != nil {
+		// An export being delivered now is cut off and sent again at the
+		// next start: the queue is at-least-once.
+		p.queued.stop()
+		p.queued = nil
+	}
+	if p.queue != nil {
+		err = errors.Join(err, p.queue.Close())
+		p.queue = nil
+	}
 	if p.feedbackSrv != nil {
 		err = errors.Join(err, p.feedbackSrv.Shutdown(ctx))
 	} else if p.feedbackLn != nil {

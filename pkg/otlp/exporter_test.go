@@ -1,0 +1,418 @@
+package otlp
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+)
+
+// received is one request as the upstream saw it, body decompressed.
+type received struct {
+	method, path string
+	header       http.Header
+	body         []byte
+}
+
+// newUpstream starts an OTLP/HTTP upstream that records each request and
+// answers it with answer (200 and no body when nil).
+func newUpstream(t testing.TB, answer http.HandlerFunc) (*httptest.Server, func() []received) {
+	t.Helper()
+	var mu sync.Mutex
+	var got []received
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rd := io.Reader(r.Body)
+		if r.Header.Get("Content-Encoding") == "gzip" {
+			zr, err := gzip.NewReader(r.Body)
+			if err != nil {
+				t.Errorf("upstream: body is not gzip: %v", err)
+				w.WriteHeader(http.StatusBadRequest)
+				return
+			}
+			rd = zr
+		}
+		body, err := io.ReadAll(rd)
+		if err != nil {
+			t.Errorf("upstream: reading the body: %v", err)
+		}
+		mu.Lock()
+		got = append(got, received{r.Method, r.URL.Path, r.Header.Clone(), body})
+		mu.Unlock()
+		if answer != nil {
+			answer(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv, func() []received {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]received(nil), got...)
+	}
+}
+
+func newExporter(t testing.TB, cfg ExporterConfig, m *Metrics) *Exporter {
+	t.Helper()
+	x, err := NewExporter(cfg, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x
+}
+
+func TestExporterSends(t *testing.T) {
+	req := sampleRequest(3)
+	pb := marshalProto(t, req)
+	// A field this proxy does not know (number 99, varint 1): forwarding the
+	// body as received must keep it.
+	withUnknown := append(bytes.Clone(pb), 0x98, 0x06, 0x01)
+	fromJSON := ptraceotlp.NewExportRequest()
+	if err := fromJSON.UnmarshalJSON(marshalJSON(t, req)); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		cfg    ExporterConfig
+		export *Export
+		check  func(t *testing.T, r received)
+	}{
+		{
+			name:   "protobuf body, gzip, headers and project",
+			cfg:    ExporterConfig{Headers: map[string]string{"Authorization": "Bearer k", "X-Extra": "1"}},
+			export: &Export{Request: req, Body: pb, Project: "support"},
+			check: func(t *testing.T, r received) {
+				for _, h := range []struct{ key, want string }{
+					{"Content-Type", "application/x-protobuf"},
+					{"Content-Encoding", "gzip"},
+					{"Authorization", "Bearer k"},
+					{"X-Extra", "1"},
+					{ProjectHeader, "support"},
+				} {
+					if got := r.header.Get(h.key); got != h.want {
+						t.Errorf("header %s = %q; want %q", h.key, got, h.want)
+					}
+				}
+				if !bytes.Equal(r.body, pb) {
+					t.Errorf("upstream got %d bytes; want the %d bytes received", len(r.body), len(pb))
+				}
+			},
+		},
+		{
+			name:   "unknown fields are kept",
+			export: &Export{Request: req, Body: withUnknown},
+			check: func(t *testing.T, r received) {
+				if !bytes.Equal(r.body, withUnknown) {
+					t.Error("the body was not forwarded as received")
+				}
+			},
+		},
+		{
+			name:   "JSON-received export is re-encoded to protobuf",
+			export: &Export{Request: fromJSON},
+			check: func(t *testing.T, r received) {
+				got := ptraceotlp.NewExportRequest()
+				if err := got.UnmarshalProto(r.body); err != nil {
+					t.Fatalf("upstream body is not protobuf: %v", err)
+				}
+				assertSameTraces(t, req.Traces(), got.Traces())
+			},
+		},
+		{
+			name:   "compression none",
+			cfg:    ExporterConfig{Compression: "none"},
+			export: &Export{Request: req, Body: pb},
+			check: func(t *testing.T, r received) {
+				if ce := r.header.Get("Content-Encoding"); ce != "" {
+					t.Errorf("Content-Encoding %q; want none", ce)
+				}
+				if !bytes.Equal(r.body, pb) {
+					t.Error("body differs")
+				}
+			},
+		},
+		{
+			name:   "no project, no header",
+			export: &Export{Request: req, Body: pb},
+			check: func(t *testing.T, r received) {
+				if _, ok := r.header[http.CanonicalHeaderKey(ProjectHeader)]; ok {
+					t.Errorf("%s sent without a project", ProjectHeader)
+				}
+			},
+		},
+		{
+			name:   "the export's project wins over a configured one",
+			cfg:    ExporterConfig{Headers: map[string]string{ProjectHeader: "default"}},
+			export: &Export{Request: req, Body: pb, Project: "support"},
+			check: func(t *testing.T, r received) {
+				if got := r.header.Values(ProjectHeader); len(got) != 1 || got[0] != "support" {
+					t.Errorf("%s = %q; want [support]", ProjectHeader, got)
+				}
+			},
+		},
+		{
+			name:   "configured headers do not replace the content headers",
+			cfg:    ExporterConfig{Headers: map[string]string{"Content-Type": "text/plain", "Content-Encoding": "br"}},
+			export: &Export{Request: req, Body: pb},
+			check: func(t *testing.T, r received) {
+				if ct, ce := r.header.Get("Content-Type"), r.header.Get("Content-Encoding"); ct != contentTypeProto || ce != "gzip" {
+					t.Errorf("Content-Type %q, Content-Encoding %q; want %s, gzip", ct, ce, contentTypeProto)
+				}
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, got := newUpstream(t, nil)
+			reg := prometheus.NewPedanticRegistry()
+			m := NewMetrics(reg)
+			tc.cfg.Endpoint = srv.URL + TracesPath
+			if err := newExporter(t, tc.cfg, m).Export(t.Context(), tc.export); err != nil {
+				t.Fatalf("Export: %v", err)
+			}
+			reqs := got()
+			if len(reqs) != 1 {
+				t.Fatalf("upstream got %d requests; want 1", len(reqs))
+			}
+			if reqs[0].method != http.MethodPost || reqs[0].path != TracesPath {
+				t.Errorf("%s %s; want POST %s", reqs[0].method, reqs[0].path, TracesPath)
+			}
+			tc.check(t, reqs[0])
+			if got := testutil.ToFloat64(m.exportedSpans.WithLabelValues("sent")); got != 3 {
+				t.Errorf("exported spans {sent} = %v; want 3", got)
+			}
+			if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+				t.Errorf("metrics lint: %v %v", problems, err)
+			}
+		})
+	}
+}
+
+// TestExporterConcurrent sends from many goroutines at once, so that the
+// race detector sees the shared gzip writers.
+func TestExporterConcurrent(t *testing.T) {
+	srv, got := newUpstream(t, nil)
+	x := newExporter(t, ExporterConfig{Endpoint: srv.URL + TracesPath}, nil)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for j := range 5 {
+				req := sampleRequest(1 + i + j)
+				if err := x.Export(context.Background(), &Export{Request: req}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, r := range got() {
+		if err := ptraceotlp.NewExportRequest().UnmarshalProto(r.body); err != nil {
+			t.Errorf("upstream got a body that is not a protobuf export: %v", err)
+		}
+	}
+}
+
+func TestExporterUpstreamAnswers(t *testing.T) {
+	now := time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC)
+	statusBody := func(msg string) []byte {
+		b, err := proto.Marshal(&spb.Status{Code: int32(codes.InvalidArgument), Message: msg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name        string
+		status      int
+		retryAfter  string
+		contentType string
+		body        []byte
+		code        codes.Code
+		delay       time.Duration
+		msg         string // what the error message must contain
+		check       func(t *testing.T, e *Error)
+	}{
+		{name: "400", status: 400, body: []byte("bad request"), code: codes.InvalidArgument, msg: "upstream answered 400: bad request"},
+		{name: "401", status: 401, code: codes.Unauthenticated, msg: "401"},
+		{name: "403", status: 403, code: codes.PermissionDenied, msg: "403"},
+		{name: "404", status: 404, code: codes.Internal, msg: "404"},
+		{name: "413", status: 413, code: codes.InvalidArgument, msg: "413"},
+		{name: "422", status: 422, code: codes.InvalidArgument, msg: "422"},
+		{name: "500", status: 500, code: codes.Internal, msg: "500"},
+		{name: "500 ignores Retry-After", status: 500, retryAfter: "5", code: codes.Internal},
+		{name: "429 Retry-After seconds", status: 429, retryAfter: "7", code: codes.ResourceExhausted, delay: 7 * time.Second},
+		{name: "502", status: 502, retryAfter: "2", code: codes.Unavailable, delay: 2 * time.Second},
+		{name: "503", status: 503, retryAfter: "2", code: codes.Unavailable, delay: 2 * time.Second},
+		{name: "504", status: 504, retryAfter: "2", code: codes.Unavailable, delay: 2 * time.Second},
+		{name: "503 without Retry-After", status: 503, code: codes.Unavailable},
+		{name: "503 Retry-After HTTP date", status: 503, retryAfter: now.Add(30 * time.Second).Format(http.TimeFormat),
+			code: codes.Unavailable, delay: 30 * time.Second},
+		{name: "503 Retry-After date in the past", status: 503, retryAfter: now.Add(-time.Minute).Format(http.TimeFormat), code: codes.Unavailable},
+		{name: "429 Retry-After garbage", status: 429, retryAfter: "soon", code: codes.ResourceExhausted},
+		{name: "protobuf google.rpc.Status body", status: 400, contentType: contentTypeProto, body: statusBody("span 3 has no trace id"),
+			code: codes.InvalidArgument, msg: "upstream answered 400: span 3 has no trace id"},
+		{name: "empty body", status: 400, code: codes.InvalidArgument, msg: "(empty body)"},
+		{name: "huge body is capped", status: 500, body: bytes.Repeat([]byte("x"), 10<<20), code: codes.Internal,
+			check: func(t *testing.T, e *Error) {
+				if len(e.Msg) > 600 || !strings.HasSuffix(e.Msg, "...") {
+					t.Errorf("message of %d bytes (%.40q...); want it cut short", len(e.Msg), e.Msg)
+				}
+			}},
+		{name: "binary body gives a UTF-8 message", status: 400, body: append([]byte{0xff, 'a'}, bytes.Repeat([]byte("é"), 300)...), code: codes.InvalidArgument,
+			check: func(t *testing.T, e *Error) {
+				if !utf8.ValidString(e.Msg) {
+					t.Errorf("message is not UTF-8: %q", e.Msg)
+				}
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, _ := newUpstream(t, func(w http.ResponseWriter, _ *http.Request) {
+				if tc.retryAfter != "" {
+					w.Header().Set("Retry-After", tc.retryAfter)
+				}
+				if tc.contentType != "" {
+					w.Header().Set("Content-Type", tc.contentType)
+				}
+				w.WriteHeader(tc.status)
+				_, _ = w.Write(tc.body)
+			})
+			reg := prometheus.NewPedanticRegistry()
+			m := NewMetrics(reg)
+			x := newExporter(t, ExporterConfig{Endpoint: srv.URL + TracesPath}, m)
+			x.now = func() time.Time { return now }
+			err := x.Export(t.Context(), &Export{Request: sampleRequest(2)})
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("Export error %v (%T); want an *Error", err, err)
+			}
+			if e.Code != tc.code || e.RetryAfter != tc.delay {
+				t.Errorf("Export error %v, retry after %v; want %v, %v", e.Code, e.RetryAfter, tc.code, tc.delay)
+			}
+			if want := tc.status == 429 || tc.status/100 == 5 && tc.status != 500; Retryable(e.Code) != want {
+				t.Errorf("retryable %v; want %v", Retryable(e.Code), want)
+			}
+			if !strings.Contains(e.Msg, tc.msg) {
+				t.Errorf("message %q; want it to contain %q", e.Msg, tc.msg)
+			}
+			if tc.check != nil {
+				tc.check(t, e)
+			}
+			if got := testutil.ToFloat64(m.exportedSpans.WithLabelValues(tc.code.String())); got != 2 {
+				t.Errorf("exported spans {%v} = %v; want 2", tc.code, got)
+			}
+		})
+	}
+}
+
+func TestExporterNetworkErrors(t *testing.T) {
+	t.Run("upstream gone", func(t *testing.T) {
+		srv := httptest.NewServer(http.NotFoundHandler())
+		endpoint := srv.URL + TracesPath
+		srv.Close()
+		err := newExporter(t, ExporterConfig{Endpoint: endpoint}, nil).Export(t.Context(), &Export{Request: sampleRequest(1)})
+		var e *Error
+		if !errors.As(err, &e) || e.Code != codes.Unavailable || !strings.Contains(e.Msg, endpoint) {
+			t.Errorf("Export = %v; want Unavailable naming %s", err, endpoint)
+		}
+	})
+
+	t.Run("upstream too slow", func(t *testing.T) {
+		unblock := make(chan struct{})
+		srv, _ := newUpstream(t, func(_ http.ResponseWriter, r *http.Request) {
+			select {
+			case <-unblock:
+			case <-r.Context().Done():
+			}
+		})
+		t.Cleanup(func() { close(unblock) }) // runs before srv.Close
+		x := newExporter(t, ExporterConfig{Endpoint: srv.URL + TracesPath, Timeout: 50 * time.Millisecond}, nil)
+		err := x.Export(t.Context(), &Export{Request: sampleRequest(1)})
+		var e *Error
+		if !errors.As(err, &e) || e.Code != codes.Unavailable || !strings.Contains(e.Msg, "deadline exceeded") {
+			t.Errorf("Export = %v; want Unavailable after the deadline", err)
+		}
+	})
+
+	t.Run("caller gives up", func(t *testing.T) {
+		srv, _ := newUpstream(t, nil)
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		err := newExporter(t, ExporterConfig{Endpoint: srv.URL + TracesPath}, nil).Export(ctx, &Export{Request: sampleRequest(1)})
+		var e *Error
+		if !errors.As(err, &e) || e.Code != codes.Unavailable {
+			t.Errorf("Export = %v; want Unavailable", err)
+		}
+	})
+}
+
+func TestExporterPartialSuccess(t *testing.T) {
+	answer := func(contentType string, rejected int64) http.HandlerFunc {
+		return func(w http.ResponseWriter, _ *http.Request) {
+			resp := ptraceotlp.NewExportResponse()
+			resp.PartialSuccess().SetRejectedSpans(rejected)
+			resp.PartialSuccess().SetErrorMessage("spans without a trace id")
+			var b []byte
+			var err error
+			if contentType == contentTypeProto {
+				b, err = resp.MarshalProto()
+			} else {
+				b, err = resp.MarshalJSON()
+			}
+			if err != nil {
+				t.Error(err)
+			}
+			w.Header().Set("Content-Type", contentType)
+			_, _ = w.Write(b)
+		}
+	}
+	reg := prometheus.NewPedanticRegistry()
+	m := NewMetrics(reg)
+	for _, a := range []http.HandlerFunc{answer(contentTypeProto, 3), answer(contentTypeProto, 0), answer(contentTypeProto, 2)} {
+		srv, _ := newUpstream(t, a)
+		if err := newExporter(t, ExporterConfig{Endpoint: srv.URL + TracesPath}, m).Export(t.Context(), &Export{Request: sampleRequest(5)}); err != nil {
+			t.Fatalf("Export = %v; a partial success is a success", err)
+		}
+	}
+	const metric = "feedbackproxy_exporter_upstream_rejected_spans_total"
+	want := fmt.Sprintf("# HELP %s Spans the upstream accepted the request for but reported as rejected (OTLP partial success).\n# TYPE %s counter\n%s 5\n", metric, metric, metric)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), metric); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestExporterConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		cfg     ExporterConfig
+		wantErr string
+	}{
+		{name: "minimal", cfg: ExporterConfig{Endpoint: "http://localhost:6006/v1/traces"}},
+		{name: "https, gzip", cfg: ExporterConfig{Endpoint: "https://phoenix.example/v1/traces", Compression: "gzip", Timeout: time.Second}},
+		{name: "no endpoint", cfg: ExporterConfig{}, wantErr: "endpoint"},
+		{name: "no scheme", cfg: ExporterConfig{Endpoint: "localhost:6006"}, wantErr: "endpoint"},
+		{name: "other scheme", cfg: ExporterConfig{Endpoint: "grpc://localhost:4317"}, wantErr: "endpoint"},
+		{name: "compression", cfg: ExporterConfig{Endpoint: "http://x/v1/traces", Compression: "zstd"}, wantErr: "compression"},
+		{name: "timeout", cfg: ExporterConfig{Endpoint: "http://x/v1/traces", Timeout: -time.Second}, wantErr: "timeout"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewExporter(tc.cfg, nil)
+			if (err == nil) != (tc.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Errorf("NewExporter error %v; want one naming %q", err, tc.wantErr)
+			}
+		})
+	}
+}
