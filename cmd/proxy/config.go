@@ -47,6 +47,8 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*opt
 	fs.StringVar(&c.Receiver.GRPCAddr, "otlp-grpc-addr", otlp.DefaultGRPCAddr, "OTLP/gRPC listen address; point the app's OTLP gRPC exporter here (\"-\" disables)")
 	fs.StringVar(&c.Receiver.HTTPAddr, "otlp-http-addr", otlp.DefaultHTTPAddr, "OTLP/HTTP listen address (POST /v1/traces); point the app's OTLP HTTP exporter here (\"-\" disables)")
 	fs.Int64Var(&c.Receiver.MaxRequestBytes, "max-request-bytes", otlp.DefaultMaxRequestBytes, "largest OTLP request accepted, compressed and decompressed")
+	fs.Int64Var(&c.Receiver.MaxInflightBytes, "max-inflight-bytes", otlp.DefaultMaxInflightBytes, "decompressed bytes of exports worked on at once (bounds memory under overload); "+
+		"past it, apps are told to back off (HTTP 429 with Retry-After / gRPC ResourceExhausted)")
 	fs.StringVar(&c.FeedbackAddr, "feedback-addr", proxy.DefaultFeedbackAddr, "listen address of the feedback API (POST /feedback, GET /feedback/{response_id})")
 	fs.StringVar(&c.AdminAddr, "admin-addr", proxy.DefaultAdminAddr, "listen address of /metrics, /healthz and /readyz")
 

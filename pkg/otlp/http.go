@@ -51,10 +51,27 @@ func (r *Receiver) handleTraces(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 
+	// Reserve what the client says it sends before reading it, then the
+	// rest of the decompressed size: an overloaded proxy refuses at once,
+	// without buffering the body.
+	reserved := min(max(req.ContentLength, 0), r.cfg.MaxRequestBytes)
+	if !r.inflight.acquire(reserved) {
+		r.refuseOverloaded(w, enc, "http")
+		return
+	}
+	defer func() { r.inflight.release(reserved) }()
+
 	body, code, err := readBody(w, req, r.cfg.MaxRequestBytes)
 	if err != nil {
 		writeStatus(w, enc, code, status.New(codes.InvalidArgument, err.Error()), 0)
 		return
+	}
+	if extra := int64(len(body)) - reserved; extra > 0 {
+		if !r.inflight.acquire(extra) {
+			r.refuseOverloaded(w, enc, "http")
+			return
+		}
+		reserved += extra
 	}
 
 	e := &Export{Request: ptraceotlp.NewExportRequest(), Transport: "http", Project: req.Header.Get(ProjectHeader)}
@@ -75,6 +92,14 @@ func (r *Receiver) handleTraces(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	writeResponse(w, enc)
+}
+
+func (r *Receiver) refuseOverloaded(w http.ResponseWriter, enc, transport string) {
+	err := errOverloaded(r.cfg.MaxInflightBytes)
+	if r.metrics != nil {
+		r.metrics.overloaded.WithLabelValues(transport).Inc()
+	}
+	writeStatus(w, enc, http.StatusTooManyRequests, err.GRPCStatus(), err.RetryAfter)
 }
 
 // maxSizeHint caps the buffer readBody allocates before reading.

@@ -11,6 +11,8 @@ type Metrics struct {
 	exportedSpans    *prometheus.CounterVec
 	exportDuration   *prometheus.HistogramVec
 	upstreamRejected prometheus.Counter
+	inflightBytes    prometheus.Gauge
+	overloaded       *prometheus.CounterVec
 }
 
 // NewMetrics registers the OTLP metrics with reg.
@@ -30,6 +32,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Duration of export requests to the upstream, by outcome.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
 		}, []string{"outcome"}),
+		inflightBytes: f.NewGauge(prometheus.GaugeOpts{
+			Name: "feedbackproxy_receiver_inflight_bytes",
+			Help: "Decompressed bytes of the exports being worked on now (bounded by --max-inflight-bytes).",
+		}),
+		overloaded: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbackproxy_receiver_overloaded_requests_total",
+			Help: "Export requests refused with 429 / ResourceExhausted because the in-flight byte budget was spent, by transport.",
+		}, []string{"transport"}),
 		upstreamRejected: f.NewCounter(prometheus.CounterOpts{
 			Name: "feedbackproxy_exporter_upstream_rejected_spans_total",
 			Help: "Spans the upstream accepted the request for but reported as rejected (OTLP partial success).",

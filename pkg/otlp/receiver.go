@@ -59,6 +59,11 @@ type ReceiverConfig struct {
 	// MaxRequestBytes caps a request, both as received and decompressed;
 	// zero means DefaultMaxRequestBytes.
 	MaxRequestBytes int64
+	// MaxInflightBytes caps the decompressed bytes of the exports being
+	// worked on at once; past it, exports are refused with 429 /
+	// ResourceExhausted and a retry delay. Zero means
+	// DefaultMaxInflightBytes.
+	MaxInflightBytes int64
 }
 
 func (c *ReceiverConfig) setDefaults() {
@@ -68,6 +73,9 @@ func (c *ReceiverConfig) setDefaults() {
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = DefaultHTTPAddr
 	}
+	if c.MaxInflightBytes == 0 {
+		c.MaxInflightBytes = DefaultMaxInflightBytes
+	}
 	if c.MaxRequestBytes == 0 {
 		c.MaxRequestBytes = DefaultMaxRequestBytes
 	}
@@ -75,6 +83,9 @@ func (c *ReceiverConfig) setDefaults() {
 
 // Validate reports a configuration that cannot work.
 func (c ReceiverConfig) Validate() error {
+	if c.MaxInflightBytes < 0 {
+		return fmt.Errorf("otlp: MaxInflightBytes must be positive, got %d", c.MaxInflightBytes)
+	}
 	if c.MaxRequestBytes < 0 {
 		return fmt.Errorf("otlp: MaxRequestBytes must be positive, got %d", c.MaxRequestBytes)
 	}
@@ -90,6 +101,7 @@ type Receiver struct {
 	consumer Consumer
 	metrics  *Metrics
 	log      *slog.Logger
+	inflight *inflight
 
 	grpcSrv *grpc.Server
 	httpSrv *http.Server
@@ -111,7 +123,8 @@ func NewReceiver(cfg ReceiverConfig, consumer Consumer, metrics *Metrics, log *s
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Receiver{cfg: cfg, consumer: consumer, metrics: metrics, log: log}, nil
+	return &Receiver{cfg: cfg, consumer: consumer, metrics: metrics, log: log,
+		inflight: &inflight{limit: cfg.MaxInflightBytes, metrics: metrics}}, nil
 }
 
 // Start binds the listeners, so that a port in use is an error here, then
