@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
 GO ?= go
 
-.PHONY: all build test unit e2e lint venv phoenix-start phoenix-stop clean
+.PHONY: all build test unit e2e faults-long lint venv phoenix-start phoenix-stop clean
 
 all: build
 
@@ -15,15 +15,19 @@ lint:
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.venv/*'))"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) vet -tags e2e ./e2e/...
+	$(GO) vet -tags e2e ./e2e/... ./faults/...
 
 ## unit: go test ./... (offline: no Phoenix, no network)
 unit:
 	$(GO) test -count=1 -race ./...
 
-## e2e: the end-to-end suite; starts and stops its own Phoenix (scripts/e2e.sh)
+## e2e: the end-to-end suite and the fault suite (short outages); start and stop their own Phoenix (scripts/e2e.sh)
 e2e:
-	scripts/e2e.sh
+	scripts/e2e.sh ./e2e/... ./faults/...
+
+## faults-long: the fault suite with a 60 s Phoenix outage and a 60 s overload
+faults-long:
+	FAULTS_LONG=1 scripts/e2e.sh -v ./faults/...
 
 venv:
 	scripts/venv.sh
@@ -36,3 +40,17 @@ phoenix-stop:
 
 clean:
 	rm -rf bin
+
+## bench: compare the proxy with the OpenTelemetry Collector on the same load (~10 min; bench/compare.sh)
+.PHONY: bench
+bench:
+	bench/compare.sh
+
+## demo: Phoenix, the proxy and the demo app on loopback, then where to look (scripts/demo.sh)
+## screenshot: retake docs/images/phoenix-annotated-span.png from a real demo in headless Chromium
+.PHONY: demo screenshot
+demo:
+	scripts/demo.sh
+
+screenshot:
+	scripts/screenshot.sh
