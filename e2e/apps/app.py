@@ -5,8 +5,11 @@ It stands for a real user's app: a request handler (span ``handle_request``) ask
 OpenAI-compatible server one question with the official ``openai`` SDK. Instrumentors
 add the LLM span (OpenInference or opentelemetry-instrumentation-openai-v2) and the
 HTTP client span below it. Spans leave through the real OTLP exporter (HTTP/protobuf
-or gRPC) and are flushed before exit. The last stdout line is one JSON object:
-``{"response_id": ..., "answer": ..., "trace_id": ...}``.
+or gRPC) and are flushed before exit. The app prints one stdout line, a JSON object
+``{"response_id": ..., "answer": ..., "trace_id": ...}``: after the flush by default, or, with
+``--print-early``, the moment the response is in, while the spans still sit in the batch
+processor (``--linger-ms`` then keeps the process, and so the processor, alive a while longer,
+as a long-running app would be).
 
 Run it with the project's venv, e.g.::
 
@@ -20,6 +23,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -47,6 +51,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="Phoenix project, sent as resource attribute openinference.project.name")
     p.add_argument("--schedule-delay-ms", type=int, default=100,
                    help="BatchSpanProcessor schedule delay in ms (default 100; the SDK's own is 5000)")
+    p.add_argument("--print-early", action="store_true",
+                   help="print the JSON line as soon as the response is in, before the spans "
+                        "are exported (default: after the final flush)")
+    p.add_argument("--linger-ms", type=int, default=0,
+                   help="wait this long after the call before flushing and shutting the tracer "
+                        "provider down (default 0); the batch processor exports on its own "
+                        "schedule meanwhile")
     p.add_argument("--base-url", default=os.environ.get("OPENAI_BASE_URL"),
                    help="OpenAI base URL, e.g. http://127.0.0.1:8080/v1 (default $OPENAI_BASE_URL)")
     p.add_argument("--model", default="gpt-4o-mini", help="model name (default gpt-4o-mini)")
@@ -78,9 +89,6 @@ def setup_tracing(args: argparse.Namespace) -> TracerProvider:
     if args.project:
         attributes["openinference.project.name"] = args.project
     provider = TracerProvider(resource=Resource.create(attributes))
-    provider.add_span_processor(
-        BatchSpanProcessor(new_exporter(args.exporter, args.endpoint),
-                           schedule_delay_millis=args.schedule_delay_ms))
     trace.set_tracer_provider(provider)
 
     # openai 3.x sends its requests with httpx2, a fork of httpx with its own
@@ -96,6 +104,13 @@ def setup_tracing(args: argparse.Namespace) -> TracerProvider:
     else:
         from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
     OpenAIInstrumentor().instrument(tracer_provider=provider)
+
+    # The batch processor goes in last (instrumenting imports openai, which is
+    # slow): its timer starts with it, so its first export comes about one
+    # schedule delay after the call however long the imports took.
+    provider.add_span_processor(
+        BatchSpanProcessor(new_exporter(args.exporter, args.endpoint),
+                           schedule_delay_millis=args.schedule_delay_ms))
     return provider
 
 
@@ -144,11 +159,19 @@ def main(argv: list[str] | None = None) -> int:
         with tracer.start_as_current_span("handle_request", kind=trace.SpanKind.SERVER) as span:
             trace_id = format(span.get_span_context().trace_id, "032x")
             response_id, answer = ask(client, args.call, args.model, args.question)
+        result = json.dumps({"response_id": response_id, "answer": answer, "trace_id": trace_id})
+        if args.print_early:
+            # Like an app that shows the answer (and its thumbs buttons) at
+            # once: the user may vote before the spans leave the process.
+            print(result, flush=True)
+        if args.linger_ms > 0:
+            time.sleep(args.linger_ms / 1000)
     finally:
         # Export everything before exiting: shutdown flushes the batch processor.
         provider.force_flush()
         provider.shutdown()
-    print(json.dumps({"response_id": response_id, "answer": answer, "trace_id": trace_id}), flush=True)
+    if not args.print_early:
+        print(result, flush=True)
     return 0
 
 

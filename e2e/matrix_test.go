@@ -1,0 +1,327 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/proxy"
+)
+
+// The matrix: every instrumentation, call and exporter of e2e/apps/app.py.
+var (
+	instrumentations = []string{"openinference", "openai-v2"}
+	calls            = []string{"chat", "chat-stream", "responses", "responses-stream"}
+	exporters        = []string{"http", "grpc"}
+)
+
+// unsupported names the instrumentation/call pairs whose trace has no span
+// to annotate, and why. Their cells assert the limitation (what the
+// instrumentation exports), so that the day it is lifted they fail and say
+// to move the cell out of here.
+var unsupported = map[string]string{
+	"openai-v2/responses":        openaiV2Responses,
+	"openai-v2/responses-stream": openaiV2Responses,
+}
+
+const openaiV2Responses = "opentelemetry-instrumentation-openai-v2 instruments chat completions and embeddings only, " +
+	"not the Responses API: the call makes no LLM span, only the HTTP client span, and no span carries the response id"
+
+// unsupportedMaxAge is how long the proxy of an unsupported cell keeps the
+// feedback waiting for a span that never comes.
+const unsupportedMaxAge = 3 * time.Second
+
+// matrixDoc is the committed table the matrix checks itself against.
+const matrixDoc = "../docs/e2e-matrix.md"
+
+// cellResult is what one cell observed; it becomes a row of the table, so
+// it holds nothing that changes from run to run.
+type cellResult struct {
+	opts      appOptions
+	supported bool
+	trace     string // the span tree as Phoenix shows it
+	idIn      string // the attribute of the LLM span that carries the response id
+	feedback  string // what became of the feedback
+	reason    string // why the cell is unsupported
+}
+
+// TestMatrix runs the real app for each cell against its own proxy, sends
+// feedback by the response id the app printed, and checks in Phoenix that
+// exactly one annotation is on the LLM span and none on its parent or child.
+// It then checks docs/e2e-matrix.md against what it observed, or writes it
+// with E2E_WRITE_MATRIX=1.
+func TestMatrix(t *testing.T) {
+	t.Parallel()
+	var (
+		cells   []appOptions
+		mu      sync.Mutex
+		results = map[string]cellResult{}
+	)
+	for _, inst := range instrumentations {
+		for _, call := range calls {
+			for _, exp := range exporters {
+				cells = append(cells, appOptions{Instrumentation: inst, Call: call, Exporter: exp})
+			}
+		}
+	}
+	runCases(t, cells, appOptions.String, func(t *testing.T, opts appOptions) {
+		r := runCell(t, opts, unsupported[opts.Instrumentation+"/"+opts.Call])
+		mu.Lock()
+		results[opts.String()] = r
+		mu.Unlock()
+	})
+	checkMatrixDoc(t, results)
+}
+
+func runCell(t *testing.T, opts appOptions, reason string) cellResult {
+	p := startProxy(t, func(cfg *proxy.Config) {
+		if reason != "" {
+			cfg.Feedback.MaxAge = unsupportedMaxAge
+		}
+	})
+	llm, llmURL := startLLM(t)
+	res := runApp(t, p, llmURL, opts)
+	if got := llm.LastID(); got != res.ResponseID {
+		t.Fatalf("the app printed response id %q, the LLM server issued %q", res.ResponseID, got)
+	}
+	if reason != "" {
+		return unsupportedCell(t, p, opts, res, reason)
+	}
+
+	// The app flushed its spans before exiting, and the proxy answers an
+	// export once Phoenix took it: the response id is indexed by now.
+	st := getFeedback(t, p, res.ResponseID)
+	if !st.Indexed || st.Span == nil || st.Span.TraceID != res.TraceID {
+		t.Fatalf("after the app exported, GET /feedback/%s = %+v, want indexed in trace %s", res.ResponseID, st, res.TraceID)
+	}
+	v := vote{identifier: "user-" + strings.ReplaceAll(opts.String(), "/", "-"), up: opts.Exporter == "http"}
+	fst := sendVote(t, p, res.ResponseID, v)
+	if fst.SpanID != st.Span.SpanID {
+		t.Errorf("POST /feedback resolved to span %q, GET said %q", fst.SpanID, st.Span.SpanID)
+	}
+
+	c := phoenixClient(t)
+	tr := shapeOf(waitTrace(t, c, "default", res.TraceID, 3), st.Span.SpanID)
+	idIn := checkLLMShape(t, tr, res.ResponseID)
+	waitVotes(t, c, "default", tr, []vote{v})
+	waitState(t, p, res.ResponseID, string(feedback.Annotated), 10*time.Second)
+	return cellResult{
+		opts: opts, supported: true, trace: treeOf(tr.spans), idIn: "`" + idIn + "`",
+		feedback: "`annotated`: 1 annotation on the LLM span, 0 on its parent and child",
+	}
+}
+
+// unsupportedCell asserts what makes the cell unsupported: no LLM span and
+// no span with the response id, so that the proxy cannot index it and the
+// feedback expires, reported as such.
+func unsupportedCell(t *testing.T, p *proxy.Proxy, opts appOptions, res appResult, reason string) cellResult {
+	c := phoenixClient(t)
+	code, st := getFeedbackCode(t, p, res.ResponseID)
+	spans := waitTrace(t, c, "default", res.TraceID, 2)
+	var lifted []string
+	if st.Indexed || code != http.StatusNotFound {
+		lifted = append(lifted, fmt.Sprintf("GET /feedback/%s answers %d %+v", res.ResponseID, code, st))
+	}
+	if llms := llmKind(spans); len(llms) > 0 {
+		lifted = append(lifted, "Phoenix shows LLM spans "+describeSpans(llms))
+	}
+	if where := carriesID(spans, res.ResponseID); len(where) > 0 {
+		lifted = append(lifted, "the response id is in "+strings.Join(where, ", "))
+	}
+	if len(lifted) > 0 {
+		t.Fatalf("%s was listed as unsupported (%s), but now %s. Move the cell out of `unsupported` in e2e/matrix_test.go "+
+			"and regenerate the table: E2E_WRITE_MATRIX=1 scripts/e2e.sh -run TestMatrix ./e2e/", opts, reason, strings.Join(lifted, "; "))
+	}
+
+	fst := sendVote(t, p, res.ResponseID, vote{identifier: "user-unsupported", up: true})
+	if fst.State != feedback.Pending || fst.SpanID != "" {
+		t.Errorf("POST /feedback = %+v, want pending without a span", fst)
+	}
+	end := waitState(t, p, res.ResponseID, string(feedback.Expired), unsupportedMaxAge+10*time.Second)
+	t.Logf("feedback ended expired: %s", end.Feedback[0].Reason)
+	if got := metric(t, p, `feedbackproxy_feedback_total{outcome="expired"}`); got != "1" {
+		t.Errorf(`feedbackproxy_feedback_total{outcome="expired"} = %q, want 1`, got)
+	}
+	if anns := annotationsOfTrace(t, c, "default", traceShape{spans: spans}); len(anns) != 0 {
+		t.Errorf("the trace has annotations: %s", describeAnnotations(anns))
+	}
+	return cellResult{
+		opts: opts, trace: treeOf(spans), idIn: "nowhere", reason: reason,
+		feedback: "not indexed (`GET /feedback` 404); `expired` after `Feedback.MaxAge`",
+	}
+}
+
+// checkMatrixDoc renders the table from a complete, passing run and writes
+// it (E2E_WRITE_MATRIX=1) or fails when the committed one differs.
+func checkMatrixDoc(t *testing.T, results map[string]cellResult) {
+	want := len(instrumentations) * len(calls) * len(exporters)
+	switch {
+	case t.Failed():
+		t.Logf("%s not checked: the matrix failed", matrixDoc)
+		return
+	case len(results) != want:
+		t.Logf("%s not checked: %d of %d cells ran (-run filter?)", matrixDoc, len(results), want)
+		return
+	}
+	versions, err := pythonVersions()
+	if err != nil {
+		t.Errorf("reading the venv's package versions: %v", err)
+		return
+	}
+	doc := renderMatrix(results, versions)
+	if os.Getenv("E2E_WRITE_MATRIX") == "1" {
+		err := os.MkdirAll(filepath.Dir(matrixDoc), 0o755)
+		if err == nil {
+			err = os.WriteFile(matrixDoc, []byte(doc), 0o644)
+		}
+		if err != nil {
+			t.Errorf("writing %s: %v", matrixDoc, err)
+			return
+		}
+		t.Logf("wrote %s", matrixDoc)
+		return
+	}
+	old, err := os.ReadFile(matrixDoc)
+	if err != nil {
+		t.Errorf("%v; write it with E2E_WRITE_MATRIX=1 scripts/e2e.sh -run TestMatrix ./e2e/", err)
+		return
+	}
+	if string(old) != doc {
+		t.Errorf("%s differs from what this run observed (first difference: %s). If the change is expected, "+
+			"regenerate it with E2E_WRITE_MATRIX=1 scripts/e2e.sh -run TestMatrix ./e2e/ and commit it. This run observed:\n%s",
+			matrixDoc, firstDiff(string(old), doc), doc)
+	}
+}
+
+func firstDiff(a, b string) string {
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	for i := 0; i < max(len(al), len(bl)); i++ {
+		var x, y string
+		if i < len(al) {
+			x = al[i]
+		}
+		if i < len(bl) {
+			y = bl[i]
+		}
+		if x != y {
+			return fmt.Sprintf("line %d: committed %q, observed %q", i+1, x, y)
+		}
+	}
+	return "none"
+}
+
+// pythonPackages are the versions the table is valid for.
+var pythonPackages = []string{
+	"openai", "openinference-instrumentation-openai", "opentelemetry-instrumentation-openai-v2",
+	"opentelemetry-instrumentation-httpx", "opentelemetry-sdk",
+	"opentelemetry-exporter-otlp-proto-http", "opentelemetry-exporter-otlp-proto-grpc", "arize-phoenix",
+}
+
+// pythonVersions returns "| package | version |" rows from the venv.
+func pythonVersions() (string, error) {
+	script := `import importlib.metadata as m, sys
+for name in sys.argv[1:]:
+    try:
+        print("| " + name + " | " + m.version(name) + " |")
+    except m.PackageNotFoundError:
+        print("| " + name + " | not installed |")`
+	out, err := exec.Command(os.Getenv("E2E_PYTHON"), append([]string{"-c", script}, pythonPackages...)...).Output()
+	return string(out), err
+}
+
+func renderMatrix(results map[string]cellResult, versions string) string {
+	var b strings.Builder
+	b.WriteString(`# End-to-end matrix
+
+Generated by ` + "`TestMatrix`" + ` (e2e/matrix_test.go) from what the suite observed; do not edit by hand.
+The suite fails when this file differs from what a run observes, so it cannot drift. After an intended
+change (a new cell, an instrumentation upgrade), regenerate it:
+
+    E2E_WRITE_MATRIX=1 scripts/e2e.sh -run TestMatrix ./e2e/
+
+Each cell runs the real app ` + "`e2e/apps/app.py`" + ` (the ` + "`openai`" + ` SDK, the instrumentation,
+` + "`HTTPX2ClientInstrumentor`" + `, the OpenTelemetry SDK's BatchSpanProcessor and OTLP exporter) against
+` + "`pkg/llmserver`" + `, exporting to a proxy of its own in front of a real Phoenix. The app's request
+handler span ` + "`handle_request`" + ` wraps the OpenAI call. The test then sends ` + "`POST /feedback`" + ` with
+the response id the app printed and an identifier, and reads back through Phoenix's REST API: the trace
+(` + "`GET /v1/projects/default/spans?trace_id=`" + `) and the annotations of all its spans, which must be
+exactly one, ` + "`user feedback`" + `, HUMAN, with the label, score and identifier sent, on the LLM span.
+
+Versions (from the venv):
+
+| package | version |
+|---|---|
+`)
+	b.WriteString(versions)
+	b.WriteString(`
+| instrumentation | call | exporter | trace in Phoenix | response id in | feedback | cell |
+|---|---|---|---|---|---|---|
+`)
+	var reasons []string
+	for _, inst := range instrumentations {
+		for _, call := range calls {
+			for _, exp := range exporters {
+				r := results[inst+"/"+call+"/"+exp]
+				status := "supported"
+				if !r.supported {
+					status = "**unsupported**, see below"
+					if reason := fmt.Sprintf("- `%s` × `%s`: %s.", inst, call, r.reason); len(reasons) == 0 || reasons[len(reasons)-1] != reason {
+						reasons = append(reasons, reason)
+					}
+				}
+				fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", inst, call, exp, r.trace, r.idIn, r.feedback, status)
+			}
+		}
+	}
+	b.WriteString(`
+## Unsupported cells
+
+The test of an unsupported cell asserts the limitation: the trace Phoenix shows has no LLM span and no
+span carries the response id, ` + "`GET /feedback/{id}`" + ` says it is not indexed, and the feedback ends
+` + "`expired`" + ` (counted in ` + "`feedbackproxy_feedback_total{outcome=\"expired\"}`" + `). The day the
+instrumentation exports the call, the cell fails and says to move it to the supported ones.
+
+`)
+	b.WriteString(strings.Join(reasons, "\n"))
+	b.WriteString(`
+
+## Also covered
+
+- ` + "`TestFeedbackBeforeExport`" + `: feedback sent the moment the response returns, while the span waits in
+  the app's BatchSpanProcessor (` + fmt.Sprint(heldScheduleDelayMS) + ` ms schedule delay); it lands when the span does. The latencies are in the
+  test log (` + "`grep E2E_LATENCY`" + `), not here.
+- ` + "`TestFeedbackExpires`" + `: feedback for a response id that never arrives ends ` + "`expired`" + `, in
+  ` + "`GET /feedback`" + ` and the metric.
+- ` + "`TestVotes`" + `: two users on one response give two annotations; one user voting twice gives one,
+  updated; each before and after the span reached the proxy.
+- ` + "`TestProjectRouting`" + `: an app with ` + "`openinference.project.name=chatbot`" + ` gets its span and
+  annotation in project ` + "`chatbot`" + `, none in ` + "`default`" + `.
+`)
+	return b.String()
+}
+
+// getFeedbackCode is getFeedback with the status code: 404 says the proxy
+// knows neither the response id nor any feedback for it.
+func getFeedbackCode(t *testing.T, p *proxy.Proxy, responseID string) (int, feedbackState) {
+	t.Helper()
+	resp, err := http.Get("http://" + p.Addrs().Feedback + "/feedback/" + responseID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st feedbackState
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatalf("GET /feedback/%s answered %d: %v", responseID, resp.StatusCode, err)
+	}
+	return resp.StatusCode, st
+}
