@@ -29,7 +29,8 @@ export E2E_PHOENIX_URL="http://127.0.0.1:$PHOENIX_PORT"
 export E2E_PYTHON="$root/.venv/bin/python"
 
 status=0
-go test -tags e2e -count=1 -timeout 20m "${@:-./e2e/...}" || status=$?
+# -p 1: one package at a time; the fault suite stops and starts the shared Phoenix.
+go test -tags e2e -count=1 -p 1 -timeout 25m "${@:-./e2e/...}" || status=$?
 if [[ $status -ne 0 ]]; then
 	echo "--- last lines of the Phoenix log ($PHOENIX_WORKING_DIR/phoenix.log):" >&2
 	tail -n 40 "$PHOENIX_WORKING_DIR/phoenix.log" >&2 || true
