@@ -1,0 +1,100 @@
+package bench_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/bench/internal/load"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/bench/internal/sink"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/bench/internal/workload"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/proxy"
+)
+
+// BenchmarkProxy is the span path end to end, in this process: an LLM-shaped
+// export of 100 spans is sent over OTLP/HTTP or OTLP/gRPC, the proxy
+// receives it, extracts the response ids, forwards it to a counting sink
+// and indexes it. "direct" sends the same straight to the sink: the client's
+// and the sink's share of the cost, to subtract. One op is one export; the
+// ns/span metric divides by its spans. Profile the proxy with
+//
+//	go test -run '^$' -bench 'Proxy/proxy/http/gzip' -cpuprofile cpu.pprof ./bench/
+//
+// (the profile holds the client and the sink too; bench/proxyprof profiles
+// the proxy alone, in its own process).
+func BenchmarkProxy(b *testing.B) {
+	s := &sink.Sink{}
+	upstream := httptest.NewServer(s.Handler())
+	defer upstream.Close()
+
+	tpl, err := workload.NewTemplate(workload.Config{}, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, comp := range []string{"gzip", "none"} {
+		p := startProxy(b, upstream.URL+"/v1/traces", comp)
+		addrs := p.Addrs()
+		for _, target := range []string{"direct", "proxy"} {
+			for _, proto := range []string{"http", "grpc"} {
+				if target == "direct" && proto == "grpc" {
+					continue // the sink speaks OTLP/HTTP only
+				}
+				endpoint := "http://" + addrs.OTLPHTTP + "/v1/traces"
+				switch {
+				case target == "direct":
+					endpoint = upstream.URL + "/v1/traces"
+				case proto == "grpc":
+					endpoint = addrs.OTLPGRPC
+				}
+				b.Run(target+"/"+proto+"/"+comp, func(b *testing.B) {
+					snd, err := load.NewSender(load.Config{Protocol: proto, Endpoint: endpoint, Compression: comp})
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer snd.Close()
+					ctx := context.Background()
+					var buf []byte
+					seq := uint64(time.Now().UnixNano())
+					before := s.Stats().Spans
+					b.ReportAllocs()
+					for b.Loop() {
+						buf = tpl.Fill(buf, seq)
+						seq++
+						if _, err := snd.Send(ctx, buf); err != nil {
+							b.Fatal(err)
+						}
+					}
+					spans := int64(b.N) * int64(tpl.Spans())
+					if got := s.Stats().Spans - before; got != spans {
+						b.Fatalf("the sink got %d spans, want %d", got, spans)
+					}
+					b.SetBytes(int64(tpl.Size()))
+					b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(spans), "ns/span")
+				})
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := p.Shutdown(ctx); err != nil {
+			b.Error(err)
+		}
+		cancel()
+	}
+}
+
+func startProxy(b *testing.B, upstream, comp string) *proxy.Proxy {
+	b.Helper()
+	var cfg proxy.Config
+	cfg.Receiver.GRPCAddr, cfg.Receiver.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.FeedbackAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Exporter.Endpoint, cfg.Exporter.Compression = upstream, comp
+	cfg.Phoenix.BaseURL = "http://127.0.0.1:9" // feedback is not exercised
+	p, err := proxy.New(cfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
