@@ -2,7 +2,6 @@ package otlp
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/gzip"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc/codes"
 )
@@ -107,7 +107,13 @@ func (x *Exporter) export(ctx context.Context, e *Export) error {
 		}
 	}
 	var reqBody io.Reader = bytes.NewReader(body)
-	if x.cfg.Compression == "gzip" {
+	switch {
+	case x.cfg.Compression != "gzip":
+	case e.Gzipped != nil && e.Body != nil:
+		// The client compressed these very bytes already: send them as
+		// they came, instead of paying for gzip a second time.
+		reqBody = bytes.NewReader(e.Gzipped)
+	default:
 		buf, err := x.gzip(body)
 		if err != nil {
 			return Errorf(codes.Internal, "cannot compress the export: %v", err)

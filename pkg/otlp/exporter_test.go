@@ -416,3 +416,33 @@ func TestExporterConfig(t *testing.T) {
 		})
 	}
 }
+
+// A body the client gzipped goes upstream as the very bytes it sent, not
+// compressed a second time; without compression upstream, decompressed.
+func TestExporterForwardsClientGzip(t *testing.T) {
+	req := sampleRequest(5)
+	body := marshalProto(t, req)
+	gz := compress(t, "gzip", body)
+	var raw [][]byte
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		raw = append(raw, b)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	e := &Export{Request: req, Body: body, Gzipped: gz, Transport: "http"}
+
+	x := newExporter(t, ExporterConfig{Endpoint: srv.URL + TracesPath}, nil)
+	if err := x.Export(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+	x = newExporter(t, ExporterConfig{Endpoint: srv.URL + TracesPath, Compression: "none"}, nil)
+	if err := x.Export(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) != 2 || !bytes.Equal(raw[0], gz) || !bytes.Equal(raw[1], body) {
+		t.Fatalf("upstream got %d bodies; want the client's gzip bytes, then the plain body", len(raw))
+	}
+}

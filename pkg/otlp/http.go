@@ -2,7 +2,6 @@ package otlp
 
 import (
 	"bytes"
-	"compress/gzip"
 	"compress/zlib"
 	"errors"
 	"fmt"
@@ -11,9 +10,11 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc/codes"
@@ -61,12 +62,12 @@ func (r *Receiver) handleTraces(w http.ResponseWriter, req *http.Request) {
 	}
 	defer func() { r.inflight.release(reserved) }()
 
-	body, code, err := readBody(w, req, r.cfg.MaxRequestBytes)
+	body, gzipped, code, err := readBody(w, req, r.cfg.MaxRequestBytes)
 	if err != nil {
 		writeStatus(w, enc, code, status.New(codes.InvalidArgument, err.Error()), 0)
 		return
 	}
-	if extra := int64(len(body)) - reserved; extra > 0 {
+	if extra := int64(len(body)+len(gzipped)) - reserved; extra > 0 {
 		if !r.inflight.acquire(extra) {
 			r.refuseOverloaded(w, enc, "http")
 			return
@@ -77,7 +78,7 @@ func (r *Receiver) handleTraces(w http.ResponseWriter, req *http.Request) {
 	e := &Export{Request: ptraceotlp.NewExportRequest(), Transport: "http", Project: req.Header.Get(ProjectHeader)}
 	if enc == contentTypeProto {
 		err = e.Request.UnmarshalProto(body)
-		e.Body = body
+		e.Body, e.Gzipped = body, gzipped
 	} else if err = checkJSON(body); err == nil {
 		err = e.Request.UnmarshalJSON(body)
 	}
@@ -105,10 +106,17 @@ func (r *Receiver) refuseOverloaded(w http.ResponseWriter, enc, transport string
 // maxSizeHint caps the buffer readBody allocates before reading.
 const maxSizeHint = 4 << 20
 
+// gzipReaders reuses gzip readers (and their 32 KB windows) across requests.
+var gzipReaders sync.Pool
+
 // readBody reads the request body, decompressed, capped at limit bytes both
 // on the wire and after decompression (so a small gzip bomb is refused too).
+// For a gzip body it also returns the body as sent: the exporter forwards
+// those bytes as they are when it compresses with gzip too, instead of
+// compressing again what the client already did (by far the largest cost
+// of a gzip pass-through, see docs/benchmarks.md).
 // On error it returns the HTTP status to answer with.
-func readBody(w http.ResponseWriter, req *http.Request, limit int64) ([]byte, int, error) {
+func readBody(w http.ResponseWriter, req *http.Request, limit int64) (body, gzipped []byte, code int, err error) {
 	var rd io.Reader = http.MaxBytesReader(w, req.Body, limit)
 	// Content codings are case-insensitive (RFC 9110, section 8.4.1).
 	ce := strings.ToLower(strings.TrimSpace(req.Header.Get("Content-Encoding")))
@@ -116,11 +124,18 @@ func readBody(w http.ResponseWriter, req *http.Request, limit int64) ([]byte, in
 	case "", "identity":
 		ce = ""
 	case "gzip", "x-gzip": // x-gzip is gzip (RFC 9110, section 8.4.1.3).
-		zr, err := gzip.NewReader(rd)
-		if err != nil {
-			return bodyError("gzip", limit, err)
+		ce = "gzip"
+		if gzipped, err = readAll(rd, req.ContentLength, limit); err != nil {
+			return bodyError(ce, limit, err)
 		}
-		defer zr.Close()
+		zr, _ := gzipReaders.Get().(*gzip.Reader)
+		if zr == nil {
+			zr = new(gzip.Reader)
+		}
+		defer gzipReaders.Put(zr)
+		if err := zr.Reset(bytes.NewReader(gzipped)); err != nil {
+			return bodyError(ce, limit, err)
+		}
 		rd = zr
 	case "deflate": // HTTP's deflate is the zlib format (RFC 9110, section 8.4.1.2).
 		zr, err := zlib.NewReader(rd)
@@ -137,42 +152,48 @@ func readBody(w http.ResponseWriter, req *http.Request, limit int64) ([]byte, in
 		defer zr.Close()
 		rd = zr
 	default:
-		return nil, http.StatusBadRequest, fmt.Errorf("Content-Encoding %q is not supported; send gzip, deflate, zstd or none", req.Header.Get("Content-Encoding"))
+		return nil, nil, http.StatusBadRequest, fmt.Errorf("Content-Encoding %q is not supported; send gzip, deflate, zstd or none", req.Header.Get("Content-Encoding"))
 	}
-	var body []byte
-	var err error
-	if lr := io.LimitReader(rd, limit+1); ce == "" && req.ContentLength > 0 {
-		// Content-Length is the size to read, so read it without
-		// regrowing; capped, since the header is only the client's word.
-		buf := bytes.NewBuffer(make([]byte, 0, min(req.ContentLength, limit, maxSizeHint)+bytes.MinRead))
-		_, err = buf.ReadFrom(lr)
-		body = buf.Bytes()
-	} else {
-		body, err = io.ReadAll(lr)
+	sizeHint := int64(-1)
+	if ce == "" {
+		sizeHint = req.ContentLength
 	}
-	if err != nil {
+	if body, err = readAll(rd, sizeHint, limit); err != nil {
 		return bodyError(ce, limit, err)
 	}
 	if int64(len(body)) > limit {
-		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the decompressed body is over the limit of %d bytes", limit)
+		return nil, nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the decompressed body is over the limit of %d bytes", limit)
 	}
-	return body, 0, nil
+	return body, gzipped, 0, nil
+}
+
+// readAll reads up to limit+1 bytes of rd. A positive sizeHint (the
+// Content-Length of an uncompressed body) is the size to read, so it reads
+// without regrowing; capped, since the header is only the client's word.
+func readAll(rd io.Reader, sizeHint, limit int64) ([]byte, error) {
+	lr := io.LimitReader(rd, limit+1)
+	if sizeHint <= 0 {
+		return io.ReadAll(lr)
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, min(sizeHint, limit, maxSizeHint)+bytes.MinRead))
+	_, err := buf.ReadFrom(lr)
+	return buf.Bytes(), err
 }
 
 // bodyError is readBody's answer to err: 413 when the body is over the
 // limit (as sent, or in the memory a zstd frame asks for), 400 when it is
 // not in the encoding it claims.
-func bodyError(encoding string, limit int64, err error) ([]byte, int, error) {
+func bodyError(encoding string, limit int64, err error) ([]byte, []byte, int, error) {
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
-		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the request body is over the limit of %d bytes", limit)
+		return nil, nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the request body is over the limit of %d bytes", limit)
 	case errors.Is(err, zstd.ErrDecoderSizeExceeded), errors.Is(err, zstd.ErrWindowSizeExceeded):
-		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the zstd body needs more than the limit of %d bytes to decompress: %w", limit, err)
+		return nil, nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the zstd body needs more than the limit of %d bytes to decompress: %w", limit, err)
 	case encoding == "":
-		return nil, http.StatusBadRequest, fmt.Errorf("cannot read the body: %w", err)
+		return nil, nil, http.StatusBadRequest, fmt.Errorf("cannot read the body: %w", err)
 	}
-	return nil, http.StatusBadRequest, fmt.Errorf("cannot read the %s body: %w", encoding, err)
+	return nil, nil, http.StatusBadRequest, fmt.Errorf("cannot read the %s body: %w", encoding, err)
 }
 
 // maxJSONDepth bounds how deeply a JSON body may nest. pdata's JSON decoder

@@ -22,6 +22,10 @@ type Export struct {
 	// when the receiver has it; nil otherwise. Forwarding it as it is keeps
 	// even fields this proxy does not know.
 	Body []byte
+	// Gzipped is Body gzip-compressed as the client sent it, when it did;
+	// nil otherwise. An exporter that compresses with gzip sends it as it
+	// is instead of compressing Body again.
+	Gzipped []byte
 	// Project is the x-project-name header (metadata on gRPC), "" if none.
 	Project string
 	// Transport is "grpc" or "http".
