@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/envflag"
 )
 
 // envPrefix is the prefix of the environment variable each flag falls back
@@ -45,9 +47,7 @@ type options struct {
 	startupWait time.Duration
 }
 
-func envName(flagName string) string {
-	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
+func envName(flagName string) string { return envflag.Name(envPrefix, flagName) }
 
 // parseOptions reads flags, then the environment for the flags not given.
 func parseOptions(args []string, getenv func(string) string, out io.Writer) (*options, error) {
@@ -88,26 +88,7 @@ Flags:
 `, question, envPrefix, envName("answer"))
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments %q; all settings are flags", fs.Args())
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] {
-			return
-		}
-		if v := getenv(envName(f.Name)); v != "" {
-			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", envName(f.Name), v, err))
-			}
-		}
-	})
-	if err := errors.Join(errs...); err != nil {
+	if err := envflag.Parse(fs, args, envPrefix, getenv); err != nil {
 		return nil, err
 	}
 
