@@ -3,7 +3,7 @@
 // The proxy sees every span an app exports. [Extract] finds the provider's
 // response id on an LLM span (the GenAI attribute gen_ai.response.id, or the
 // "id" inside OpenInference's output.value), and [Index] keeps response id ->
-// span in a bounded LRU so that feedback sent later with only the response id
-// can be written onto that exact span. With a [Store] (see [Index.Restore])
-// the index outlives a restart.
+// span, bounded in count and age, so that feedback sent later with only the
+// response id can be written onto that exact span. With a [Store] (see
+// [Index.Restore]) the index outlives a restart.
 package index

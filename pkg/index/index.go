@@ -3,10 +3,10 @@ package index
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 )
 
@@ -41,7 +41,9 @@ const (
 // Config bounds an Index.
 type Config struct {
 	// MaxEntries is the number of response ids kept; the least recently
-	// added is evicted first. Zero means DefaultMaxEntries.
+	// added is evicted first. Zero means DefaultMaxEntries. An entry
+	// replaced by an inner span keeps its place until the oldest entries
+	// reach it, so after replacements the index holds a few less.
 	MaxEntries int
 	// MaxAge is how long an entry stays resolvable after it was added.
 	// Zero means DefaultMaxAge.
@@ -68,6 +70,9 @@ func (c Config) Validate() error {
 	if c.MaxEntries < 0 {
 		errs = append(errs, fmt.Errorf("index: MaxEntries must be positive, got %d", c.MaxEntries))
 	}
+	if c.MaxEntries > math.MaxInt32 {
+		errs = append(errs, fmt.Errorf("index: MaxEntries must be at most %d, got %d", math.MaxInt32, c.MaxEntries))
+	}
 	if c.MaxAge < 0 {
 		errs = append(errs, fmt.Errorf("index: MaxAge must be positive, got %s", c.MaxAge))
 	}
@@ -78,16 +83,24 @@ func (c Config) Validate() error {
 // for concurrent use.
 //
 // Lookups do not refresh an entry: a response is as old as its span, however
-// often feedback asks for it. So the LRU order is the order of Add, and the
-// oldest entries are also the first to expire.
+// often feedback asks for it. So the entries are kept in the order of Add, a
+// FIFO: the oldest entries are the first evicted when the index is full, and
+// also the first to expire.
+//
+// The FIFO is a ring of fixed-size records without pointers (see fifo.go)
+// rather than golang-lru's simplelru, for memory: a million responses (half
+// "chatcmpl-" ids of 38 bytes, half "resp_" ids of 53) take 116 B each of
+// live heap, against 306 B in simplelru with the Span as it is, and still
+// 240 B with a 56-byte pointer-free value: simplelru's list element alone
+// is 144 B (three pointers, the key's string header, and an expiry time
+// the simple LRU never sets), the key's bytes and the map the rest.
+// BenchmarkIndexMemory measures it; bench_test.go has the numbers.
 type Index struct {
 	cfg     Config
 	metrics *Metrics
 
-	mu  sync.Mutex
-	lru *simplelru.LRU[string, Span]
-	// evictReason is read by the eviction callback, which runs under mu.
-	evictReason string
+	mu      sync.Mutex
+	entries fifo
 	// store, when set, is told every change, in order; changes holds those
 	// made under mu and not yet written (see Restore).
 	store   Store
@@ -97,31 +110,23 @@ type Index struct {
 	storeMu sync.Mutex
 }
 
+// Eviction reasons, the label of feedbackproxy_index_evictions_total.
+const (
+	reasonCapacity = "capacity"
+	reasonAge      = "age"
+)
+
 // New returns an empty index. metrics may be nil.
 func New(cfg Config, metrics *Metrics) (*Index, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg.setDefaults()
-	ix := &Index{cfg: cfg, metrics: metrics}
-	lru, err := simplelru.NewLRU(cfg.MaxEntries, ix.onEvict)
-	if err != nil {
-		return nil, err
-	}
-	ix.lru = lru
+	ix := &Index{cfg: cfg, metrics: metrics, entries: newFIFO(cfg.MaxEntries)}
 	if metrics != nil {
 		metrics.observe(ix)
 	}
 	return ix, nil
-}
-
-func (ix *Index) onEvict(responseID string, _ Span) {
-	if ix.metrics != nil && ix.evictReason != "" {
-		ix.metrics.evictions.WithLabelValues(ix.evictReason).Inc()
-	}
-	if ix.store != nil {
-		ix.changes = append(ix.changes, Change{Entry: Entry{ResponseID: responseID}, Removed: true})
-	}
 }
 
 // Add indexes entries and returns those that now resolve to a new span: an
@@ -132,21 +137,31 @@ func (ix *Index) Add(entries []Entry) []Entry {
 		return nil
 	}
 	now := ix.cfg.Now()
-	added := entries[:0:0]
+	seen := now.UnixNano()
+	var added []Entry
 	ix.mu.Lock()
-	ix.expireLocked(now)
-	for _, e := range entries {
-		if old, ok := ix.lru.Peek(e.ResponseID); ok && !ix.expired(old, now) {
-			if old.SpanID == e.Span.SpanID || !innerThan(e.Span, old, nil) {
+	ix.expireLocked(seen)
+	for i, e := range entries {
+		h := ix.entries.hash(e.ResponseID)
+		if slot, ok := ix.entries.find(h, e.ResponseID); ok {
+			old := ix.entries.span(slot)
+			if !ix.expired(ix.entries.rec(slot).seen, seen) && (old.SpanID == e.Span.SpanID || !innerThan(e.Span, old, nil)) {
 				continue
 			}
+			// Replaced: the id stays, so this is no eviction, and the
+			// store overwrites it.
+			ix.entries.unlink(slot)
+		}
+		if ix.entries.full() {
+			ix.evictOldest(reasonCapacity)
 		}
 		e.Span.Seen = now
-		ix.evictReason = "capacity"
-		ix.lru.Add(e.ResponseID, e.Span)
-		ix.evictReason = ""
+		ix.entries.push(h, e.ResponseID, e.Span, seen)
 		if ix.store != nil {
 			ix.changes = append(ix.changes, Change{Entry: e})
+		}
+		if added == nil {
+			added = make([]Entry, 0, len(entries)-i)
 		}
 		added = append(added, e)
 	}
@@ -156,14 +171,18 @@ func (ix *Index) Add(entries []Entry) []Entry {
 
 // Lookup returns the span that produced responseID.
 func (ix *Index) Lookup(responseID string) (Span, bool) {
-	now := ix.cfg.Now()
+	now := ix.cfg.Now().UnixNano()
+	h := ix.entries.hash(responseID)
+	var s Span
 	ix.mu.Lock()
-	s, ok := ix.lru.Peek(responseID)
-	if ok && ix.expired(s, now) {
-		ix.evictReason = "age"
-		ix.lru.Remove(responseID)
-		ix.evictReason = ""
-		ok = false
+	slot, ok := ix.entries.find(h, responseID)
+	if ok {
+		if ix.expired(ix.entries.rec(slot).seen, now) {
+			ix.evict(slot, reasonAge)
+			ok = false
+		} else {
+			s = ix.entries.span(slot)
+		}
 	}
 	ix.mu.Unlock()
 	if ix.metrics != nil {
@@ -181,27 +200,48 @@ func (ix *Index) Lookup(responseID string) (Span, bool) {
 func (ix *Index) Len() int {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	return ix.lru.Len()
+	return ix.entries.live
 }
 
 // Cap returns the maximum number of entries.
 func (ix *Index) Cap() int { return ix.cfg.MaxEntries }
 
-func (ix *Index) expired(s Span, now time.Time) bool {
-	return now.Sub(s.Seen) >= ix.cfg.MaxAge
+// expired reports whether an entry seen at seen is past MaxAge at now, both
+// in Unix nanoseconds.
+func (ix *Index) expired(seen, now int64) bool {
+	return now-seen >= int64(ix.cfg.MaxAge)
 }
 
-// expireLocked removes expired entries from the old end of the LRU. Since
-// the order is the order of Add, it stops at the first live entry, so the
-// cost is paid once per expired entry.
-func (ix *Index) expireLocked(now time.Time) {
-	ix.evictReason = "age"
-	defer func() { ix.evictReason = "" }()
-	for {
-		_, s, ok := ix.lru.GetOldest()
-		if !ok || !ix.expired(s, now) {
+// expireLocked removes expired entries from the old end of the FIFO. It
+// stops at the first live entry that has not expired, so the cost is paid
+// once per expired entry.
+func (ix *Index) expireLocked(now int64) {
+	for ix.entries.used > 0 {
+		if r := ix.entries.rec(ix.entries.head); r.flags&live != 0 && !ix.expired(r.seen, now) {
 			return
 		}
-		ix.lru.RemoveOldest()
+		ix.evictOldest(reasonAge)
 	}
+}
+
+// evictOldest removes the oldest slot of the FIFO, counting it as an
+// eviction for reason if it held a live entry.
+func (ix *Index) evictOldest(reason string) {
+	ix.evict(ix.entries.head, reason)
+	ix.entries.popOldest()
+}
+
+// evict removes the entry in slot, if it is live, counts it and tells the
+// store.
+func (ix *Index) evict(slot uint32, reason string) {
+	if ix.entries.rec(slot).flags&live == 0 {
+		return
+	}
+	if ix.metrics != nil {
+		ix.metrics.evictions.WithLabelValues(reason).Inc()
+	}
+	if ix.store != nil {
+		ix.changes = append(ix.changes, Change{Entry: Entry{ResponseID: ix.entries.responseID(slot)}, Removed: true})
+	}
+	ix.entries.unlink(slot)
 }

@@ -63,7 +63,7 @@ func (ix *Index) Restore(st Store) (int, error) {
 	}
 	// Add order is Seen order, and expireLocked relies on it.
 	slices.SortStableFunc(entries, func(a, b Entry) int { return a.Span.Seen.Compare(b.Span.Seen) })
-	now := ix.cfg.Now()
+	now := ix.cfg.Now().UnixNano()
 	ix.mu.Lock()
 	if ix.store != nil {
 		ix.mu.Unlock()
@@ -73,19 +73,22 @@ func (ix *Index) Restore(st Store) (int, error) {
 	if ix.metrics != nil {
 		ix.metrics.observeStore()
 	}
-	ix.evictReason = "capacity"
 	for _, e := range entries {
-		if ix.expired(e.Span, now) {
+		seen := e.Span.Seen.UnixNano()
+		if ix.expired(seen, now) {
 			ix.changes = append(ix.changes, Change{Entry: Entry{ResponseID: e.ResponseID}, Removed: true})
 			continue
 		}
-		if ix.lru.Contains(e.ResponseID) {
+		h := ix.entries.hash(e.ResponseID)
+		if _, ok := ix.entries.find(h, e.ResponseID); ok {
 			continue // added since: newer than what was kept
 		}
-		ix.lru.Add(e.ResponseID, e.Span)
+		if ix.entries.full() {
+			ix.evictOldest(reasonCapacity)
+		}
+		ix.entries.push(h, e.ResponseID, e.Span, seen)
 	}
-	ix.evictReason = ""
-	n := ix.lru.Len()
+	n := ix.entries.live
 	ix.unlockAndWrite()
 	return n, nil
 }
