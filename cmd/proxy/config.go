@@ -55,7 +55,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*opt
 	fs.StringVar(&c.Exporter.Compression, "phoenix-compression", "gzip", "compression of exports to Phoenix: gzip or none")
 	fs.DurationVar(&c.Exporter.Timeout, "export-timeout", otlp.DefaultExportTimeout, "timeout of one export to Phoenix")
 
-	fs.IntVar(&c.Index.MaxEntries, "index-max-entries", index.DefaultMaxEntries, "response ids remembered (LRU); about 200 bytes each")
+	fs.IntVar(&c.Index.MaxEntries, "index-max-entries", index.DefaultMaxEntries, "response ids remembered, the oldest evicted first; about 116 bytes each")
 	fs.DurationVar(&c.Index.MaxAge, "index-max-age", index.DefaultMaxAge, "how long a response id stays resolvable")
 	extraKeys := fs.String("index-extra-keys", "", "comma-separated span attribute keys whose values are indexed too (an app's own correlation key)")
 
