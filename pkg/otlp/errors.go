@@ -3,9 +3,7 @@ package otlp
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -150,26 +148,6 @@ func retryAfterOf(err error) time.Duration {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.RetryAfter
-	}
-	return 0
-}
-
-// ParseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date.
-func ParseRetryAfter(v string, now time.Time) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs < 0 {
-			return 0
-		}
-		// Clamp, or a huge value would overflow into a negative delay.
-		return time.Duration(min(secs, math.MaxInt64/int64(time.Second))) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return d
-		}
 	}
 	return 0
 }

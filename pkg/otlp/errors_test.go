@@ -2,7 +2,6 @@ package otlp
 
 import (
 	"errors"
-	"net/http"
 	"testing"
 	"time"
 
@@ -63,32 +62,6 @@ func TestFromUpstream(t *testing.T) {
 		}
 		if e.Code == codes.Unknown || e.Code == codes.OK {
 			t.Errorf("upstream %d -> %v", s, e.Code)
-		}
-	}
-}
-
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC)
-	for _, tc := range []struct {
-		in   string
-		want time.Duration
-	}{
-		{"", 0},
-		{"0", 0},
-		{"3", 3 * time.Second},
-		{"120", 2 * time.Minute},
-		{"-3", 0},
-		{"1.5", 0},
-		{"soon", 0},
-		{"99999999999", time.Duration(1<<63-1) / time.Second * time.Second},
-		{"999999999999999999999999", 0},
-		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
-		{now.Add(-90 * time.Second).Format(http.TimeFormat), 0},
-		{now.Add(10 * time.Second).Format(time.RFC850), 10 * time.Second},
-		{now.Add(10 * time.Second).Format(time.ANSIC), 10 * time.Second},
-	} {
-		if got := ParseRetryAfter(tc.in, now); got != tc.want {
-			t.Errorf("ParseRetryAfter(%q) = %v; want %v", tc.in, got, tc.want)
 		}
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc/codes"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/retryafter"
 )
 
 // Defaults for ExporterConfig.
@@ -155,7 +157,7 @@ func (x *Exporter) export(ctx context.Context, e *Export) error {
 	}()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	if resp.StatusCode/100 != 2 {
-		return fromUpstream(resp.StatusCode, ParseRetryAfter(resp.Header.Get("Retry-After"), x.now()), upstreamMessage(resp.Header.Get("Content-Type"), msg))
+		return fromUpstream(resp.StatusCode, retryafter.Parse(resp.Header.Get("Retry-After"), x.now()), upstreamMessage(resp.Header.Get("Content-Type"), msg))
 	}
 	x.checkPartialSuccess(resp.Header.Get("Content-Type"), msg)
 	return nil

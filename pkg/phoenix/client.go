@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/retryafter"
 )
 
 // Config configures a Client.
@@ -130,7 +132,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return &APIError{
 			StatusCode: resp.StatusCode,
 			Message:    errorMessage(data),
-			RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
+			RetryAfter: retryafter.Parse(resp.Header.Get("Retry-After"), time.Now()),
 			method:     method,
 			path:       path,
 		}

@@ -97,29 +97,6 @@ func RetryAfter(err error) time.Duration {
 	return 0
 }
 
-// parseRetryAfter reads a Retry-After value, delay-seconds or an HTTP date
-// (https://www.rfc-editor.org/rfc/rfc9110#field.retry-after), relative to now. Anything
-// unparsable, negative or in the past is 0.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		const maxSecs = int64(1<<63-1) / int64(time.Second)
-		if secs <= 0 {
-			return 0
-		}
-		return time.Duration(min(secs, maxSecs)) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return d
-		}
-	}
-	return 0
-}
-
 // maxMessageLen bounds APIError.Message: an error page can be large and ends up in logs.
 const maxMessageLen = 1024
 
