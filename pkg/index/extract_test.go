@@ -200,6 +200,14 @@ func TestTopLevelID(t *testing.T) {
 		{`"id"`, "", false},
 		{`{"id" "x"}`, "", false},
 		{`{`, "", false},
+		// The fast path for {"id":"... hands everything unusual to the decoder.
+		{` {"id":"chatcmpl-9","object":"chat.completion"}`, "chatcmpl-9", true},
+		{`{"id":"chatcmpl-9"}`, "chatcmpl-9", true},
+		{`{"id":"\u0041b"}`, "Ab", true},
+		{`{"id":"a" "b"}`, "a", true}, // the decoder too stops reading once it has the id
+		{"{\"id\":\"\x9f\"}", "\ufffd", true},
+		{"{\"id\":\"a\x01\"}", "", false},
+		{`{"id":"unterminated`, "", false},
 	}
 	for _, tt := range tests {
 		got, err := TopLevelID(tt.in)
