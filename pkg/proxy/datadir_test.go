@@ -69,20 +69,7 @@ func TestDataDir(t *testing.T) {
 	}
 	do := func(method, url, contentType string, body []byte) (int, string) {
 		t.Helper()
-		req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if contentType != "" {
-			req.Header.Set("Content-Type", contentType)
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatalf("%s %s: %v", method, url, err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return doRequest(t, ctx, client, method, url, contentType, body)
 	}
 	export := func(p *Proxy, responseID string) {
 		t.Helper()

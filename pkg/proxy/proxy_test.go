@@ -151,20 +151,7 @@ func TestProxy(t *testing.T) {
 
 	do := func(method, url, contentType string, body []byte) (int, string) {
 		t.Helper()
-		req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if contentType != "" {
-			req.Header.Set("Content-Type", contentType)
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatalf("%s %s: %v", method, url, err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return doRequest(t, ctx, client, method, url, contentType, body)
 	}
 	feedbackURL := "http://" + addrs.Feedback + "/feedback"
 
@@ -311,4 +298,23 @@ func TestStartPortTaken(t *testing.T) {
 			goleak.VerifyNone(t)
 		})
 	}
+}
+
+// doRequest sends one request with client and returns the status and body.
+func doRequest(t *testing.T, ctx context.Context, client *http.Client, method, url, contentType string, body []byte) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
