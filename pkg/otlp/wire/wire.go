@@ -1,0 +1,265 @@
+package wire
+
+import (
+	"fmt"
+	"iter"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Scan checks that body is an OTLP ExportTraceServiceRequest in protobuf,
+// as strictly as pdata's decoder does, and returns the number of spans in
+// it. It refuses the group wire type (not used by proto3, hence not by
+// OTLP), and varints and field numbers that overflow, where pdata lets some
+// through.
+//
+// When visit is not nil, Scan then calls it for every span, in order, with
+// the span's resource. Both are reused from call to call and what they
+// return aliases body: copy what is kept.
+func Scan(body []byte, visit func(*Resource, *Span)) (spans int, err error) {
+	if err := check(body, &exportRequest, 0); err != nil {
+		return 0, err
+	}
+	return Walk(body, visit), nil
+}
+
+// Walk is Scan without the check, for a body Scan (or pdata's encoder)
+// has vouched for. On anything malformed it stops, with what it saw so far.
+func Walk(body []byte, visit func(*Resource, *Span)) (spans int) {
+	var res Resource
+	var sp Span
+	for c := (cursor{b: body}); c.next(); {
+		if c.num != 1 {
+			continue
+		}
+		res.msg = c.val
+		// pdata takes the spans of the removed instrumentation_library_spans
+		// (1000) when a resource has no scope_spans (2); so do we, to count
+		// and index what the proxy always did. (Phoenix ignores field 1000,
+		// as anything built from today's .proto does.)
+		scopes := protowire.Number(1000)
+		for rc := (cursor{b: c.val}); rc.next(); {
+			if rc.num == 2 {
+				scopes = 2
+				break
+			}
+		}
+		for rc := (cursor{b: c.val}); rc.next(); {
+			if rc.num != scopes {
+				continue
+			}
+			for sc := (cursor{b: rc.val}); sc.next(); {
+				if sc.num != 2 {
+					continue
+				}
+				spans++
+				if visit != nil {
+					sp.msg = sc.val
+					visit(&res, &sp)
+				}
+			}
+		}
+		res.Index++
+	}
+	return spans
+}
+
+// Resource is the resource of the spans visited with it.
+type Resource struct {
+	// Index is its position among the export's resource_spans.
+	Index int
+	msg   []byte // the ResourceSpans
+}
+
+// Attributes yields the resource's attributes in order.
+func (r *Resource) Attributes() iter.Seq2[[]byte, Value] {
+	return func(yield func([]byte, Value) bool) {
+		for c := (cursor{b: r.msg}); c.next(); {
+			// A message field given twice is merged: the attributes of
+			// both count, in order.
+			if c.num == 1 && !eachAttribute(c.val, 1, yield) {
+				return
+			}
+		}
+	}
+}
+
+// Span is one span of an export.
+type Span struct {
+	msg []byte
+}
+
+// Header is what identifies a span. Its Name aliases the body.
+type Header struct {
+	TraceID           [16]byte
+	SpanID            [8]byte
+	ParentSpanID      [8]byte
+	Name              []byte
+	StartTimeUnixNano uint64
+}
+
+// Header reads the span's ids, name and start time. A field given twice
+// is taken from its last occurrence, an empty id is zero: pdata's reading.
+func (s *Span) Header() Header {
+	var h Header
+	for c := (cursor{b: s.msg}); c.next(); {
+		switch c.num {
+		case 1:
+			h.TraceID = [16]byte{}
+			copy(h.TraceID[:], c.val)
+		case 2:
+			h.SpanID = [8]byte{}
+			copy(h.SpanID[:], c.val)
+		case 4:
+			h.ParentSpanID = [8]byte{}
+			copy(h.ParentSpanID[:], c.val)
+		case 5:
+			h.Name = c.val
+		case 7:
+			h.StartTimeUnixNano = c.u
+		}
+	}
+	return h
+}
+
+// Attributes yields the span's attributes in order. As with pdata's Map, a
+// key may appear more than once; the first one is the one that counts.
+func (s *Span) Attributes() iter.Seq2[[]byte, Value] {
+	return func(yield func([]byte, Value) bool) {
+		eachAttribute(s.msg, 9, yield)
+	}
+}
+
+// eachAttribute yields the key-values in field num of msg; it returns false
+// when yield asked to stop.
+func eachAttribute(msg []byte, num protowire.Number, yield func([]byte, Value) bool) bool {
+	for c := (cursor{b: msg}); c.next(); {
+		if c.num != num {
+			continue
+		}
+		// The last key given wins, as in pdata.
+		var key []byte
+		for kc := (cursor{b: c.val}); kc.next(); {
+			if kc.num == 1 {
+				key = kc.val
+			}
+		}
+		if !yield(key, Value{kv: c.val}) {
+			return false
+		}
+	}
+	return true
+}
+
+// Value is an attribute's value, of whichever type it is. It is read only
+// when asked for: most attributes are skipped by their key.
+type Value struct {
+	kv []byte // the KeyValue
+}
+
+// Str returns a string value; ok is false for a value of another type.
+func (v Value) Str() (s []byte, ok bool) {
+	num, raw := v.oneof()
+	return raw, num == 1
+}
+
+// oneof returns the member of the value's oneof that is set, and its bytes
+// if it is a string or bytes. pdata's reading: the last member given wins,
+// across all the value messages given (protobuf merges a message field
+// that repeats).
+func (v Value) oneof() (protowire.Number, []byte) {
+	var num protowire.Number
+	var raw []byte
+	for c := (cursor{b: v.kv}); c.next(); {
+		if c.num != 2 {
+			continue
+		}
+		for vc := (cursor{b: c.val}); vc.next(); {
+			if vc.num >= 1 && vc.num <= 8 {
+				num, raw = vc.num, vc.val
+			}
+		}
+	}
+	return num, raw
+}
+
+// cursor steps through the fields of a message.
+type cursor struct {
+	b   []byte // the fields not read yet
+	num protowire.Number
+	typ protowire.Type
+	val []byte // the contents of a length-delimited field
+	u   uint64 // the value of a varint or fixed field
+}
+
+// next reads the next field. It returns false at the end, or at a field
+// that is not well formed, which it leaves unread in c.b (fieldError says
+// what is wrong with it). It is the hot loop of everything here, so the
+// common one-byte tags and lengths are read inline.
+func (c *cursor) next() bool {
+	b := c.b
+	var tag uint64
+	var n int
+	if len(b) > 0 && b[0] < 0x80 {
+		tag, n = uint64(b[0]), 1
+	} else if tag, n = protowire.ConsumeVarint(b); n < 0 {
+		return false
+	}
+	num, typ := protowire.DecodeTag(tag)
+	if num < protowire.MinValidNumber {
+		return false
+	}
+	b = b[n:]
+	switch typ {
+	case protowire.BytesType:
+		var l uint64
+		if len(b) > 0 && b[0] < 0x80 {
+			l, n = uint64(b[0]), 1
+		} else if l, n = protowire.ConsumeVarint(b); n < 0 {
+			return false
+		}
+		if l > uint64(len(b)-n) {
+			return false
+		}
+		c.val = b[n : n+int(l)]
+		b = b[n+int(l):]
+	case protowire.VarintType:
+		if c.u, n = protowire.ConsumeVarint(b); n < 0 {
+			return false
+		}
+		b = b[n:]
+	case protowire.Fixed64Type:
+		if c.u, n = protowire.ConsumeFixed64(b); n < 0 {
+			return false
+		}
+		b = b[n:]
+	case protowire.Fixed32Type:
+		var v uint32
+		if v, n = protowire.ConsumeFixed32(b); n < 0 {
+			return false
+		}
+		c.u = uint64(v)
+		b = b[n:]
+	default:
+		return false
+	}
+	c.num, c.typ, c.b = num, typ, b
+	return true
+}
+
+// fieldError says why cursor.next refused the field at the start of b.
+func fieldError(b []byte) error {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n < 0 {
+		return fmt.Errorf("field tag: %w", protowire.ParseError(n))
+	}
+	switch typ {
+	case protowire.VarintType, protowire.Fixed32Type, protowire.Fixed64Type, protowire.BytesType:
+	default:
+		return fmt.Errorf("wire type %s is not used by OTLP", typeName(typ))
+	}
+	if n := protowire.ConsumeFieldValue(num, typ, b[n:]); n < 0 {
+		return fmt.Errorf("%s value: %w", typeName(typ), protowire.ParseError(n))
+	}
+	return fmt.Errorf("malformed field %d", num)
+}
