@@ -1,13 +1,15 @@
 package index
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
-	"strings"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp/wire"
 )
 
 // Attribute keys read by the extractor.
@@ -46,111 +48,162 @@ type Extractor struct {
 	MaxOutputValue int
 }
 
-// Extract returns one entry per response id found in td. project is the
-// project the export was sent to (the x-project-name header), empty if none;
-// a resource's openinference.project.name is used when it is empty, as
-// Phoenix does.
+// Extract returns one entry per response id found in td; see
+// [Extractor.ExtractProto], which it calls on td in protobuf.
+func (x Extractor) Extract(td ptrace.Traces, project string) []Entry {
+	body, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
+	if err != nil {
+		return nil
+	}
+	return x.ExtractProto(body, project)
+}
+
+// ExtractProto returns one entry per response id found in body, an OTLP
+// ExportTraceServiceRequest (or TracesData: the same on the wire) in
+// protobuf that [wire.Scan] has accepted. It reads the body where it lies,
+// without decoding it: only the spans that carry an id cost an allocation.
+// Of a body that is not well formed, it reads what comes before the flaw.
+//
+// project is the project the export was sent to (the x-project-name
+// header), empty if none; a resource's openinference.project.name is used
+// when it is empty, as Phoenix does.
 //
 // When several spans of one trace carry the same id, only the innermost is
 // returned: the annotation belongs on the LLM call, not on the handler span
 // around it that copied the id.
-func (x Extractor) Extract(td ptrace.Traces, project string) []Entry {
+func (x Extractor) ExtractProto(body []byte, project string) []Entry {
 	var entries []Entry
-	byID := map[string]int{} // response id -> position in entries
-	var parents map[pcommon.SpanID]pcommon.SpanID
-
-	rss := td.ResourceSpans()
-	for i := 0; i < rss.Len(); i++ {
-		rs := rss.At(i)
-		proj := project
-		if proj == "" {
-			if v, ok := rs.Resource().Attributes().Get(AttrProjectName); ok && v.Type() == pcommon.ValueTypeStr && v.Str() != "" {
-				proj = v.Str()
-			} else {
-				proj = DefaultProject
-			}
+	dup := false
+	proj, projOf := project, -1
+	wire.Walk(body, func(r *wire.Resource, s *wire.Span) {
+		if project == "" && r.Index != projOf {
+			proj, projOf = projectOf(r), r.Index
 		}
-		sss := rs.ScopeSpans()
-		for j := 0; j < sss.Len(); j++ {
-			spans := sss.At(j).Spans()
-			for k := 0; k < spans.Len(); k++ {
-				span := spans.At(k)
-				x.eachID(span, func(id string) {
-					e := Entry{ResponseID: id, Span: spanOf(span, proj)}
-					pos, dup := byID[id]
-					if !dup {
-						byID[id] = len(entries)
-						entries = append(entries, e)
-						return
-					}
-					if parents == nil {
-						parents = parentMap(td)
-					}
-					if innerThan(e.Span, entries[pos].Span, parents) {
-						entries[pos] = e
-					}
-				})
+		x.eachID(s, func(id string) {
+			for i := range entries {
+				dup = dup || entries[i].ResponseID == id
 			}
-		}
+			entries = append(entries, Entry{ResponseID: id, Span: spanOf(s, proj)})
+		})
+	})
+	if dup {
+		entries = innermost(entries, parentMap(body))
 	}
 	return entries
 }
 
-// eachID calls fn for every distinct response id on span.
-func (x Extractor) eachID(span ptrace.Span, fn func(string)) {
-	attrs := span.Attributes()
+// innermost keeps, of the entries that share a response id, the inner one,
+// in the place of the first.
+func innermost(entries []Entry, parents map[pcommon.SpanID]pcommon.SpanID) []Entry {
+	byID := make(map[string]int, len(entries))
+	kept := entries[:0]
+	for _, e := range entries {
+		pos, ok := byID[e.ResponseID]
+		if !ok {
+			byID[e.ResponseID] = len(kept)
+			kept = append(kept, e)
+			continue
+		}
+		if innerThan(e.Span, kept[pos].Span, parents) {
+			kept[pos] = e
+		}
+	}
+	return kept
+}
+
+func projectOf(r *wire.Resource) string {
+	for k, v := range r.Attributes() {
+		if string(k) == AttrProjectName {
+			if s, ok := v.Str(); ok && len(s) > 0 {
+				return string(s)
+			}
+			break // the first one counts, as with pdata's Map.Get
+		}
+	}
+	return DefaultProject
+}
+
+// eachID calls fn for every distinct response id on s.
+func (x Extractor) eachID(s *wire.Span, fn func(string)) {
 	var seen [4]string
 	n := 0
-	emit := func(id string) {
-		if id == "" || len(id) > MaxResponseIDLen {
+	emit := func(id []byte) {
+		if len(id) == 0 || len(id) > MaxResponseIDLen {
 			return
 		}
 		for _, s := range seen[:n] {
-			if s == id {
+			if s == string(id) {
 				return
 			}
 		}
+		str := string(id)
 		if n < len(seen) {
-			seen[n] = id
+			seen[n] = str
 			n++
 		}
-		fn(id)
+		fn(str)
 	}
-	if v, ok := attrs.Get(AttrGenAIResponseID); ok && v.Type() == pcommon.ValueTypeStr {
-		emit(v.Str())
+
+	// One pass over the attributes for the keys every span is asked for.
+	// The first attribute of a key is the one that counts (pdata's
+	// Map.Get), whatever its type.
+	const genAI, kind, mime, output = 0, 1, 2, 3
+	var vals [4]wire.Value
+	var found [4]bool
+	for k, v := range s.Attributes() {
+		i := -1
+		switch string(k) {
+		case AttrGenAIResponseID:
+			i = genAI
+		case AttrOpenInferenceSpanKind:
+			i = kind
+		case AttrOutputMimeType:
+			i = mime
+		case AttrOutputValue:
+			i = output
+		}
+		if i >= 0 && !found[i] {
+			vals[i], found[i] = v, true
+		}
 	}
-	if id, ok := x.openInferenceID(attrs); ok {
+	if id, ok := vals[genAI].Str(); ok {
+		emit(id)
+	}
+	if id, ok := x.openInferenceID(vals[kind], vals[mime], vals[output]); ok {
 		emit(id)
 	}
 	for _, key := range x.ExtraKeys {
-		if v, ok := attrs.Get(key); ok && v.Type() == pcommon.ValueTypeStr {
-			emit(v.Str())
+		for k, v := range s.Attributes() {
+			if string(k) == key {
+				if id, ok := v.Str(); ok {
+					emit(id)
+				}
+				break
+			}
 		}
 	}
 }
 
-func (x Extractor) openInferenceID(attrs pcommon.Map) (string, bool) {
-	kind, ok := attrs.Get(AttrOpenInferenceSpanKind)
-	if !ok || kind.Type() != pcommon.ValueTypeStr || kind.Str() != "LLM" {
-		return "", false
+func (x Extractor) openInferenceID(kind, mime, output wire.Value) ([]byte, bool) {
+	if k, ok := kind.Str(); !ok || string(k) != "LLM" {
+		return nil, false
 	}
-	mime, ok := attrs.Get(AttrOutputMimeType)
-	if !ok || mime.Type() != pcommon.ValueTypeStr || !strings.HasPrefix(mime.Str(), "application/json") {
-		return "", false
+	if m, ok := mime.Str(); !ok || !bytes.HasPrefix(m, []byte("application/json")) {
+		return nil, false
 	}
-	out, ok := attrs.Get(AttrOutputValue)
-	if !ok || out.Type() != pcommon.ValueTypeStr {
-		return "", false
+	out, ok := output.Str()
+	if !ok {
+		return nil, false
 	}
 	limit := x.MaxOutputValue
 	if limit <= 0 {
 		limit = DefaultMaxOutputValue
 	}
-	if len(out.Str()) > limit {
-		return "", false
+	if len(out) > limit {
+		return nil, false
 	}
-	id, err := TopLevelID(out.Str())
-	return id, err == nil && id != ""
+	id, err := topLevelID(out)
+	return id, err == nil && len(id) > 0
 }
 
 var errNoObject = errors.New("not a JSON object")
@@ -160,67 +213,74 @@ var errNoObject = errors.New("not a JSON object")
 // without decoding them, so the usual OpenAI answer (where "id" comes first)
 // costs a few tokens whatever the size of the completion.
 func TopLevelID(s string) (string, error) {
-	if id, ok := leadingID(s); ok {
+	id, err := topLevelID([]byte(s))
+	return string(id), err
+}
+
+// topLevelID is TopLevelID on the bytes of an attribute where they lie in
+// the export; the id it returns may alias them.
+func topLevelID(b []byte) ([]byte, error) {
+	if id, ok := leadingID(b); ok {
 		return id, nil
 	}
-	dec := json.NewDecoder(strings.NewReader(s))
+	dec := json.NewDecoder(bytes.NewReader(b))
 	tok, err := dec.Token()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return "", errNoObject
+		return nil, errNoObject
 	}
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		key, ok := tok.(string)
 		if !ok {
-			return "", errNoObject
+			return nil, errNoObject
 		}
 		if key == "id" {
 			tok, err := dec.Token()
 			if err != nil {
-				return "", err
+				return nil, err
 			}
 			id, _ := tok.(string) // an "id" that is not a string is no response id
-			return id, nil
+			return []byte(id), nil
 		}
 		if err := skipValue(dec); err != nil {
-			return "", err
+			return nil, err
 		}
 	}
-	return "", io.EOF
+	return nil, io.EOF
 }
 
 // leadingID is TopLevelID's fast path for the shape OpenAI sends and the
 // instrumentations record for a non-streamed answer: compact JSON that
 // opens with {"id":"<id>", where the id needs no unescaping. It reads a few
 // dozen bytes and allocates nothing; anything else goes to the decoder.
-func leadingID(s string) (string, bool) {
+func leadingID(s []byte) ([]byte, bool) {
 	const prefix = `{"id":"`
-	rest, ok := strings.CutPrefix(strings.TrimLeft(s, " \t\r\n"), prefix)
+	rest, ok := bytes.CutPrefix(bytes.TrimLeft(s, " \t\r\n"), []byte(prefix))
 	if !ok {
-		return "", false
+		return nil, false
 	}
-	end := strings.IndexAny(rest, `"\`)
+	end := bytes.IndexAny(rest, `"\`)
 	if end < 0 || rest[end] != '"' {
-		return "", false // unterminated, or an escape: let the decoder judge
+		return nil, false // unterminated, or an escape: let the decoder judge
 	}
 	// The value must be followed by the next member or the end of the
 	// object, as the decoder would insist.
-	after := strings.TrimLeft(rest[end+1:], " \t\r\n")
-	if after == "" || (after[0] != ',' && after[0] != '}') {
-		return "", false
+	after := bytes.TrimLeft(rest[end+1:], " \t\r\n")
+	if len(after) == 0 || (after[0] != ',' && after[0] != '}') {
+		return nil, false
 	}
 	for i := 0; i < end; i++ {
 		// Response ids are printable ASCII. Control characters are not
 		// allowed in JSON strings, and the decoder would turn invalid
 		// UTF-8 into U+FFFD: both are the decoder's to judge.
 		if c := rest[i]; c < 0x20 || c >= 0x80 {
-			return "", false
+			return nil, false
 		}
 	}
 	return rest[:end], true
@@ -248,30 +308,25 @@ func skipValue(dec *json.Decoder) error {
 	}
 }
 
-func spanOf(span ptrace.Span, project string) Span {
+func spanOf(s *wire.Span, project string) Span {
+	h := s.Header()
 	return Span{
-		TraceID:  span.TraceID(),
-		SpanID:   span.SpanID(),
-		ParentID: span.ParentSpanID(),
+		TraceID:  h.TraceID,
+		SpanID:   h.SpanID,
+		ParentID: h.ParentSpanID,
 		Project:  project,
-		Name:     span.Name(),
-		Start:    span.StartTimestamp(),
+		Name:     string(h.Name),
+		Start:    pcommon.Timestamp(h.StartTimeUnixNano),
 	}
 }
 
-func parentMap(td ptrace.Traces) map[pcommon.SpanID]pcommon.SpanID {
+// parentMap maps every span of a checked export to its parent.
+func parentMap(body []byte) map[pcommon.SpanID]pcommon.SpanID {
 	m := map[pcommon.SpanID]pcommon.SpanID{}
-	rss := td.ResourceSpans()
-	for i := 0; i < rss.Len(); i++ {
-		sss := rss.At(i).ScopeSpans()
-		for j := 0; j < sss.Len(); j++ {
-			spans := sss.At(j).Spans()
-			for k := 0; k < spans.Len(); k++ {
-				s := spans.At(k)
-				m[s.SpanID()] = s.ParentSpanID()
-			}
-		}
-	}
+	wire.Walk(body, func(_ *wire.Resource, s *wire.Span) {
+		h := s.Header()
+		m[h.SpanID] = h.ParentSpanID
+	})
 	return m
 }
 

@@ -95,23 +95,17 @@ func (x *Exporter) Export(ctx context.Context, e *Export) error {
 	start := time.Now()
 	err := x.export(ctx, e)
 	if x.metrics != nil {
-		x.metrics.exported(e.SpanCount(), time.Since(start).Seconds(), err)
+		x.metrics.exported(e.Spans, time.Since(start).Seconds(), err)
 	}
 	return err
 }
 
 func (x *Exporter) export(ctx context.Context, e *Export) error {
 	body := e.Body
-	if body == nil {
-		var err error
-		if body, err = e.Request.MarshalProto(); err != nil {
-			return Errorf(codes.Internal, "cannot encode the export as protobuf: %v", err)
-		}
-	}
 	var reqBody io.Reader = bytes.NewReader(body)
 	switch {
 	case x.cfg.Compression != "gzip":
-	case e.Gzipped != nil && e.Body != nil:
+	case e.Gzipped != nil:
 		// The client compressed these very bytes already: send them as
 		// they came, instead of paying for gzip a second time.
 		reqBody = bytes.NewReader(e.Gzipped)

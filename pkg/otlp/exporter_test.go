@@ -81,10 +81,6 @@ func TestExporterSends(t *testing.T) {
 	// A field this proxy does not know (number 99, varint 1): forwarding the
 	// body as received must keep it.
 	withUnknown := append(bytes.Clone(pb), 0x98, 0x06, 0x01)
-	fromJSON := ptraceotlp.NewExportRequest()
-	if err := fromJSON.UnmarshalJSON(marshalJSON(t, req)); err != nil {
-		t.Fatal(err)
-	}
 
 	for _, tc := range []struct {
 		name   string
@@ -95,7 +91,7 @@ func TestExporterSends(t *testing.T) {
 		{
 			name:   "protobuf body, gzip, headers and project",
 			cfg:    ExporterConfig{Headers: map[string]string{"Authorization": "Bearer k", "X-Extra": "1"}},
-			export: &Export{Request: req, Body: pb, Project: "support"},
+			export: &Export{Body: pb, Spans: 3, Project: "support"},
 			check: func(t *testing.T, r received) {
 				for _, h := range []struct{ key, want string }{
 					{"Content-Type", "application/x-protobuf"},
@@ -115,7 +111,7 @@ func TestExporterSends(t *testing.T) {
 		},
 		{
 			name:   "unknown fields are kept",
-			export: &Export{Request: req, Body: withUnknown},
+			export: &Export{Body: withUnknown, Spans: 3},
 			check: func(t *testing.T, r received) {
 				if !bytes.Equal(r.body, withUnknown) {
 					t.Error("the body was not forwarded as received")
@@ -123,20 +119,9 @@ func TestExporterSends(t *testing.T) {
 			},
 		},
 		{
-			name:   "JSON-received export is re-encoded to protobuf",
-			export: &Export{Request: fromJSON},
-			check: func(t *testing.T, r received) {
-				got := ptraceotlp.NewExportRequest()
-				if err := got.UnmarshalProto(r.body); err != nil {
-					t.Fatalf("upstream body is not protobuf: %v", err)
-				}
-				assertSameTraces(t, req.Traces(), got.Traces())
-			},
-		},
-		{
 			name:   "compression none",
 			cfg:    ExporterConfig{Compression: "none"},
-			export: &Export{Request: req, Body: pb},
+			export: &Export{Body: pb, Spans: 3},
 			check: func(t *testing.T, r received) {
 				if ce := r.header.Get("Content-Encoding"); ce != "" {
 					t.Errorf("Content-Encoding %q; want none", ce)
@@ -148,7 +133,7 @@ func TestExporterSends(t *testing.T) {
 		},
 		{
 			name:   "no project, no header",
-			export: &Export{Request: req, Body: pb},
+			export: &Export{Body: pb, Spans: 3},
 			check: func(t *testing.T, r received) {
 				if _, ok := r.header[http.CanonicalHeaderKey(ProjectHeader)]; ok {
 					t.Errorf("%s sent without a project", ProjectHeader)
@@ -158,7 +143,7 @@ func TestExporterSends(t *testing.T) {
 		{
 			name:   "the export's project wins over a configured one",
 			cfg:    ExporterConfig{Headers: map[string]string{ProjectHeader: "default"}},
-			export: &Export{Request: req, Body: pb, Project: "support"},
+			export: &Export{Body: pb, Spans: 3, Project: "support"},
 			check: func(t *testing.T, r received) {
 				if got := r.header.Values(ProjectHeader); len(got) != 1 || got[0] != "support" {
 					t.Errorf("%s = %q; want [support]", ProjectHeader, got)
@@ -168,7 +153,7 @@ func TestExporterSends(t *testing.T) {
 		{
 			name:   "configured headers do not replace the content headers",
 			cfg:    ExporterConfig{Headers: map[string]string{"Content-Type": "text/plain", "Content-Encoding": "br"}},
-			export: &Export{Request: req, Body: pb},
+			export: &Export{Body: pb, Spans: 3},
 			check: func(t *testing.T, r received) {
 				if ct, ce := r.header.Get("Content-Type"), r.header.Get("Content-Encoding"); ct != contentTypeProto || ce != "gzip" {
 					t.Errorf("Content-Type %q, Content-Encoding %q; want %s, gzip", ct, ce, contentTypeProto)
@@ -212,7 +197,7 @@ func TestExporterConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for j := range 5 {
 				req := sampleRequest(1 + i + j)
-				if err := x.Export(context.Background(), &Export{Request: req}); err != nil {
+				if err := x.Export(context.Background(), exportOf(t, req)); err != nil {
 					t.Error(err)
 				}
 			}
@@ -294,7 +279,7 @@ func TestExporterUpstreamAnswers(t *testing.T) {
 			m := NewMetrics(reg)
 			x := newExporter(t, ExporterConfig{Endpoint: srv.URL + TracesPath}, m)
 			x.now = func() time.Time { return now }
-			err := x.Export(t.Context(), &Export{Request: sampleRequest(2)})
+			err := x.Export(t.Context(), exportOf(t, sampleRequest(2)))
 			var e *Error
 			if !errors.As(err, &e) {
 				t.Fatalf("Export error %v (%T); want an *Error", err, err)
@@ -323,7 +308,7 @@ func TestExporterNetworkErrors(t *testing.T) {
 		srv := httptest.NewServer(http.NotFoundHandler())
 		endpoint := srv.URL + TracesPath
 		srv.Close()
-		err := newExporter(t, ExporterConfig{Endpoint: endpoint}, nil).Export(t.Context(), &Export{Request: sampleRequest(1)})
+		err := newExporter(t, ExporterConfig{Endpoint: endpoint}, nil).Export(t.Context(), exportOf(t, sampleRequest(1)))
 		var e *Error
 		if !errors.As(err, &e) || e.Code != codes.Unavailable || !strings.Contains(e.Msg, endpoint) {
 			t.Errorf("Export = %v; want Unavailable naming %s", err, endpoint)
@@ -340,7 +325,7 @@ func TestExporterNetworkErrors(t *testing.T) {
 		})
 		t.Cleanup(func() { close(unblock) }) // runs before srv.Close
 		x := newExporter(t, ExporterConfig{Endpoint: srv.URL + TracesPath, Timeout: 50 * time.Millisecond}, nil)
-		err := x.Export(t.Context(), &Export{Request: sampleRequest(1)})
+		err := x.Export(t.Context(), exportOf(t, sampleRequest(1)))
 		var e *Error
 		if !errors.As(err, &e) || e.Code != codes.Unavailable || !strings.Contains(e.Msg, "deadline exceeded") {
 			t.Errorf("Export = %v; want Unavailable after the deadline", err)
@@ -351,7 +336,7 @@ func TestExporterNetworkErrors(t *testing.T) {
 		srv, _ := newUpstream(t, nil)
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
-		err := newExporter(t, ExporterConfig{Endpoint: srv.URL + TracesPath}, nil).Export(ctx, &Export{Request: sampleRequest(1)})
+		err := newExporter(t, ExporterConfig{Endpoint: srv.URL + TracesPath}, nil).Export(ctx, exportOf(t, sampleRequest(1)))
 		var e *Error
 		if !errors.As(err, &e) || e.Code != codes.Unavailable {
 			t.Errorf("Export = %v; want Unavailable", err)
@@ -383,7 +368,7 @@ func TestExporterPartialSuccess(t *testing.T) {
 	m := NewMetrics(reg)
 	for _, a := range []http.HandlerFunc{answer(contentTypeProto, 3), answer(contentTypeProto, 0), answer(contentTypeProto, 2)} {
 		srv, _ := newUpstream(t, a)
-		if err := newExporter(t, ExporterConfig{Endpoint: srv.URL + TracesPath}, m).Export(t.Context(), &Export{Request: sampleRequest(5)}); err != nil {
+		if err := newExporter(t, ExporterConfig{Endpoint: srv.URL + TracesPath}, m).Export(t.Context(), exportOf(t, sampleRequest(5))); err != nil {
 			t.Fatalf("Export = %v; a partial success is a success", err)
 		}
 	}
@@ -432,7 +417,7 @@ func TestExporterForwardsClientGzip(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer srv.Close()
-	e := &Export{Request: req, Body: body, Gzipped: gz, Transport: "http"}
+	e := &Export{Body: body, Gzipped: gz, Transport: "http"}
 
 	x := newExporter(t, ExporterConfig{Endpoint: srv.URL + TracesPath}, nil)
 	if err := x.Export(context.Background(), e); err != nil {

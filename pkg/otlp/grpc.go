@@ -3,39 +3,105 @@ package otlp
 import (
 	"context"
 
-	"go.opentelemetry.io/collector/pdata/ptrace"
-	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp/wire"
 )
 
-var sizer ptrace.ProtoMarshaler
+// The gRPC side takes the request as the bytes of the message, not decoded:
+// the proxy forwards them as they came and reads what it needs where it
+// lies (package wire), as it does over HTTP. So the TraceService is
+// declared here, with a codec that hands a rawMessage its bytes.
+
+const exportMethod = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+// traceServiceDesc is OTLP's TraceService (collector/trace/v1), with Export
+// taking and returning a rawMessage.
+var traceServiceDesc = grpc.ServiceDesc{
+	ServiceName: "opentelemetry.proto.collector.trace.v1.TraceService",
+	HandlerType: (*traceServer)(nil),
+	Methods:     []grpc.MethodDesc{{MethodName: "Export", Handler: exportHandler}},
+	Metadata:    "opentelemetry/proto/collector/trace/v1/trace_service.proto",
+}
+
+type traceServer interface {
+	Export(ctx context.Context, req rawMessage) (*rawMessage, error)
+}
+
+func exportHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	var req rawMessage
+	if err := dec(&req); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(traceServer).Export(ctx, req)
+	}
+	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: exportMethod}
+	return interceptor(ctx, &req, info, func(ctx context.Context, req any) (any, error) {
+		return srv.(traceServer).Export(ctx, *req.(*rawMessage))
+	})
+}
+
+// rawMessage is a protobuf message as bytes. The empty one is an empty
+// ExportTraceServiceResponse: all fields unset, as the proxy answers.
+type rawMessage []byte
+
+// rawCodec is gRPC's "proto" codec, except that a *rawMessage is its bytes,
+// as they came and as they go.
+type rawCodec struct{ proto encoding.CodecV2 }
+
+func (c rawCodec) Name() string { return "proto" }
+
+func (c rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if m, ok := v.(*rawMessage); ok {
+		return mem.BufferSlice{mem.SliceBuffer(*m)}, nil
+	}
+	return c.proto.Marshal(v)
+}
+
+func (c rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if m, ok := v.(*rawMessage); ok {
+		// A copy of the pooled buffers: the export outlives the call
+		// while it waits on the upstream.
+		*m = data.Materialize()
+		return nil
+	}
+	return c.proto.Unmarshal(data, v)
+}
 
 // grpcTraces implements the OTLP TraceService.
 type grpcTraces struct {
-	ptraceotlp.UnimplementedGRPCServer
 	r *Receiver
 }
 
-func (g *grpcTraces) Export(ctx context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
-	e := &Export{Request: req, Transport: "grpc"}
+func (g *grpcTraces) Export(ctx context.Context, req rawMessage) (*rawMessage, error) {
+	size := int64(len(req))
+	if !g.r.inflight.acquire(size) {
+		if g.r.metrics != nil {
+			g.r.metrics.overloaded.WithLabelValues("grpc").Inc()
+		}
+		return nil, errOverloaded(g.r.cfg.MaxInflightBytes).GRPCStatus().Err()
+	}
+	defer g.r.inflight.release(size)
+
+	n, err := wire.Scan(req, nil)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "cannot decode the message as an OTLP traces export: %v", err)
+	}
+	e := &Export{Body: req, Spans: n, Transport: "grpc"}
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if v := md.Get(ProjectHeader); len(v) > 0 {
 			e.Project = v[0]
 		}
 	}
-	// gRPC has decoded the message already; its size is what it holds on to
-	// while the export waits on the upstream.
-	size := int64(sizer.TracesSize(req.Traces()))
-	if !g.r.inflight.acquire(size) {
-		if g.r.metrics != nil {
-			g.r.metrics.overloaded.WithLabelValues("grpc").Inc()
-		}
-		return ptraceotlp.NewExportResponse(), errOverloaded(g.r.cfg.MaxInflightBytes).GRPCStatus().Err()
-	}
-	defer g.r.inflight.release(size)
 	if err := g.r.consume(ctx, e); err != nil {
 		// Never a bare error: the client would see Unknown and not retry.
-		return ptraceotlp.NewExportResponse(), statusOf(err).Err()
+		return nil, statusOf(err).Err()
 	}
-	return ptraceotlp.NewExportResponse(), nil
+	return &rawMessage{}, nil
 }

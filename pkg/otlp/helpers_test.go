@@ -78,6 +78,29 @@ func sampleRequest(n int) ptraceotlp.ExportRequest {
 	return ptraceotlp.NewExportRequestFromTraces(sampleTraces(n))
 }
 
+func exportOf(t testing.TB, req ptraceotlp.ExportRequest) *Export {
+	t.Helper()
+	e, err := NewExport(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// tracesOf decodes e.Body, which must be protobuf whatever the client
+// sent, and checks e.Spans against it.
+func tracesOf(t testing.TB, e *Export) ptrace.Traces {
+	t.Helper()
+	req := ptraceotlp.NewExportRequest()
+	if err := req.UnmarshalProto(e.Body); err != nil {
+		t.Fatalf("Export.Body is not OTLP protobuf: %v", err)
+	}
+	if n := req.Traces().SpanCount(); n != e.Spans {
+		t.Errorf("Export.Spans = %d; the body has %d", e.Spans, n)
+	}
+	return req.Traces()
+}
+
 func marshalProto(t testing.TB, req ptraceotlp.ExportRequest) []byte {
 	t.Helper()
 	b, err := req.MarshalProto()

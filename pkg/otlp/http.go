@@ -21,6 +21,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp/wire"
 )
 
 // TracesPath is the OTLP/HTTP path for traces.
@@ -75,16 +77,14 @@ func (r *Receiver) handleTraces(w http.ResponseWriter, req *http.Request) {
 		reserved += extra
 	}
 
-	e := &Export{Request: ptraceotlp.NewExportRequest(), Transport: "http", Project: req.Header.Get(ProjectHeader)}
-	if enc == contentTypeProto {
-		err = e.Request.UnmarshalProto(body)
-		e.Body, e.Gzipped = body, gzipped
-	} else if err = checkJSON(body); err == nil {
-		err = e.Request.UnmarshalJSON(body)
-	}
+	e, err := decodeBody(enc, body)
 	if err != nil {
 		writeStatus(w, enc, http.StatusBadRequest, status.Newf(codes.InvalidArgument, "cannot decode the %s body as an OTLP traces export: %v", enc, err), 0)
 		return
+	}
+	e.Transport, e.Project = "http", req.Header.Get(ProjectHeader)
+	if enc == contentTypeProto {
+		e.Gzipped = gzipped
 	}
 
 	if err := r.consume(req.Context(), e); err != nil {
@@ -93,6 +93,27 @@ func (r *Receiver) handleTraces(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	writeResponse(w, enc)
+}
+
+// decodeBody checks a protobuf body where it lies (package wire), or
+// decodes a JSON one and encodes it in protobuf, the only encoding Phoenix
+// takes.
+func decodeBody(enc string, body []byte) (*Export, error) {
+	if enc == contentTypeProto {
+		n, err := wire.Scan(body, nil)
+		if err != nil {
+			return nil, err
+		}
+		return &Export{Body: body, Spans: n}, nil
+	}
+	if err := checkJSON(body); err != nil {
+		return nil, err
+	}
+	req := ptraceotlp.NewExportRequest()
+	if err := req.UnmarshalJSON(body); err != nil {
+		return nil, err
+	}
+	return NewExport(req)
 }
 
 func (r *Receiver) refuseOverloaded(w http.ResponseWriter, enc, transport string) {

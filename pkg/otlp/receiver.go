@@ -12,28 +12,37 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/gzip" // OTLP/gRPC exporters may compress with gzip.
 )
 
 // Export is one received export request.
 type Export struct {
-	Request ptraceotlp.ExportRequest
-	// Body is Request in OTLP protobuf as the client sent it (decompressed),
-	// when the receiver has it; nil otherwise. Forwarding it as it is keeps
-	// even fields this proxy does not know.
+	// Body is the export in OTLP protobuf (an ExportTraceServiceRequest),
+	// decompressed: the bytes the client sent, or for OTLP/JSON their
+	// encoding in protobuf. Forwarding them as they are keeps even fields
+	// this proxy does not know. Package wire reads them.
 	Body []byte
 	// Gzipped is Body gzip-compressed as the client sent it, when it did;
 	// nil otherwise. An exporter that compresses with gzip sends it as it
 	// is instead of compressing Body again.
 	Gzipped []byte
+	// Spans is the number of spans in Body.
+	Spans int
 	// Project is the x-project-name header (metadata on gRPC), "" if none.
 	Project string
 	// Transport is "grpc" or "http".
 	Transport string
 }
 
-// SpanCount returns the number of spans in the export.
-func (e *Export) SpanCount() int { return e.Request.Traces().SpanCount() }
+// NewExport returns req as an Export, encoded in protobuf.
+func NewExport(req ptraceotlp.ExportRequest) (*Export, error) {
+	body, err := req.MarshalProto()
+	if err != nil {
+		return nil, err
+	}
+	return &Export{Body: body, Spans: req.Traces().SpanCount()}, nil
+}
 
 // Consumer takes received exports. An error it returns is what the client
 // is told: an *Error says which code; any other error is reported as a
@@ -144,8 +153,9 @@ func (r *Receiver) Start(ctx context.Context) (err error) {
 		if r.grpcLn, err = lc.Listen(ctx, "tcp", r.cfg.GRPCAddr); err != nil {
 			return fmt.Errorf("otlp: gRPC listener: %w", err)
 		}
-		r.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(int(r.cfg.MaxRequestBytes)))
-		ptraceotlp.RegisterGRPCServer(r.grpcSrv, &grpcTraces{r: r})
+		r.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(int(r.cfg.MaxRequestBytes)),
+			grpc.ForceServerCodecV2(rawCodec{encoding.GetCodecV2("proto")}))
+		r.grpcSrv.RegisterService(&traceServiceDesc, &grpcTraces{r: r})
 		r.serve("grpc", func() error { return r.grpcSrv.Serve(r.grpcLn) })
 	}
 	if r.cfg.HTTPAddr != "-" {
@@ -213,10 +223,10 @@ func (r *Receiver) Shutdown(ctx context.Context) error {
 func (r *Receiver) consume(ctx context.Context, e *Export) error {
 	err := r.consumer.ConsumeTraces(ctx, e)
 	if r.metrics != nil {
-		r.metrics.received(e.Transport, e.SpanCount(), err)
+		r.metrics.received(e.Transport, e.Spans, err)
 	}
 	if err != nil {
-		r.log.Warn("export refused", "transport", e.Transport, "spans", e.SpanCount(), "err", err)
+		r.log.Warn("export refused", "transport", e.Transport, "spans", e.Spans, "err", err)
 	}
 	return err
 }

@@ -97,10 +97,13 @@ func TestReceiverGRPC(t *testing.T) {
 				t.Errorf("partial success %d %q; want none", ps.RejectedSpans(), ps.ErrorMessage())
 			}
 			got := c.last(t)
-			if got.Transport != "grpc" || got.Project != tc.project || got.Body != nil {
-				t.Errorf("export transport %q project %q body %d bytes; want grpc, %q, nil", got.Transport, got.Project, len(got.Body), tc.project)
+			if got.Transport != "grpc" || got.Project != tc.project {
+				t.Errorf("export transport %q project %q; want grpc, %q", got.Transport, got.Project, tc.project)
 			}
-			assertSameTraces(t, want.Traces(), got.Request.Traces())
+			if pb := marshalProto(t, want); !bytes.Equal(got.Body, pb) {
+				t.Errorf("Export.Body is %d bytes, not the %d bytes of the message sent", len(got.Body), len(pb))
+			}
+			assertSameTraces(t, want.Traces(), tracesOf(t, got))
 		})
 	}
 }
@@ -142,10 +145,10 @@ func TestReceiverHTTP(t *testing.T) {
 				if ct == contentTypeProto && !bytes.Equal(got.Body, pb) {
 					t.Errorf("Export.Body is %d bytes, not the %d decompressed bytes sent", len(got.Body), len(pb))
 				}
-				if ct == contentTypeJSON && got.Body != nil {
-					t.Errorf("Export.Body is %d bytes for a JSON export; want nil", len(got.Body))
+				if got.Gzipped != nil && (ct == contentTypeJSON || enc != "gzip") {
+					t.Errorf("Export.Gzipped is set for a %s %q body; only a gzip protobuf body is forwarded as sent", ct, enc)
 				}
-				assertSameTraces(t, want.Traces(), got.Request.Traces())
+				assertSameTraces(t, want.Traces(), tracesOf(t, got))
 			})
 		}
 	}
@@ -167,7 +170,7 @@ func TestReceiverSpecJSON(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d, body %q", resp.StatusCode, rb)
 	}
-	td := c.last(t).Request.Traces()
+	td := tracesOf(t, c.last(t))
 	if n := td.SpanCount(); n != 1 {
 		t.Fatalf("%d spans; want 1", n)
 	}

@@ -11,10 +11,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc/codes"
 
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp/wire"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/queue"
 )
 
@@ -86,20 +86,13 @@ func (f *queuedForwarder) Export(ctx context.Context, e *otlp.Export) error {
 }
 
 func (f *queuedForwarder) enqueue(e *otlp.Export) error {
-	body := e.Body
-	if body == nil {
-		var err error
-		if body, err = e.Request.MarshalProto(); err != nil {
-			return otlp.Errorf(codes.Internal, "cannot encode the export: %v", err)
-		}
-	}
-	err := f.q.Append(encodeRecord(e.Project, body))
+	err := f.q.Append(encodeRecord(e.Project, e.Body))
 	switch {
 	case err == nil:
 		f.mu.Lock()
 		f.backlog = true
 		f.mu.Unlock()
-		f.metrics.enqueued.Add(float64(e.SpanCount()))
+		f.metrics.enqueued.Add(float64(e.Spans))
 		select {
 		case f.wake <- struct{}{}:
 		default:
@@ -162,8 +155,8 @@ func (f *queuedForwarder) deliverLoop() {
 		default:
 			// The app was told we had its spans; Phoenix refuses them for good.
 			// There is nobody left to tell but the operator.
-			f.log.Error("Phoenix refused a queued export for good; its spans are dropped", "spans", e.SpanCount(), "err", err)
-			f.metrics.dropped.WithLabelValues("refused").Add(float64(e.SpanCount()))
+			f.log.Error("Phoenix refused a queued export for good; its spans are dropped", "spans", e.Spans, "err", err)
+			f.metrics.dropped.WithLabelValues("refused").Add(float64(e.Spans))
 		}
 		if err := f.q.Ack(rec); err != nil {
 			f.log.Error("cannot acknowledge a delivered export; it will be sent again after a restart", "err", err)
@@ -200,8 +193,9 @@ func decodeRecord(b []byte) (*otlp.Export, error) {
 	if len(b) < 3+n {
 		return nil, fmt.Errorf("record of %d bytes is shorter than its project name", len(b))
 	}
-	e := &otlp.Export{Project: string(b[3 : 3+n]), Body: b[3+n:], Transport: "queue", Request: ptraceotlp.NewExportRequest()}
-	if err := e.Request.UnmarshalProto(e.Body); err != nil {
+	e := &otlp.Export{Project: string(b[3 : 3+n]), Body: b[3+n:], Transport: "queue"}
+	var err error
+	if e.Spans, err = wire.Scan(e.Body, nil); err != nil {
 		return nil, err
 	}
 	return e, nil

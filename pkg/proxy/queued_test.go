@@ -50,13 +50,19 @@ func (u *flakyUpstream) accepted() []string {
 }
 
 func spanName(e *otlp.Export) string {
-	return e.Request.Traces().ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Name()
+	req := ptraceotlp.NewExportRequest()
+	if err := req.UnmarshalProto(e.Body); err != nil {
+		panic(err)
+	}
+	return req.Traces().ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Name()
 }
 
 func namedExport(name, project string) *otlp.Export {
 	td := ptrace.NewTraces()
 	td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty().SetName(name)
-	return &otlp.Export{Request: ptraceotlp.NewExportRequestFromTraces(td), Project: project, Transport: "http"}
+	e := exportOf(td)
+	e.Project = project
+	return e
 }
 
 type deliveries struct {
@@ -221,12 +227,12 @@ func TestQueuedForwarderSurvivesRestart(t *testing.T) {
 
 func TestRecordRoundTrip(t *testing.T) {
 	e := namedExport("llm", "chatbot")
-	body, _ := e.Request.MarshalProto()
-	got, err := decodeRecord(encodeRecord("chatbot", body))
-	if err != nil || got.Project != "chatbot" || spanName(got) != "llm" {
+	got, err := decodeRecord(encodeRecord("chatbot", e.Body))
+	if err != nil || got.Project != "chatbot" || spanName(got) != "llm" || got.Spans != 1 {
 		t.Fatalf("round trip = %+v, %v", got, err)
 	}
-	for _, bad := range [][]byte{nil, {9, 0, 0}, {recordVersion, 5, 0, 'a'}} {
+	// The last is a well-framed record whose export is not OTLP.
+	for _, bad := range [][]byte{nil, {9, 0, 0}, {recordVersion, 5, 0, 'a'}, {recordVersion, 0, 0, 0x0a, 0x05}} {
 		if _, err := decodeRecord(bad); err == nil {
 			t.Errorf("decodeRecord(%v) accepted a malformed record", bad)
 		}

@@ -42,7 +42,8 @@ func (p *spanPath) ConsumeTraces(ctx context.Context, e *otlp.Export) error {
 // delivered indexes the LLM spans of an export Phoenix accepted. Only then:
 // feedback for a span it refused could never be written.
 func (p *spanPath) delivered(e *otlp.Export) {
-	entries := p.extractor.Extract(e.Request.Traces(), e.Project)
+	// The receiver (or the queue, reading it back) checked the body.
+	entries := p.extractor.ExtractProto(e.Body, e.Project)
 	if added := p.index.Add(entries); len(added) > 0 && p.indexed != nil {
 		p.indexed(added)
 	}

@@ -49,7 +49,12 @@ func chatTraces(responseID string) ptrace.Traces {
 }
 
 func exportOf(td ptrace.Traces) *otlp.Export {
-	return &otlp.Export{Request: ptraceotlp.NewExportRequestFromTraces(td), Transport: "http"}
+	e, err := otlp.NewExport(ptraceotlp.NewExportRequestFromTraces(td))
+	if err != nil {
+		panic(err)
+	}
+	e.Transport = "http"
+	return e
 }
 
 // fakeForwarder answers err and records what the index held when it was
