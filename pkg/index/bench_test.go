@@ -115,7 +115,8 @@ func openInferenceAttrs(output string) map[string]any {
 }
 
 // BenchmarkExtract is the extractor's cost per trace of five spans, one of
-// them an LLM span, for each way a response id is recorded.
+// them an LLM span, for each way a response id is recorded, read from the
+// export in protobuf as the proxy reads it.
 func BenchmarkExtract(b *testing.B) {
 	const id = "chatcmpl-B9MHDbslfQmhd8j9bXb8ZzWHNpEYp"
 	cases := []struct {
@@ -134,18 +135,21 @@ func BenchmarkExtract(b *testing.B) {
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
-			td := benchTrace(c.attrs)
+			body, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(benchTrace(c.attrs))
+			if err != nil {
+				b.Fatal(err)
+			}
 			var x index.Extractor
 			want := 1
 			if c.name == "no-llm-span" {
 				want = 0
 			}
-			if got := len(x.Extract(td, "")); got != want {
+			if got := len(x.ExtractProto(body, "")); got != want {
 				b.Fatalf("extracted %d ids, want %d", got, want)
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				x.Extract(td, "")
+				x.ExtractProto(body, "")
 			}
 		})
 	}

@@ -193,7 +193,7 @@ func check(b []byte, m *message, depth int) error {
 		depth++
 	}
 	c := cursor{b: b}
-	for at := 0; c.next(); at = len(b) - len(c.b) {
+	for at := 0; c.next(); at = c.pos {
 		spec := m.field(c.num)
 		if spec.kind == kindUnknown {
 			continue
@@ -202,10 +202,10 @@ func check(b []byte, m *message, depth int) error {
 			return atField(b, at, c.num, m, err)
 		}
 	}
-	if len(c.b) > 0 {
-		at := len(b) - len(c.b)
-		num, _, _ := protowire.ConsumeTag(c.b)
-		return atField(b, at, num, m, fieldError(c.b))
+	if c.pos < len(b) {
+		rest := b[c.pos:]
+		num, _, _ := protowire.ConsumeTag(rest)
+		return atField(b, c.pos, num, m, fieldError(rest))
 	}
 	return nil
 }
@@ -216,15 +216,15 @@ func checkField(c *cursor, spec fieldSpec, depth int) error {
 	}
 	switch spec.kind {
 	case kindTraceID:
-		if n := len(c.val); n != 0 && n != 16 {
+		if n := len(c.val()); n != 0 && n != 16 {
 			return fmt.Errorf("%d bytes, want 16 (or none)", n)
 		}
 	case kindSpanID:
-		if n := len(c.val); n != 0 && n != 8 {
+		if n := len(c.val()); n != 0 && n != 8 {
 			return fmt.Errorf("%d bytes, want 8 (or none)", n)
 		}
 	case kindMessage:
-		return check(c.val, spec.msg, depth)
+		return check(c.val(), spec.msg, depth)
 	}
 	return nil
 }

@@ -32,29 +32,29 @@ func Walk(body []byte, visit func(*Resource, *Span)) (spans int) {
 		if c.num != 1 {
 			continue
 		}
-		res.msg = c.val
+		res.msg = c.val()
 		// pdata takes the spans of the removed instrumentation_library_spans
 		// (1000) when a resource has no scope_spans (2); so do we, to count
 		// and index what the proxy always did. (Phoenix ignores field 1000,
 		// as anything built from today's .proto does.)
 		scopes := protowire.Number(1000)
-		for rc := (cursor{b: c.val}); rc.next(); {
+		for rc := (cursor{b: c.val()}); rc.next(); {
 			if rc.num == 2 {
 				scopes = 2
 				break
 			}
 		}
-		for rc := (cursor{b: c.val}); rc.next(); {
+		for rc := (cursor{b: c.val()}); rc.next(); {
 			if rc.num != scopes {
 				continue
 			}
-			for sc := (cursor{b: rc.val}); sc.next(); {
+			for sc := (cursor{b: rc.val()}); sc.next(); {
 				if sc.num != 2 {
 					continue
 				}
 				spans++
 				if visit != nil {
-					sp.msg = sc.val
+					sp.msg = sc.val()
 					visit(&res, &sp)
 				}
 			}
@@ -77,7 +77,7 @@ func (r *Resource) Attributes() iter.Seq2[[]byte, Value] {
 		for c := (cursor{b: r.msg}); c.next(); {
 			// A message field given twice is merged: the attributes of
 			// both count, in order.
-			if c.num == 1 && !eachAttribute(c.val, 1, yield) {
+			if c.num == 1 && !eachAttribute(c.val(), 1, yield) {
 				return
 			}
 		}
@@ -106,15 +106,15 @@ func (s *Span) Header() Header {
 		switch c.num {
 		case 1:
 			h.TraceID = [16]byte{}
-			copy(h.TraceID[:], c.val)
+			copy(h.TraceID[:], c.val())
 		case 2:
 			h.SpanID = [8]byte{}
-			copy(h.SpanID[:], c.val)
+			copy(h.SpanID[:], c.val())
 		case 4:
 			h.ParentSpanID = [8]byte{}
-			copy(h.ParentSpanID[:], c.val)
+			copy(h.ParentSpanID[:], c.val())
 		case 5:
-			h.Name = c.val
+			h.Name = c.val()
 		case 7:
 			h.StartTimeUnixNano = c.u
 		}
@@ -139,12 +139,12 @@ func eachAttribute(msg []byte, num protowire.Number, yield func([]byte, Value) b
 		}
 		// The last key given wins, as in pdata.
 		var key []byte
-		for kc := (cursor{b: c.val}); kc.next(); {
+		for kc := (cursor{b: c.val()}); kc.next(); {
 			if kc.num == 1 {
-				key = kc.val
+				key = kc.val()
 			}
 		}
-		if !yield(key, Value{kv: c.val}) {
+		if !yield(key, Value{kv: c.val()}) {
 			return false
 		}
 	}
@@ -174,76 +174,93 @@ func (v Value) oneof() (protowire.Number, []byte) {
 		if c.num != 2 {
 			continue
 		}
-		for vc := (cursor{b: c.val}); vc.next(); {
+		for vc := (cursor{b: c.val()}); vc.next(); {
 			if vc.num >= 1 && vc.num <= 8 {
-				num, raw = vc.num, vc.val
+				num, raw = vc.num, vc.val()
 			}
 		}
 	}
 	return num, raw
 }
 
-// cursor steps through the fields of a message.
+// cursor steps through the fields of a message. It keeps offsets, not
+// slices: storing only integers, it costs the garbage collector nothing.
 type cursor struct {
-	b   []byte // the fields not read yet
-	num protowire.Number
-	typ protowire.Type
-	val []byte // the contents of a length-delimited field
-	u   uint64 // the value of a varint or fixed field
+	b      []byte // the message
+	pos    int    // where the next field starts
+	num    protowire.Number
+	typ    protowire.Type
+	lo, hi int    // a length-delimited field's contents: b[lo:hi]
+	u      uint64 // the value of a varint or fixed field
 }
 
+// val is the contents of the current length-delimited field.
+func (c *cursor) val() []byte { return c.b[c.lo:c.hi] }
+
 // next reads the next field. It returns false at the end, or at a field
-// that is not well formed, which it leaves unread in c.b (fieldError says
-// what is wrong with it). It is the hot loop of everything here, so the
-// common one-byte tags and lengths are read inline.
+// that is not well formed, where it stays (fieldError says what is wrong
+// with it). It is the hot loop of everything here, so the common one-byte
+// tags and lengths are read inline.
 func (c *cursor) next() bool {
-	b := c.b
-	var tag uint64
-	var n int
-	if len(b) > 0 && b[0] < 0x80 {
-		tag, n = uint64(b[0]), 1
-	} else if tag, n = protowire.ConsumeVarint(b); n < 0 {
+	b, i := c.b, c.pos
+	if i >= len(b) {
 		return false
+	}
+	var tag uint64
+	if b[i] < 0x80 {
+		tag = uint64(b[i])
+		i++
+	} else {
+		v, n := protowire.ConsumeVarint(b[i:])
+		if n < 0 {
+			return false
+		}
+		tag, i = v, i+n
 	}
 	num, typ := protowire.DecodeTag(tag)
 	if num < protowire.MinValidNumber {
 		return false
 	}
-	b = b[n:]
 	switch typ {
 	case protowire.BytesType:
 		var l uint64
-		if len(b) > 0 && b[0] < 0x80 {
-			l, n = uint64(b[0]), 1
-		} else if l, n = protowire.ConsumeVarint(b); n < 0 {
+		if i < len(b) && b[i] < 0x80 {
+			l = uint64(b[i])
+			i++
+		} else {
+			v, n := protowire.ConsumeVarint(b[i:])
+			if n < 0 {
+				return false
+			}
+			l, i = v, i+n
+		}
+		if l > uint64(len(b)-i) {
 			return false
 		}
-		if l > uint64(len(b)-n) {
-			return false
-		}
-		c.val = b[n : n+int(l)]
-		b = b[n+int(l):]
+		c.lo, c.hi = i, i+int(l)
+		i += int(l)
 	case protowire.VarintType:
-		if c.u, n = protowire.ConsumeVarint(b); n < 0 {
+		v, n := protowire.ConsumeVarint(b[i:])
+		if n < 0 {
 			return false
 		}
-		b = b[n:]
+		c.u, i = v, i+n
 	case protowire.Fixed64Type:
-		if c.u, n = protowire.ConsumeFixed64(b); n < 0 {
+		v, n := protowire.ConsumeFixed64(b[i:])
+		if n < 0 {
 			return false
 		}
-		b = b[n:]
+		c.u, i = v, i+n
 	case protowire.Fixed32Type:
-		var v uint32
-		if v, n = protowire.ConsumeFixed32(b); n < 0 {
+		v, n := protowire.ConsumeFixed32(b[i:])
+		if n < 0 {
 			return false
 		}
-		c.u = uint64(v)
-		b = b[n:]
+		c.u, i = uint64(v), i+n
 	default:
 		return false
 	}
-	c.num, c.typ, c.b = num, typ, b
+	c.num, c.typ, c.pos = num, typ, i
 	return true
 }
 

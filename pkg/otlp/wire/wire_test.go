@@ -332,6 +332,15 @@ func FuzzScan(f *testing.F) {
 	f.Add(spanIn(lenField(9, lenField(1, []byte("k")), lenField(2, nestedValue(3)))))
 	f.Add(lenField(1, lenField(1000, lenField(2))))
 	f.Fuzz(func(t *testing.T, body []byte) {
+		// Walk takes anything without panicking, even what Scan refuses.
+		Walk(body, func(r *Resource, s *Span) {
+			s.Header()
+			for _, v := range s.Attributes() {
+				v.Str()
+			}
+			for range r.Attributes() {
+			}
+		})
 		compare(t, body)
 	})
 }
