@@ -75,11 +75,21 @@ func (x Extractor) ExtractProto(body []byte, project string) []Entry {
 	var entries []Entry
 	dup := false
 	proj, projOf := project, -1
+	keys := lookupKeys[:]
+	if len(x.ExtraKeys) > 0 {
+		keys = append(keys[:len(keys):len(keys)], x.ExtraKeys...)
+	}
+	var buf [8]wire.Value
+	vals := buf[:0]
+	if len(keys) > len(buf) {
+		vals = make([]wire.Value, 0, len(keys))
+	}
+	vals = vals[:len(keys)]
 	wire.Walk(body, func(r *wire.Resource, s *wire.Span) {
 		if project == "" && r.Index != projOf {
 			proj, projOf = projectOf(r), r.Index
 		}
-		x.eachID(s, func(id string) {
+		x.eachID(s, keys, vals, func(id string) {
 			for i := range entries {
 				dup = dup || entries[i].ResponseID == id
 			}
@@ -123,8 +133,15 @@ func projectOf(r *wire.Resource) string {
 	return DefaultProject
 }
 
-// eachID calls fn for every distinct response id on s.
-func (x Extractor) eachID(s *wire.Span, fn func(string)) {
+// The attributes the extractor reads on every span, then ExtraKeys; eachID
+// finds their values at these places.
+var lookupKeys = [...]string{AttrGenAIResponseID, AttrOpenInferenceSpanKind, AttrOutputMimeType, AttrOutputValue}
+
+const genAI, kind, mime, output, extra = 0, 1, 2, 3, 4
+
+// eachID calls fn for every distinct response id on s. keys are lookupKeys
+// and ExtraKeys; vals is as long, for eachID's use.
+func (x Extractor) eachID(s *wire.Span, keys []string, vals []wire.Value, fn func(string)) {
 	var seen [4]string
 	n := 0
 	emit := func(id []byte) {
@@ -144,42 +161,20 @@ func (x Extractor) eachID(s *wire.Span, fn func(string)) {
 		fn(str)
 	}
 
-	// One pass over the attributes for the keys every span is asked for.
-	// The first attribute of a key is the one that counts (pdata's
-	// Map.Get), whatever its type.
-	const genAI, kind, mime, output = 0, 1, 2, 3
-	var vals [4]wire.Value
-	var found [4]bool
-	for k, v := range s.Attributes() {
-		i := -1
-		switch string(k) {
-		case AttrGenAIResponseID:
-			i = genAI
-		case AttrOpenInferenceSpanKind:
-			i = kind
-		case AttrOutputMimeType:
-			i = mime
-		case AttrOutputValue:
-			i = output
-		}
-		if i >= 0 && !found[i] {
-			vals[i], found[i] = v, true
-		}
-	}
+	// One pass over the attributes for all the keys. The first attribute
+	// of a key is the one that counts (pdata's Map.Get), whatever its
+	// type.
+	clear(vals)
+	s.Lookup(keys, vals)
 	if id, ok := vals[genAI].Str(); ok {
 		emit(id)
 	}
 	if id, ok := x.openInferenceID(vals[kind], vals[mime], vals[output]); ok {
 		emit(id)
 	}
-	for _, key := range x.ExtraKeys {
-		for k, v := range s.Attributes() {
-			if string(k) == key {
-				if id, ok := v.Str(); ok {
-					emit(id)
-				}
-				break
-			}
+	for _, v := range vals[extra:] {
+		if id, ok := v.Str(); ok {
+			emit(id)
 		}
 	}
 }

@@ -101,27 +101,40 @@ func (x *Exporter) Export(ctx context.Context, e *Export) error {
 }
 
 func (x *Exporter) export(ctx context.Context, e *Export) error {
-	body := e.Body
-	var reqBody io.Reader = bytes.NewReader(body)
+	payload := e.Body
 	switch {
 	case x.cfg.Compression != "gzip":
 	case e.Gzipped != nil:
 		// The client compressed these very bytes already: send them as
 		// they came, instead of paying for gzip a second time.
-		reqBody = bytes.NewReader(e.Gzipped)
+		payload = e.Gzipped
 	default:
-		buf, err := x.gzip(body)
+		buf, err := x.gzip(e.Body)
 		if err != nil {
 			return Errorf(codes.Internal, "cannot compress the export: %v", err)
 		}
-		reqBody = bytes.NewReader(buf)
+		payload = buf
 	}
 
+	// The transport may still read the body after Do returns (an upstream
+	// that answers before it has read it all), and the receiver reuses the
+	// buffers of an export once it has been handled: so the export is not
+	// done until the transport has closed the body. Deferred before the
+	// cancel below, the wait runs after it, which ends any such write.
+	body := newSentBody(payload)
+	defer body.wait()
 	ctx, cancel := context.WithTimeout(ctx, x.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, x.cfg.Endpoint, reqBody)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, x.cfg.Endpoint, body)
 	if err != nil {
+		body.Close()
 		return Errorf(codes.Internal, "cannot build the upstream request: %v", err)
+	}
+	req.ContentLength = int64(len(payload))
+	if len(payload) == 0 {
+		// A body of length 0 would be sent chunked, as one of unknown length.
+		req.Body = http.NoBody
+		body.Close()
 	}
 	req.Header.Set("User-Agent", "phoenix-feedback-proxy")
 	for k, v := range x.cfg.Headers {
@@ -193,6 +206,26 @@ func upstreamMessage(contentType string, body []byte) string {
 	}
 	return s
 }
+
+// sentBody is a request body that tells when the transport is done with it:
+// the transport closes the body of every request it is given, even on
+// errors (http.RoundTripper's contract).
+type sentBody struct {
+	*bytes.Reader
+	once   sync.Once
+	closed chan struct{}
+}
+
+func newSentBody(b []byte) *sentBody {
+	return &sentBody{Reader: bytes.NewReader(b), closed: make(chan struct{})}
+}
+
+func (b *sentBody) Close() error {
+	b.once.Do(func() { close(b.closed) })
+	return nil
+}
+
+func (b *sentBody) wait() { <-b.closed }
 
 func (x *Exporter) gzip(body []byte) ([]byte, error) {
 	var buf bytes.Buffer

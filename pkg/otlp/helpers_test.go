@@ -199,7 +199,10 @@ type recorder struct {
 func (c *recorder) ConsumeTraces(_ context.Context, e *Export) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.exports = append(c.exports, e)
+	// The receiver reuses the body's memory once the call returns.
+	kept := *e
+	kept.Body, kept.Gzipped = bytes.Clone(e.Body), bytes.Clone(e.Gzipped)
+	c.exports = append(c.exports, &kept)
 	return c.err
 }
 

@@ -64,7 +64,9 @@ func (r *Receiver) handleTraces(w http.ResponseWriter, req *http.Request) {
 	}
 	defer func() { r.inflight.release(reserved) }()
 
-	body, gzipped, code, err := readBody(w, req, r.cfg.MaxRequestBytes)
+	var bufs bodyBuffers
+	defer bufs.release() // after consume: the exporter is done with them
+	body, gzipped, code, err := readBody(w, req, r.cfg.MaxRequestBytes, &bufs)
 	if err != nil {
 		writeStatus(w, enc, code, status.New(codes.InvalidArgument, err.Error()), 0)
 		return
@@ -130,14 +132,45 @@ const maxSizeHint = 4 << 20
 // gzipReaders reuses gzip readers (and their 32 KB windows) across requests.
 var gzipReaders sync.Pool
 
+// buffers recycles what request bodies are read into: an export's body is
+// the largest thing the proxy allocates, once per request, and the garbage
+// collector's work grows with it.
+var buffers sync.Pool // of *bytes.Buffer
+
+// bodyBuffers are the pooled buffers of one request's body, as sent and
+// decompressed; release returns them once the export has been handled.
+type bodyBuffers struct{ sent, plain *bytes.Buffer }
+
+func (b *bodyBuffers) get(p **bytes.Buffer) *bytes.Buffer {
+	if *p == nil {
+		*p, _ = buffers.Get().(*bytes.Buffer)
+		if *p == nil {
+			*p = new(bytes.Buffer)
+		}
+	}
+	return *p
+}
+
+func (b *bodyBuffers) release() {
+	for _, buf := range []*bytes.Buffer{b.sent, b.plain} {
+		// A buffer grown for an unusually large export is left to the
+		// garbage collector rather than kept for ever.
+		if buf != nil && buf.Cap() <= maxSizeHint+bytes.MinRead {
+			buf.Reset()
+			buffers.Put(buf)
+		}
+	}
+	*b = bodyBuffers{}
+}
+
 // readBody reads the request body, decompressed, capped at limit bytes both
-// on the wire and after decompression (so a small gzip bomb is refused too).
-// For a gzip body it also returns the body as sent: the exporter forwards
-// those bytes as they are when it compresses with gzip too, instead of
-// compressing again what the client already did (by far the largest cost
+// on the wire and after decompression (so a small gzip bomb is refused too),
+// into bufs. For a gzip body it also returns the body as sent: the exporter
+// forwards those bytes as they are when it compresses with gzip too, instead
+// of compressing again what the client already did (by far the largest cost
 // of a gzip pass-through, see docs/benchmarks.md).
 // On error it returns the HTTP status to answer with.
-func readBody(w http.ResponseWriter, req *http.Request, limit int64) (body, gzipped []byte, code int, err error) {
+func readBody(w http.ResponseWriter, req *http.Request, limit int64, bufs *bodyBuffers) (body, gzipped []byte, code int, err error) {
 	var rd io.Reader = http.MaxBytesReader(w, req.Body, limit)
 	// Content codings are case-insensitive (RFC 9110, section 8.4.1).
 	ce := strings.ToLower(strings.TrimSpace(req.Header.Get("Content-Encoding")))
@@ -146,7 +179,7 @@ func readBody(w http.ResponseWriter, req *http.Request, limit int64) (body, gzip
 		ce = ""
 	case "gzip", "x-gzip": // x-gzip is gzip (RFC 9110, section 8.4.1.3).
 		ce = "gzip"
-		if gzipped, err = readAll(rd, req.ContentLength, limit); err != nil {
+		if gzipped, err = readAll(bufs.get(&bufs.sent), rd, req.ContentLength, limit); err != nil {
 			return bodyError(ce, limit, err)
 		}
 		zr, _ := gzipReaders.Get().(*gzip.Reader)
@@ -179,7 +212,7 @@ func readBody(w http.ResponseWriter, req *http.Request, limit int64) (body, gzip
 	if ce == "" {
 		sizeHint = req.ContentLength
 	}
-	if body, err = readAll(rd, sizeHint, limit); err != nil {
+	if body, err = readAll(bufs.get(&bufs.plain), rd, sizeHint, limit); err != nil {
 		return bodyError(ce, limit, err)
 	}
 	if int64(len(body)) > limit {
@@ -188,16 +221,15 @@ func readBody(w http.ResponseWriter, req *http.Request, limit int64) (body, gzip
 	return body, gzipped, 0, nil
 }
 
-// readAll reads up to limit+1 bytes of rd. A positive sizeHint (the
-// Content-Length of an uncompressed body) is the size to read, so it reads
-// without regrowing; capped, since the header is only the client's word.
-func readAll(rd io.Reader, sizeHint, limit int64) ([]byte, error) {
-	lr := io.LimitReader(rd, limit+1)
-	if sizeHint <= 0 {
-		return io.ReadAll(lr)
+// readAll reads up to limit+1 bytes of rd into buf. A positive sizeHint
+// (the Content-Length of an uncompressed body) is the size to read, so it
+// reads without regrowing; capped, since the header is only the client's
+// word.
+func readAll(buf *bytes.Buffer, rd io.Reader, sizeHint, limit int64) ([]byte, error) {
+	if sizeHint > 0 {
+		buf.Grow(int(min(sizeHint, limit, maxSizeHint)) + bytes.MinRead)
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, min(sizeHint, limit, maxSizeHint)+bytes.MinRead))
-	_, err := buf.ReadFrom(lr)
+	_, err := buf.ReadFrom(io.LimitReader(rd, limit+1))
 	return buf.Bytes(), err
 }
 

@@ -46,7 +46,8 @@ func NewExport(req ptraceotlp.ExportRequest) (*Export, error) {
 
 // Consumer takes received exports. An error it returns is what the client
 // is told: an *Error says which code; any other error is reported as a
-// retryable Unavailable.
+// retryable Unavailable. The export's slices are valid until ConsumeTraces
+// returns: the receiver then reuses their memory.
 type Consumer interface {
 	ConsumeTraces(ctx context.Context, e *Export) error
 }

@@ -130,25 +130,67 @@ func (s *Span) Attributes() iter.Seq2[[]byte, Value] {
 	}
 }
 
+// Lookup finds the first attribute of each of keys in one pass over the
+// span's attributes, and sets the value in the same place of vals (which
+// must be as long): where there is none, it leaves the zero Value, which is
+// of no type. It is Attributes for the hot path, where a few keys are
+// looked for on every span. Keys past the 64th are not looked for.
+func (s *Span) Lookup(keys []string, vals []Value) {
+	keys = keys[:min(len(keys), 64)]
+	var found uint64
+	all := uint64(1)<<len(keys) - 1
+	for c := (cursor{b: s.msg}); c.next(); {
+		if c.num != 9 {
+			continue
+		}
+		kv := c.val()
+		key := keyOf(kv)
+		for i, k := range keys {
+			if found&(1<<i) == 0 && string(key) == k {
+				vals[i] = Value{kv: kv}
+				found |= 1 << i
+			}
+		}
+		if found == all {
+			return
+		}
+	}
+}
+
 // eachAttribute yields the key-values in field num of msg; it returns false
 // when yield asked to stop.
 func eachAttribute(msg []byte, num protowire.Number, yield func([]byte, Value) bool) bool {
 	for c := (cursor{b: msg}); c.next(); {
-		if c.num != num {
-			continue
-		}
-		// The last key given wins, as in pdata.
-		var key []byte
-		for kc := (cursor{b: c.val()}); kc.next(); {
-			if kc.num == 1 {
-				key = kc.val()
-			}
-		}
-		if !yield(key, Value{kv: c.val()}) {
+		if c.num == num && !yield(keyOf(c.val()), Value{kv: c.val()}) {
 			return false
 		}
 	}
 	return true
+}
+
+// keyOf returns the key of a KeyValue: the last one given, as pdata reads
+// it. Nearly every KeyValue is a key (field 1) of under 128 bytes, then a
+// value (field 2), each once: that shape is read without a loop.
+func keyOf(kv []byte) []byte {
+	if len(kv) > 1 && kv[0] == 0x0a && kv[1] < 0x80 {
+		end := 2 + int(kv[1])
+		if end == len(kv) {
+			return kv[2:end]
+		}
+		if end < len(kv) && kv[end] == 0x12 {
+			c := cursor{b: kv, pos: end}
+			if c.next() && c.pos == len(kv) {
+				return kv[2:end]
+			}
+		}
+	}
+	var key []byte
+	for c := (cursor{b: kv}); c.next(); {
+		if c.num == 1 {
+			key = c.val()
+		}
+	}
+	return key
 }
 
 // Value is an attribute's value, of whichever type it is. It is read only
