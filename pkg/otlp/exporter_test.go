@@ -431,3 +431,33 @@ func TestExporterForwardsClientGzip(t *testing.T) {
 		t.Fatalf("upstream got %d bodies; want the client's gzip bytes, then the plain body", len(raw))
 	}
 }
+
+// lateClose is a transport that answers at once and lets go of the request
+// body only later, as net/http's may when the upstream answers before it
+// has read the whole body.
+type lateClose struct{ closed chan struct{} }
+
+func (l *lateClose) RoundTrip(req *http.Request) (*http.Response, error) {
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		req.Body.Close()
+		close(l.closed)
+	}()
+	return &http.Response{StatusCode: http.StatusOK, Body: io.NopCloser(strings.NewReader("")), Header: http.Header{}}, nil
+}
+
+// TestExporterWaitsForTheBody: the receiver reuses an export's buffers once
+// Export returns, so Export must not return while the transport may still
+// read them.
+func TestExporterWaitsForTheBody(t *testing.T) {
+	tr := &lateClose{closed: make(chan struct{})}
+	x := newExporter(t, ExporterConfig{Endpoint: "http://upstream.invalid" + TracesPath, Client: &http.Client{Transport: tr}}, nil)
+	if err := x.Export(t.Context(), exportOf(t, sampleRequest(1))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-tr.closed:
+	default:
+		t.Fatal("Export returned before the transport closed the request body")
+	}
+}

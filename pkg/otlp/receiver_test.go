@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -545,4 +546,35 @@ func TestReceiverOneTransport(t *testing.T) {
 	if _, err := grpcClient(t, r).Export(t.Context(), sampleRequest(1)); err != nil {
 		t.Errorf("gRPC export: %v", err)
 	}
+}
+
+// TestReceiverBuffersAreNotShared sends different exports at once: each
+// consumer call must see its own body, whole, while the receiver recycles
+// buffers between requests.
+func TestReceiverBuffersAreNotShared(t *testing.T) {
+	c := consumerFunc(func(_ context.Context, e *Export) error {
+		req := ptraceotlp.NewExportRequest()
+		if err := req.UnmarshalProto(e.Body); err != nil {
+			return Errorf(codes.InvalidArgument, "body garbled: %v", err)
+		}
+		if n := req.Traces().SpanCount(); n != e.Spans || fmt.Sprint(n) != e.Project {
+			return Errorf(codes.InvalidArgument, "body of %d spans, counted %d, sent %s", n, e.Spans, e.Project)
+		}
+		return nil
+	})
+	r := startReceiver(t, ReceiverConfig{}, c, nil)
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Go(func() {
+			for j := range 10 {
+				n := 1 + (i*10+j)%13
+				enc := []string{"", "gzip"}[j%2]
+				resp, b := postHTTP(t, r, contentTypeProto, enc, compress(t, enc, marshalProto(t, sampleRequest(n))), http.Header{ProjectHeader: {fmt.Sprint(n)}})
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("export of %d spans: status %d, %q", n, resp.StatusCode, b)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
