@@ -30,7 +30,7 @@ var traceServiceDesc = grpc.ServiceDesc{
 }
 
 type traceServer interface {
-	Export(ctx context.Context, req rawMessage) (*rawMessage, error)
+	Export(ctx context.Context, req []byte) (*rawMessage, error)
 }
 
 func exportHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
@@ -38,18 +38,37 @@ func exportHandler(srv any, ctx context.Context, dec func(any) error, intercepto
 	if err := dec(&req); err != nil {
 		return nil, err
 	}
+	// The export has been handled (forwarded or queued) when Export
+	// returns: its buffer goes back to the pool.
+	defer req.free()
 	if interceptor == nil {
-		return srv.(traceServer).Export(ctx, req)
+		return srv.(traceServer).Export(ctx, req.data)
 	}
 	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: exportMethod}
 	return interceptor(ctx, &req, info, func(ctx context.Context, req any) (any, error) {
-		return srv.(traceServer).Export(ctx, *req.(*rawMessage))
+		return srv.(traceServer).Export(ctx, req.(*rawMessage).data)
 	})
 }
 
 // rawMessage is a protobuf message as bytes. The empty one is an empty
 // ExportTraceServiceResponse: all fields unset, as the proxy answers.
-type rawMessage []byte
+type rawMessage struct {
+	data []byte
+	buf  mem.Buffer // holds data, from requestBuffers; nil if not pooled
+}
+
+func (m *rawMessage) free() {
+	if m.buf != nil {
+		m.buf.Free()
+		m.buf, m.data = nil, nil
+	}
+}
+
+// requestBuffers are what the received messages are copied into, out of
+// gRPC's own buffers, for as long as an export is handled. Tiers for the
+// usual sizes of exports; gRPC's default pool would hand a 128 KB export a
+// 1 MB buffer.
+var requestBuffers = mem.NewTieredBufferPool(16<<10, 64<<10, 256<<10, 1<<20, 4<<20)
 
 // rawCodec is gRPC's "proto" codec, except that a *rawMessage is its bytes,
 // as they came and as they go.
@@ -59,16 +78,17 @@ func (c rawCodec) Name() string { return "proto" }
 
 func (c rawCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if m, ok := v.(*rawMessage); ok {
-		return mem.BufferSlice{mem.SliceBuffer(*m)}, nil
+		return mem.BufferSlice{mem.SliceBuffer(m.data)}, nil
 	}
 	return c.proto.Marshal(v)
 }
 
 func (c rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if m, ok := v.(*rawMessage); ok {
-		// A copy of the pooled buffers: the export outlives the call
-		// while it waits on the upstream.
-		*m = data.Materialize()
+		// One contiguous copy of gRPC's buffers, which it frees when
+		// this returns, while the export waits on the upstream.
+		m.buf = data.MaterializeToBuffer(requestBuffers)
+		m.data = m.buf.ReadOnlyData()
 		return nil
 	}
 	return c.proto.Unmarshal(data, v)
@@ -79,7 +99,7 @@ type grpcTraces struct {
 	r *Receiver
 }
 
-func (g *grpcTraces) Export(ctx context.Context, req rawMessage) (*rawMessage, error) {
+func (g *grpcTraces) Export(ctx context.Context, req []byte) (*rawMessage, error) {
 	size := int64(len(req))
 	if !g.r.inflight.acquire(size) {
 		if g.r.metrics != nil {
