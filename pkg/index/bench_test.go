@@ -155,30 +155,6 @@ func BenchmarkExtract(b *testing.B) {
 	}
 }
 
-// BenchmarkTopLevelID is the JSON scan alone.
-func BenchmarkTopLevelID(b *testing.B) {
-	const id = "chatcmpl-B9MHDbslfQmhd8j9bXb8ZzWHNpEYp"
-	for _, c := range []struct {
-		name string
-		s    string
-	}{
-		{"2KB", benchOutput(id, 2<<10)},
-		{"50KB", benchOutput(id, 50<<10)},
-		{"50KB-id-last", benchOutputIDLast(id, 50<<10)},
-	} {
-		b.Run(c.name, func(b *testing.B) {
-			if got, err := index.TopLevelID(c.s); err != nil || got != id {
-				b.Fatalf("TopLevelID = %q, %v", got, err)
-			}
-			b.SetBytes(int64(len(c.s)))
-			b.ReportAllocs()
-			for b.Loop() {
-				_, _ = index.TopLevelID(c.s)
-			}
-		})
-	}
-}
-
 // Realistic entries for the index benchmarks: the response ids of OpenAI's
 // two APIs, half each, and the projects and span names of a few apps.
 var (

@@ -215,9 +215,15 @@ func TopLevelID(s string) (string, error) {
 // topLevelID is TopLevelID on the bytes of an attribute where they lie in
 // the export; the id it returns may alias them.
 func topLevelID(b []byte) ([]byte, error) {
-	if id, ok := leadingID(b); ok {
+	if id, ok := scanID(b); ok {
 		return id, nil
 	}
+	return decodeID(b)
+}
+
+// decodeID is topLevelID with encoding/json's tokenizer: for whatever
+// scanID leaves to it (escapes, non-ASCII ids, anything malformed).
+func decodeID(b []byte) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	tok, err := dec.Token()
 	if err != nil {
@@ -248,37 +254,6 @@ func topLevelID(b []byte) ([]byte, error) {
 		}
 	}
 	return nil, io.EOF
-}
-
-// leadingID is TopLevelID's fast path for the shape OpenAI sends and the
-// instrumentations record for a non-streamed answer: compact JSON that
-// opens with {"id":"<id>", where the id needs no unescaping. It reads a few
-// dozen bytes and allocates nothing; anything else goes to the decoder.
-func leadingID(s []byte) ([]byte, bool) {
-	const prefix = `{"id":"`
-	rest, ok := bytes.CutPrefix(bytes.TrimLeft(s, " \t\r\n"), []byte(prefix))
-	if !ok {
-		return nil, false
-	}
-	end := bytes.IndexAny(rest, `"\`)
-	if end < 0 || rest[end] != '"' {
-		return nil, false // unterminated, or an escape: let the decoder judge
-	}
-	// The value must be followed by the next member or the end of the
-	// object, as the decoder would insist.
-	after := bytes.TrimLeft(rest[end+1:], " \t\r\n")
-	if len(after) == 0 || (after[0] != ',' && after[0] != '}') {
-		return nil, false
-	}
-	for i := 0; i < end; i++ {
-		// Response ids are printable ASCII. Control characters are not
-		// allowed in JSON strings, and the decoder would turn invalid
-		// UTF-8 into U+FFFD: both are the decoder's to judge.
-		if c := rest[i]; c < 0x20 || c >= 0x80 {
-			return nil, false
-		}
-	}
-	return rest[:end], true
 }
 
 // skipValue consumes one JSON value, however deeply nested.

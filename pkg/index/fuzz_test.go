@@ -33,3 +33,26 @@ func FuzzTopLevelID(f *testing.F) {
 		}
 	})
 }
+
+// FuzzScanID holds the fast path to the decoder: on valid JSON, whatever
+// scanID answers, the decoder answers too.
+func FuzzScanID(f *testing.F) {
+	for _, s := range []string{
+		`{"id":"chatcmpl-1","object":"chat.completion"}`,
+		`{"choices": [{"message": {"content": "x \"quoted\" \\ y", "role": "assistant"}}], "id": "chatcmpl-2", "model": "m"}`,
+		`{"a":[1,-2.5e3,true,null,{"b":"}]"}],"id":"x"}`,
+		`{"a\"b":1,"id":"y"}`, `{"id":"\u0041"}`, `{"id":1}`, `{"a":{"id":"inner"}}`, ` { "id" : "z" } `,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		id, ok := scanID([]byte(s))
+		if !ok || !json.Valid([]byte(s)) {
+			return
+		}
+		want, err := decodeID([]byte(s))
+		if err != nil || string(want) != string(id) {
+			t.Errorf("scanID(%q) = %q; the decoder says %q, %v", s, id, want, err)
+		}
+	})
+}
