@@ -1,8 +1,9 @@
 // Package index remembers which span produced each LLM response.
 //
-// The proxy sees every span an app exports. [Extract] finds the provider's
-// response id on an LLM span (the GenAI attribute gen_ai.response.id, or the
-// "id" inside OpenInference's output.value), and [Index] keeps response id ->
+// The proxy sees every span an app exports. [Extractor.ExtractProto] finds
+// the provider's response id on an LLM span (the GenAI attribute
+// gen_ai.response.id, or the "id" inside OpenInference's output.value),
+// reading the export in protobuf where it lies, and [Index] keeps response id ->
 // span, bounded in count and age, so that feedback sent later with only the
 // response id can be written onto that exact span. With a [Store] (see
 // [Index.Restore]) the index outlives a restart.

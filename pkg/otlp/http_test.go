@@ -94,6 +94,9 @@ func TestHTTPBadInput(t *testing.T) {
 		{name: "malformed content type", contentType: "application/", body: pb, status: 415, msg: "application/"},
 		{name: "malformed protobuf", contentType: contentTypeProto, body: []byte{0x0a, 0xff, 0xff, 0xff, 0x0f}, status: 400, msg: "cannot decode the application/x-protobuf body"},
 		{name: "protobuf truncated", contentType: contentTypeProto, body: pb[:len(pb)/2], status: 400, msg: "cannot decode"},
+		// resource_spans { scope_spans { spans { trace_id: 5 bytes } } }: the answer says where.
+		{name: "protobuf short trace id", contentType: contentTypeProto, body: []byte{0x0a, 0x0b, 0x12, 0x09, 0x12, 0x07, 0x0a, 0x05, 1, 2, 3, 4, 5}, status: 400,
+			msg: "resource_spans[0].scope_spans[0].spans[0].trace_id: 5 bytes, want 16 (or none)"},
 		{name: "malformed JSON", contentType: contentTypeJSON, body: []byte(`{"resourceSpans": [`), status: 400, msg: "cannot decode the application/json body"},
 		{name: "JSON not an object", contentType: contentTypeJSON, body: []byte(`[1,2]`), status: 400, msg: "cannot decode"},
 		{name: "JSON trace id of the wrong length", contentType: contentTypeJSON,
