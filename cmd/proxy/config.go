@@ -53,6 +53,8 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*opt
 	phoenixOTLP := fs.String("phoenix-otlp-endpoint", "", "Phoenix OTLP/HTTP traces URL (default: PHOENIX_COLLECTOR_ENDPOINT, else "+defaultPhoenixURL+"/v1/traces)")
 	phoenixURL := fs.String("phoenix-url", "", "Phoenix REST base URL for annotations (default: PHOENIX_ENDPOINT, else the OTLP endpoint's base)")
 	fs.StringVar(&c.Exporter.Compression, "phoenix-compression", "gzip", "compression of exports to Phoenix: gzip or none")
+	fs.IntVar(&c.Exporter.CompressionLevel, "phoenix-compression-level", otlp.DefaultCompressionLevel,
+		"gzip level of exports the proxy compresses itself, 1 (fastest) to 9 (smallest); a client's gzip body is forwarded as it came")
 	fs.DurationVar(&c.Exporter.Timeout, "export-timeout", otlp.DefaultExportTimeout, "timeout of one export to Phoenix")
 
 	fs.IntVar(&c.Index.MaxEntries, "index-max-entries", index.DefaultMaxEntries, "response ids remembered, the oldest evicted first; about 116 bytes each")

@@ -22,6 +22,11 @@ import (
 // Defaults for ExporterConfig.
 const (
 	DefaultExportTimeout = 10 * time.Second
+	// DefaultCompressionLevel is gzip's fastest level. On an LLM-shaped
+	// 128 KB export it costs 38 % less CPU than the default level (6) for
+	// 10 % more bytes (ratio 6.3 against 6.9): a sidecar's CPU is paid in
+	// every pod, the bytes once (docs/benchmarks.md).
+	DefaultCompressionLevel = gzip.BestSpeed
 	// maxResponseBytes caps what is read of an upstream answer.
 	maxResponseBytes = 64 << 10
 )
@@ -35,6 +40,10 @@ type ExporterConfig struct {
 	Headers map[string]string
 	// Compression is "gzip" or "none"; "" means gzip.
 	Compression string
+	// CompressionLevel is the gzip level, from 1 (fastest) to 9 (smallest);
+	// zero means DefaultCompressionLevel. It applies only to what the
+	// proxy compresses itself: a client's gzip body is forwarded as it came.
+	CompressionLevel int
 	// Timeout bounds one request; zero means DefaultExportTimeout.
 	Timeout time.Duration
 	// Client sends the requests; nil means a client of our own.
@@ -55,6 +64,9 @@ func (c ExporterConfig) Validate() error {
 	}
 	if c.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("otlp: exporter timeout must be positive, got %s", c.Timeout))
+	}
+	if c.CompressionLevel < 0 || c.CompressionLevel > gzip.BestCompression {
+		errs = append(errs, fmt.Errorf("otlp: exporter compression level must be 1 (fastest) to 9 (smallest), got %d", c.CompressionLevel))
 	}
 	return errors.Join(errs...)
 }
@@ -79,6 +91,9 @@ func NewExporter(cfg ExporterConfig, metrics *Metrics) (*Exporter, error) {
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultExportTimeout
+	}
+	if cfg.CompressionLevel == 0 {
+		cfg.CompressionLevel = DefaultCompressionLevel
 	}
 	client := cfg.Client
 	if client == nil {
@@ -232,7 +247,10 @@ func (x *Exporter) gzip(body []byte) ([]byte, error) {
 	buf.Grow(len(body) / 4)
 	zw, _ := x.gzips.Get().(*gzip.Writer)
 	if zw == nil {
-		zw = gzip.NewWriter(&buf)
+		var err error
+		if zw, err = gzip.NewWriterLevel(&buf, x.cfg.CompressionLevel); err != nil {
+			return nil, err
+		}
 	} else {
 		zw.Reset(&buf)
 	}

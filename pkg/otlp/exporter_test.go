@@ -391,6 +391,8 @@ func TestExporterConfig(t *testing.T) {
 		{name: "no scheme", cfg: ExporterConfig{Endpoint: "localhost:6006"}, wantErr: "endpoint"},
 		{name: "other scheme", cfg: ExporterConfig{Endpoint: "grpc://localhost:4317"}, wantErr: "endpoint"},
 		{name: "compression", cfg: ExporterConfig{Endpoint: "http://x/v1/traces", Compression: "zstd"}, wantErr: "compression"},
+		{name: "compression level", cfg: ExporterConfig{Endpoint: "http://x/v1/traces", CompressionLevel: 10}, wantErr: "1 (fastest) to 9"},
+		{name: "smallest compression", cfg: ExporterConfig{Endpoint: "http://x/v1/traces", CompressionLevel: 9}},
 		{name: "timeout", cfg: ExporterConfig{Endpoint: "http://x/v1/traces", Timeout: -time.Second}, wantErr: "timeout"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
