@@ -23,9 +23,9 @@ import (
 const (
 	DefaultExportTimeout = 10 * time.Second
 	// DefaultCompressionLevel is gzip's fastest level. On an LLM-shaped
-	// 128 KB export it costs 38 % less CPU than the default level (6) for
-	// 10 % more bytes (ratio 6.3 against 6.9): a sidecar's CPU is paid in
-	// every pod, the bytes once (docs/benchmarks.md).
+	// 128 KB export it costs half the CPU of level 6 for 11 % more bytes
+	// (ratio 6.3 against 7.1): a sidecar's CPU is paid in every pod, the
+	// bytes once (BenchmarkCompress in bench/).
 	DefaultCompressionLevel = gzip.BestSpeed
 	// maxResponseBytes caps what is read of an upstream answer.
 	maxResponseBytes = 64 << 10
