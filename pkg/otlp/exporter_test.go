@@ -437,13 +437,13 @@ func TestExporterForwardsClientGzip(t *testing.T) {
 // lateClose is a transport that answers at once and lets go of the request
 // body only later, as net/http's may when the upstream answers before it
 // has read the whole body.
-type lateClose struct{ closed chan struct{} }
+type lateClose struct{ closing chan struct{} }
 
 func (l *lateClose) RoundTrip(req *http.Request) (*http.Response, error) {
 	go func() {
 		time.Sleep(50 * time.Millisecond)
+		close(l.closing)
 		req.Body.Close()
-		close(l.closed)
 	}()
 	return &http.Response{StatusCode: http.StatusOK, Body: io.NopCloser(strings.NewReader("")), Header: http.Header{}}, nil
 }
@@ -452,14 +452,35 @@ func (l *lateClose) RoundTrip(req *http.Request) (*http.Response, error) {
 // Export returns, so Export must not return while the transport may still
 // read them.
 func TestExporterWaitsForTheBody(t *testing.T) {
-	tr := &lateClose{closed: make(chan struct{})}
+	tr := &lateClose{closing: make(chan struct{})}
 	x := newExporter(t, ExporterConfig{Endpoint: "http://upstream.invalid" + TracesPath, Client: &http.Client{Transport: tr}}, nil)
 	if err := x.Export(t.Context(), exportOf(t, sampleRequest(1))); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-tr.closed:
+	case <-tr.closing:
 	default:
 		t.Fatal("Export returned before the transport closed the request body")
+	}
+}
+
+// TestExporterFollowsRedirects: a 307 or 308 from the upstream (a Phoenix
+// behind a proxy that moved it) is followed with the whole body again.
+func TestExporterFollowsRedirects(t *testing.T) {
+	srv, got := newUpstream(t, nil)
+	mux := http.NewServeMux()
+	mux.Handle(TracesPath, srv.Config.Handler)
+	mux.HandleFunc("/old/v1/traces", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		http.Redirect(w, r, TracesPath, http.StatusPermanentRedirect)
+	})
+	front := httptest.NewServer(mux)
+	defer front.Close()
+	e := exportOf(t, sampleRequest(2))
+	if err := newExporter(t, ExporterConfig{Endpoint: front.URL + "/old" + TracesPath}, nil).Export(t.Context(), e); err != nil {
+		t.Fatal(err)
+	}
+	if r := got(); len(r) != 1 || !bytes.Equal(r[0].body, e.Body) {
+		t.Fatalf("upstream got %d exports; want the one, whole, after the redirect", len(r))
 	}
 }
