@@ -16,10 +16,6 @@ import (
 //
 //   - pdata: decode it into pdata (what the proxy did before package wire,
 //     and what the Collector does), then count its spans;
-//   - pdata+extract: the same, then find the response ids in the decoded
-//     spans (the old extractor, reproduced here as Extract on decoded
-//     traces, which now encodes them again first: so this one is an upper
-//     bound);
 //   - wire: check it where it lies and count its spans (the receiver);
 //   - wire+extract: that, then find the response ids (the receiver, then
 //     the indexer once the upstream took the export).

@@ -127,6 +127,9 @@ Flags:
 				c.Extractor.ExtraKeys = append(c.Extractor.ExtraKeys, k)
 			}
 		}
+		if n := len(c.Extractor.ExtraKeys); n > index.MaxExtraKeys {
+			return nil, fmt.Errorf("-index-extra-keys: %d keys; expected at most %d", n, index.MaxExtraKeys)
+		}
 	}
 	if err := o.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
 		return nil, fmt.Errorf("-log-level %q: expected debug, info, warn or error", *logLevel)

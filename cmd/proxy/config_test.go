@@ -89,6 +89,15 @@ func TestParseConfig(t *testing.T) {
 			},
 		},
 		{
+			name: "too many extra keys",
+			args: []string{"-index-extra-keys", strings.Repeat("k,", 61) + "k"},
+			check: func(t *testing.T, _ *options, err error) {
+				if err == nil || !strings.Contains(err.Error(), "at most 60") {
+					t.Fatalf("err = %v; want at most 60 keys", err)
+				}
+			},
+		},
+		{
 			name: "no data directory by default: memory only",
 			check: func(t *testing.T, o *options, err error) {
 				if err != nil {

@@ -26,6 +26,9 @@ const (
 	AttrProjectName = "openinference.project.name"
 )
 
+// MaxExtraKeys is how many Extractor.ExtraKeys are looked for.
+const MaxExtraKeys = 60
+
 // DefaultProject is where Phoenix puts spans that name no project.
 const DefaultProject = "default"
 
@@ -41,7 +44,8 @@ const MaxResponseIDLen = 256
 // Extractor finds response ids on spans.
 type Extractor struct {
 	// ExtraKeys are span attribute keys whose string values are indexed as
-	// well, for apps that record a correlation key of their own.
+	// well, for apps that record a correlation key of their own. At most
+	// MaxExtraKeys; the rest are not looked for.
 	ExtraKeys []string
 	// MaxOutputValue bounds the size of an output.value that is parsed;
 	// zero means DefaultMaxOutputValue.
@@ -74,6 +78,7 @@ func (x Extractor) Extract(td ptrace.Traces, project string) []Entry {
 func (x Extractor) ExtractProto(body []byte, project string) []Entry {
 	var entries []Entry
 	dup := false
+	var seen map[string]struct{} // past 32 entries, to tell a repeated id
 	proj, projOf := project, -1
 	keys := lookupKeys[:]
 	if len(x.ExtraKeys) > 0 {
@@ -90,8 +95,22 @@ func (x Extractor) ExtractProto(body []byte, project string) []Entry {
 			proj, projOf = projectOf(r), r.Index
 		}
 		x.eachID(s, keys, vals, func(id string) {
-			for i := range entries {
-				dup = dup || entries[i].ResponseID == id
+			switch {
+			case dup:
+			case seen != nil:
+				_, dup = seen[id]
+				seen[id] = struct{}{}
+			default:
+				for i := range entries {
+					dup = dup || entries[i].ResponseID == id
+				}
+				if len(entries) == 32 { // more ids than an export usually has: a set
+					seen = make(map[string]struct{}, 64)
+					for _, e := range entries {
+						seen[e.ResponseID] = struct{}{}
+					}
+					seen[id] = struct{}{}
+				}
 			}
 			entries = append(entries, Entry{ResponseID: id, Span: spanOf(s, proj)})
 		})

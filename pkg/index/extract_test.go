@@ -216,3 +216,23 @@ func TestTopLevelID(t *testing.T) {
 		}
 	}
 }
+
+// TestExtractManyIDs: past 32 ids in one export, a repeated id is still
+// told, and resolved to the inner span.
+func TestExtractManyIDs(t *testing.T) {
+	var spans []testSpan
+	for i := range 40 {
+		spans = append(spans, testSpan{trace: pcommon.TraceID{byte(i + 1)}, id: byte(i + 1), start: 10,
+			attrs: map[string]any{AttrGenAIResponseID: "chatcmpl-" + string(rune('A'+i))}})
+	}
+	// The LLM call under the handler span 40, which copied its id.
+	spans = append(spans, testSpan{trace: pcommon.TraceID{40}, id: 200, parent: 40, start: 11,
+		attrs: map[string]any{AttrGenAIResponseID: "chatcmpl-" + string(rune('A'+39))}})
+	got := Extractor{}.Extract(traces("", spans...), "")
+	if len(got) != 40 {
+		t.Fatalf("%d entries; want 40", len(got))
+	}
+	if last := got[39]; last.ResponseID != "chatcmpl-"+string(rune('A'+39)) || last.Span.SpanID != sid(200) {
+		t.Fatalf("entry 39 = %s on %v; want the inner span %v", last.ResponseID, last.Span.SpanID, sid(200))
+	}
+}

@@ -9,8 +9,6 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-
-	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp/wire"
 )
 
 // The gRPC side takes the request as the bytes of the message, not decoded:
@@ -35,12 +33,13 @@ type traceServer interface {
 
 func exportHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 	var req rawMessage
+	// The export has been handled (forwarded or queued) when Export
+	// returns: its buffer goes back to the pool, as it does when dec
+	// fails after it took one.
+	defer req.free()
 	if err := dec(&req); err != nil {
 		return nil, err
 	}
-	// The export has been handled (forwarded or queued) when Export
-	// returns: its buffer goes back to the pool.
-	defer req.free()
 	if interceptor == nil {
 		return srv.(traceServer).Export(ctx, req.data)
 	}
@@ -85,8 +84,11 @@ func (c rawCodec) Marshal(v any) (mem.BufferSlice, error) {
 
 func (c rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if m, ok := v.(*rawMessage); ok {
-		// One contiguous copy of gRPC's buffers, which it frees when
-		// this returns, while the export waits on the upstream.
+		// The message in one buffer that outlives this call, for as
+		// long as the export waits on the upstream: a reference to
+		// gRPC's own when it holds the message in one, else a copy
+		// into ours.
+		m.free()
 		m.buf = data.MaterializeToBuffer(requestBuffers)
 		m.data = m.buf.ReadOnlyData()
 		return nil
@@ -109,11 +111,11 @@ func (g *grpcTraces) Export(ctx context.Context, req []byte) (*rawMessage, error
 	}
 	defer g.r.inflight.release(size)
 
-	n, err := wire.Scan(req, nil)
+	e, err := newExport(req, nil)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "cannot decode the message as an OTLP traces export: %v", err)
 	}
-	e := &Export{Body: req, Spans: n, Transport: "grpc"}
+	e.Transport = "grpc"
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if v := md.Get(ProjectHeader); len(v) > 0 {
 			e.Project = v[0]

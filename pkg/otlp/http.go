@@ -21,8 +21,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp/wire"
 )
 
 // TracesPath is the OTLP/HTTP path for traces.
@@ -79,15 +77,12 @@ func (r *Receiver) handleTraces(w http.ResponseWriter, req *http.Request) {
 		reserved += extra
 	}
 
-	e, err := decodeBody(enc, body)
+	e, err := decodeBody(enc, body, gzipped)
 	if err != nil {
 		writeStatus(w, enc, http.StatusBadRequest, status.Newf(codes.InvalidArgument, "cannot decode the %s body as an OTLP traces export: %v", enc, err), 0)
 		return
 	}
 	e.Transport, e.Project = "http", req.Header.Get(ProjectHeader)
-	if enc == contentTypeProto {
-		e.Gzipped = gzipped
-	}
 
 	if err := r.consume(req.Context(), e); err != nil {
 		st := statusOf(err)
@@ -100,13 +95,9 @@ func (r *Receiver) handleTraces(w http.ResponseWriter, req *http.Request) {
 // decodeBody checks a protobuf body where it lies (package wire), or
 // decodes a JSON one and encodes it in protobuf, the only encoding Phoenix
 // takes.
-func decodeBody(enc string, body []byte) (*Export, error) {
+func decodeBody(enc string, body, gzipped []byte) (*Export, error) {
 	if enc == contentTypeProto {
-		n, err := wire.Scan(body, nil)
-		if err != nil {
-			return nil, err
-		}
-		return &Export{Body: body, Spans: n}, nil
+		return newExport(body, gzipped)
 	}
 	if err := checkJSON(body); err != nil {
 		return nil, err

@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/gzip" // OTLP/gRPC exporters may compress with gzip.
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp/wire"
 )
 
 // Export is one received export request.
@@ -35,10 +37,36 @@ type Export struct {
 	Transport string
 }
 
-// NewExport returns req as an Export, encoded in protobuf.
+// NewExport returns req as an Export, encoded in protobuf. It fails when
+// the encoding is not a valid export (values nested deeper than protobuf
+// decoders take, see wire.MaxDepth), as pdata would not decode it back.
 func NewExport(req ptraceotlp.ExportRequest) (*Export, error) {
 	body, err := req.MarshalProto()
 	if err != nil {
+		return nil, err
+	}
+	return newExport(body, nil)
+}
+
+// newExport checks an export in protobuf where it lies (package wire);
+// gzipped is the same export as the client compressed it, if it did. An
+// export from an exporter older than OTLP 0.19 (2022), with its spans in
+// the removed instrumentation_library_spans, is re-encoded through pdata,
+// which moves them to scope_spans as the Collector does: Phoenix would
+// ignore them, and the proxy would index spans Phoenix never stored.
+func newExport(body, gzipped []byte) (*Export, error) {
+	n, err := wire.Scan(body, nil)
+	if err != nil {
+		return nil, err
+	}
+	if !wire.HasInstrumentationLibrarySpans(body) {
+		return &Export{Body: body, Gzipped: gzipped, Spans: n}, nil
+	}
+	req := ptraceotlp.NewExportRequest()
+	if err := req.UnmarshalProto(body); err != nil {
+		return nil, err
+	}
+	if body, err = req.MarshalProto(); err != nil {
 		return nil, err
 	}
 	return &Export{Body: body, Spans: req.Traces().SpanCount()}, nil

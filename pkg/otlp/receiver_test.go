@@ -26,6 +26,9 @@ import (
 	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp/wire"
 )
 
 // grpcClient dials the receiver's gRPC listener; the connection is closed
@@ -577,4 +580,34 @@ func TestReceiverBuffersAreNotShared(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestReceiverMigratesInstrumentationLibrarySpans: an exporter older than
+// OTLP 0.19 puts its spans in instrumentation_library_spans, which Phoenix
+// ignores; the proxy forwards them as scope_spans, as the Collector does.
+func TestReceiverMigratesInstrumentationLibrarySpans(t *testing.T) {
+	field := func(num protowire.Number, v []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), v)
+	}
+	span := field(2, field(5, []byte("old"))) // spans { name: "old" }
+	body := field(1, field(1000, span))       // resource_spans { instrumentation_library_spans { ... } }
+	c := &recorder{}
+	r := startReceiver(t, ReceiverConfig{}, c, nil)
+	for _, enc := range []string{"", "gzip"} {
+		resp, b := postHTTP(t, r, contentTypeProto, enc, compress(t, enc, body), nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d, %q", resp.StatusCode, b)
+		}
+		got := c.last(t)
+		if bytes.Equal(got.Body, body) || got.Gzipped != nil {
+			t.Fatalf("%q: forwarded as received (gzip %v); want re-encoded", enc, got.Gzipped != nil)
+		}
+		td := tracesOf(t, got)
+		if td.SpanCount() != 1 || td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Name() != "old" {
+			t.Fatalf("%q: forwarded %d spans", enc, td.SpanCount())
+		}
+		if wire.HasInstrumentationLibrarySpans(got.Body) {
+			t.Fatalf("%q: field 1000 still in the forwarded body", enc)
+		}
+	}
 }

@@ -39,9 +39,10 @@ func (k kind) wireType() protowire.Type {
 }
 
 type fieldSpec struct {
-	name string
-	kind kind
-	msg  *message // for kindMessage
+	name     string
+	kind     kind
+	msg      *message // for kindMessage
+	repeated bool     // errors say which one: spans[3]
 }
 
 // message is the schema of one protobuf message: enough to check that a
@@ -89,98 +90,101 @@ func init() {
 			}
 		}
 	}
-	msg := func(name string, m *message) fieldSpec { return fieldSpec{name, kindMessage, m} }
-	attrs := msg("attributes", &keyValue)
+	msg := func(name string, m *message) fieldSpec { return fieldSpec{name: name, kind: kindMessage, msg: m} }
+	list := func(name string, m *message) fieldSpec {
+		return fieldSpec{name: name, kind: kindMessage, msg: m, repeated: true}
+	}
+	attrs := list("attributes", &keyValue)
 
 	define(&exportRequest, false, map[protowire.Number]fieldSpec{
-		1: msg("resource_spans", &resourceSpans),
+		1: list("resource_spans", &resourceSpans),
 	})
 	define(&resourceSpans, false, map[protowire.Number]fieldSpec{
 		1: msg("resource", &resource),
-		2: msg("scope_spans", &scopeSpans),
-		3: {"schema_url", kindBytes, nil},
+		2: list("scope_spans", &scopeSpans),
+		3: {name: "schema_url", kind: kindBytes},
 		// Removed from OTLP in 2022 (reserved since); pdata still reads
 		// it, and so takes its spans when scope_spans is absent.
-		1000: msg("instrumentation_library_spans", &scopeSpans),
+		1000: list("instrumentation_library_spans", &scopeSpans),
 	})
 	define(&resource, false, map[protowire.Number]fieldSpec{
 		1: attrs,
-		2: {"dropped_attributes_count", kindVarint, nil},
-		3: msg("entity_refs", &entityRef),
+		2: {name: "dropped_attributes_count", kind: kindVarint},
+		3: list("entity_refs", &entityRef),
 	})
 	define(&entityRef, false, map[protowire.Number]fieldSpec{
-		1: {"schema_url", kindBytes, nil},
-		2: {"type", kindBytes, nil},
-		3: {"id_keys", kindBytes, nil},
-		4: {"description_keys", kindBytes, nil},
+		1: {name: "schema_url", kind: kindBytes},
+		2: {name: "type", kind: kindBytes},
+		3: {name: "id_keys", kind: kindBytes},
+		4: {name: "description_keys", kind: kindBytes},
 	})
 	define(&scopeSpans, false, map[protowire.Number]fieldSpec{
 		1: msg("scope", &scope),
-		2: msg("spans", &span),
-		3: {"schema_url", kindBytes, nil},
+		2: list("spans", &span),
+		3: {name: "schema_url", kind: kindBytes},
 	})
 	define(&scope, false, map[protowire.Number]fieldSpec{
-		1: {"name", kindBytes, nil},
-		2: {"version", kindBytes, nil},
+		1: {name: "name", kind: kindBytes},
+		2: {name: "version", kind: kindBytes},
 		3: attrs,
-		4: {"dropped_attributes_count", kindVarint, nil},
+		4: {name: "dropped_attributes_count", kind: kindVarint},
 	})
 	define(&span, false, map[protowire.Number]fieldSpec{
-		1:  {"trace_id", kindTraceID, nil},
-		2:  {"span_id", kindSpanID, nil},
-		3:  {"trace_state", kindBytes, nil},
-		4:  {"parent_span_id", kindSpanID, nil},
-		5:  {"name", kindBytes, nil},
-		6:  {"kind", kindVarint, nil},
-		7:  {"start_time_unix_nano", kindFixed64, nil},
-		8:  {"end_time_unix_nano", kindFixed64, nil},
+		1:  {name: "trace_id", kind: kindTraceID},
+		2:  {name: "span_id", kind: kindSpanID},
+		3:  {name: "trace_state", kind: kindBytes},
+		4:  {name: "parent_span_id", kind: kindSpanID},
+		5:  {name: "name", kind: kindBytes},
+		6:  {name: "kind", kind: kindVarint},
+		7:  {name: "start_time_unix_nano", kind: kindFixed64},
+		8:  {name: "end_time_unix_nano", kind: kindFixed64},
 		9:  attrs,
-		10: {"dropped_attributes_count", kindVarint, nil},
-		11: msg("events", &event),
-		12: {"dropped_events_count", kindVarint, nil},
-		13: msg("links", &link),
-		14: {"dropped_links_count", kindVarint, nil},
+		10: {name: "dropped_attributes_count", kind: kindVarint},
+		11: list("events", &event),
+		12: {name: "dropped_events_count", kind: kindVarint},
+		13: list("links", &link),
+		14: {name: "dropped_links_count", kind: kindVarint},
 		15: msg("status", &status),
-		16: {"flags", kindFixed32, nil},
+		16: {name: "flags", kind: kindFixed32},
 	})
 	define(&event, false, map[protowire.Number]fieldSpec{
-		1: {"time_unix_nano", kindFixed64, nil},
-		2: {"name", kindBytes, nil},
+		1: {name: "time_unix_nano", kind: kindFixed64},
+		2: {name: "name", kind: kindBytes},
 		3: attrs,
-		4: {"dropped_attributes_count", kindVarint, nil},
+		4: {name: "dropped_attributes_count", kind: kindVarint},
 	})
 	define(&link, false, map[protowire.Number]fieldSpec{
-		1: {"trace_id", kindTraceID, nil},
-		2: {"span_id", kindSpanID, nil},
-		3: {"trace_state", kindBytes, nil},
+		1: {name: "trace_id", kind: kindTraceID},
+		2: {name: "span_id", kind: kindSpanID},
+		3: {name: "trace_state", kind: kindBytes},
 		4: attrs,
-		5: {"dropped_attributes_count", kindVarint, nil},
-		6: {"flags", kindFixed32, nil},
+		5: {name: "dropped_attributes_count", kind: kindVarint},
+		6: {name: "flags", kind: kindFixed32},
 	})
 	define(&status, false, map[protowire.Number]fieldSpec{
-		2: {"message", kindBytes, nil},
-		3: {"code", kindVarint, nil},
+		2: {name: "message", kind: kindBytes},
+		3: {name: "code", kind: kindVarint},
 	})
 	define(&keyValue, true, map[protowire.Number]fieldSpec{
-		1: {"key", kindBytes, nil},
+		1: {name: "key", kind: kindBytes},
 		2: msg("value", &anyValue),
-		3: {"key_strindex", kindVarint, nil}, // profiles' string table
+		3: {name: "key_strindex", kind: kindVarint}, // profiles' string table
 	})
 	define(&anyValue, true, map[protowire.Number]fieldSpec{
-		1: {"string_value", kindBytes, nil},
-		2: {"bool_value", kindVarint, nil},
-		3: {"int_value", kindVarint, nil},
-		4: {"double_value", kindFixed64, nil},
+		1: {name: "string_value", kind: kindBytes},
+		2: {name: "bool_value", kind: kindVarint},
+		3: {name: "int_value", kind: kindVarint},
+		4: {name: "double_value", kind: kindFixed64},
 		5: msg("array_value", &arrayValue),
 		6: msg("kvlist_value", &keyValueList),
-		7: {"bytes_value", kindBytes, nil},
-		8: {"string_value_strindex", kindVarint, nil},
+		7: {name: "bytes_value", kind: kindBytes},
+		8: {name: "string_value_strindex", kind: kindVarint},
 	})
 	define(&arrayValue, true, map[protowire.Number]fieldSpec{
-		1: msg("values", &anyValue),
+		1: list("values", &anyValue),
 	})
 	define(&keyValueList, true, map[protowire.Number]fieldSpec{
-		1: msg("values", &keyValue),
+		1: list("values", &keyValue),
 	})
 }
 
@@ -239,7 +243,7 @@ func atField(msg []byte, offset int, num protowire.Number, m *message, err error
 	case name == "":
 		name = fmt.Sprintf("field %d", num)
 	}
-	if m.field(num).kind == kindMessage {
+	if m.field(num).repeated {
 		i := 0
 		for c := (cursor{b: msg[:offset]}); c.next(); {
 			if c.num == num {
@@ -262,7 +266,16 @@ type Error struct {
 	Err  error
 }
 
-func (e *Error) Error() string { return e.Path + ": " + e.Err.Error() }
+func (e *Error) Error() string {
+	// Values nested a hundred deep make a path of kilobytes; the ends
+	// say where.
+	const keep = 160
+	path := e.Path
+	if len(path) > 2*keep+3 {
+		path = path[:keep] + "..." + path[len(path)-keep:]
+	}
+	return path + ": " + e.Err.Error()
+}
 
 func (e *Error) Unwrap() error { return e.Err }
 

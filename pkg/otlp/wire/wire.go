@@ -64,6 +64,24 @@ func Walk(body []byte, visit func(*Resource, *Span)) (spans int) {
 	return spans
 }
 
+// HasInstrumentationLibrarySpans reports whether a checked body holds
+// spans in instrumentation_library_spans (field 1000 of ResourceSpans),
+// which OTLP 0.19 (2022) replaced by scope_spans and today's .proto only
+// reserves: a receiver built on it, as Phoenix is, ignores those spans.
+func HasInstrumentationLibrarySpans(body []byte) bool {
+	for c := (cursor{b: body}); c.next(); {
+		if c.num != 1 {
+			continue
+		}
+		for rc := (cursor{b: c.val()}); rc.next(); {
+			if rc.num == 1000 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Resource is the resource of the spans visited with it.
 type Resource struct {
 	// Index is its position among the export's resource_spans.
