@@ -77,8 +77,6 @@ func (x Extractor) Extract(td ptrace.Traces, project string) []Entry {
 // around it that copied the id.
 func (x Extractor) ExtractProto(body []byte, project string) []Entry {
 	var entries []Entry
-	dup := false
-	var seen map[string]struct{} // past 32 entries, to tell a repeated id
 	proj, projOf := project, -1
 	keys := lookupKeys[:]
 	if len(x.ExtraKeys) > 0 {
@@ -95,36 +93,21 @@ func (x Extractor) ExtractProto(body []byte, project string) []Entry {
 			proj, projOf = projectOf(r), r.Index
 		}
 		x.eachID(s, keys, vals, func(id string) {
-			switch {
-			case dup:
-			case seen != nil:
-				_, dup = seen[id]
-				seen[id] = struct{}{}
-			default:
-				for i := range entries {
-					dup = dup || entries[i].ResponseID == id
-				}
-				if len(entries) == 32 { // more ids than an export usually has: a set
-					seen = make(map[string]struct{}, 64)
-					for _, e := range entries {
-						seen[e.ResponseID] = struct{}{}
-					}
-					seen[id] = struct{}{}
-				}
-			}
 			entries = append(entries, Entry{ResponseID: id, Span: spanOf(s, proj)})
 		})
 	})
-	if dup {
-		entries = innermost(entries, parentMap(body))
+	if len(entries) > 1 {
+		entries = innermost(entries, body)
 	}
 	return entries
 }
 
 // innermost keeps, of the entries that share a response id, the inner one,
-// in the place of the first.
-func innermost(entries []Entry, parents map[pcommon.SpanID]pcommon.SpanID) []Entry {
+// in the place of the first. Only when an id repeats does it read the
+// spans' parents from body.
+func innermost(entries []Entry, body []byte) []Entry {
 	byID := make(map[string]int, len(entries))
+	var parents map[pcommon.SpanID]pcommon.SpanID
 	kept := entries[:0]
 	for _, e := range entries {
 		pos, ok := byID[e.ResponseID]
@@ -132,6 +115,9 @@ func innermost(entries []Entry, parents map[pcommon.SpanID]pcommon.SpanID) []Ent
 			byID[e.ResponseID] = len(kept)
 			kept = append(kept, e)
 			continue
+		}
+		if parents == nil {
+			parents = parentMap(body)
 		}
 		if innerThan(e.Span, kept[pos].Span, parents) {
 			kept[pos] = e
