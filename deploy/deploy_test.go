@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -390,6 +391,11 @@ func TestKubernetes(t *testing.T) {
 			env[m["name"].(string)] = v
 		}
 	}
+	// GOMEMLIMIT is a soft limit for the GC: it must sit below the
+	// container's hard one, or the kernel kills the proxy first.
+	if soft, hard := mebibytes(t, env["GOMEMLIMIT"]), mebibytes(t, at(t, sidecar, "resources", "limits", "memory").(string)); soft >= hard || soft < hard/2 {
+		t.Errorf("GOMEMLIMIT %q against limits.memory %v: want it below, and not far below", env["GOMEMLIMIT"], hard)
+	}
 	if env["FEEDBACK_PROXY_ADMIN_ADDR"] != ":8888" || at(t, sidecar, "ports", 0, "containerPort") != 8888 || at(t, sidecar, "ports", 0, "name") != "admin" {
 		t.Errorf("the admin listener (%q) and the probed port (%v) disagree", env["FEEDBACK_PROXY_ADMIN_ADDR"], sidecar["ports"])
 	}
@@ -408,4 +414,15 @@ func TestKubernetes(t *testing.T) {
 			t.Errorf("the app exports to %v, not its sidecar", m["value"])
 		}
 	}
+}
+
+// mebibytes reads a size as Kubernetes ("256Mi") or Go's GOMEMLIMIT
+// ("200MiB") writes it.
+func mebibytes(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSuffix(s, "B"), "Mi"))
+	if err != nil || !strings.Contains(s, "Mi") {
+		t.Fatalf("size %q: want a number of MiB", s)
+	}
+	return n
 }
