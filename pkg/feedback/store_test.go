@@ -413,16 +413,7 @@ func BenchmarkSubmitStore(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			ctx := context.Background()
-			i := 0
-			b.ReportAllocs()
-			for b.Loop() {
-				st, err := svc.SubmitAndWait(ctx, []feedback.Feedback{{ResponseID: benchResponseID(i % benchIndexed), Thumbs: "up"}})
-				if err != nil || st[0].State != feedback.Annotated {
-					b.Fatalf("SubmitAndWait = %+v, %v", st, err)
-				}
-				i++
-			}
+			benchSubmitLoop(b, svc)
 		})
 	}
 }
