@@ -2,6 +2,7 @@ package otlp
 
 import (
 	"context"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -19,34 +20,19 @@ import (
 const exportMethod = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 // traceServiceDesc is OTLP's TraceService (collector/trace/v1), with Export
-// taking and returning a rawMessage.
+// declared as a stream: on the wire a unary call is a stream of one message
+// each way, and a stream handler runs before the message is read, so the
+// proxy can bound how many messages are received at once and for how long
+// (see grpcTraces.export).
 var traceServiceDesc = grpc.ServiceDesc{
 	ServiceName: "opentelemetry.proto.collector.trace.v1.TraceService",
-	HandlerType: (*traceServer)(nil),
-	Methods:     []grpc.MethodDesc{{MethodName: "Export", Handler: exportHandler}},
+	HandlerType: (*any)(nil),
+	Streams:     []grpc.StreamDesc{{StreamName: "Export", Handler: exportHandler, ClientStreams: false, ServerStreams: false}},
 	Metadata:    "opentelemetry/proto/collector/trace/v1/trace_service.proto",
 }
 
-type traceServer interface {
-	Export(ctx context.Context, req []byte) (*rawMessage, error)
-}
-
-func exportHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-	var req rawMessage
-	// The export has been handled (forwarded or queued) when Export
-	// returns: its buffer goes back to the pool, as it does when dec
-	// fails after it took one.
-	defer req.free()
-	if err := dec(&req); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(traceServer).Export(ctx, req.data)
-	}
-	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: exportMethod}
-	return interceptor(ctx, &req, info, func(ctx context.Context, req any) (any, error) {
-		return srv.(traceServer).Export(ctx, req.(*rawMessage).data)
-	})
+func exportHandler(srv any, ss grpc.ServerStream) error {
+	return srv.(*grpcTraces).export(ss)
 }
 
 // rawMessage is a protobuf message as bytes. The empty one is an empty
@@ -101,19 +87,51 @@ type grpcTraces struct {
 	r *Receiver
 }
 
-func (g *grpcTraces) Export(ctx context.Context, req []byte) (*rawMessage, error) {
-	size := int64(len(req))
-	if !g.r.inflight.acquire(size) {
-		if g.r.metrics != nil {
-			g.r.metrics.overloaded.WithLabelValues("grpc").Inc()
-		}
-		return nil, errOverloaded(g.r.cfg.MaxInflightBytes).GRPCStatus().Err()
+// export receives one export and answers it. The message is received only
+// once a reception slot is free (a few at once, each up to
+// MaxRequestBytes), or refused at once with ResourceExhausted; it must
+// arrive within ReadTimeout, or the call ends with DeadlineExceeded and
+// what it held is freed. Until it is received, a call buffers at most its
+// flow control window.
+func (g *grpcTraces) export(ss grpc.ServerStream) error {
+	r := g.r
+	select {
+	case r.receiving <- struct{}{}:
+	default:
+		r.overloaded("grpc")
+		return errOverloaded(r.cfg.MaxInflightBytes).GRPCStatus().Err()
 	}
-	defer g.r.inflight.release(size)
-
-	e, err := newExport(req, nil)
+	req, err := g.receive(ss)
+	<-r.receiving
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "cannot decode the message as an OTLP traces export: %v", err)
+		return err
+	}
+	// The export has been handled (forwarded or queued) when handle
+	// returns: its buffer goes back to the pool.
+	defer req.free()
+	// At the shutdown deadline the receiver cancels its base context.
+	ctx, cancel := context.WithCancel(ss.Context())
+	defer cancel()
+	defer context.AfterFunc(r.base, cancel)()
+	if err := g.handle(ctx, req.data); err != nil {
+		return err
+	}
+	return ss.SendMsg(&rawMessage{})
+}
+
+// handle checks a received message and hands it on; the error is a gRPC
+// status.
+func (g *grpcTraces) handle(ctx context.Context, data []byte) error {
+	r := g.r
+	res := r.budget.reserve()
+	defer res.release()
+	if !res.grow(int64(len(data))) {
+		r.overloaded("grpc")
+		return errOverloaded(r.cfg.MaxInflightBytes).GRPCStatus().Err()
+	}
+	e, err := newExport(data, nil)
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "cannot decode the message as an OTLP traces export: %v", err)
 	}
 	e.Transport = "grpc"
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
@@ -121,9 +139,41 @@ func (g *grpcTraces) Export(ctx context.Context, req []byte) (*rawMessage, error
 			e.Project = v[0]
 		}
 	}
-	if err := g.r.consume(ctx, e); err != nil {
+	if err := r.consume(ctx, e); err != nil {
 		// Never a bare error: the client would see Unknown and not retry.
-		return nil, statusOf(err).Err()
+		return statusOf(err).Err()
 	}
-	return &rawMessage{}, nil
+	return nil
+}
+
+// receive reads the call's one message, within ReadTimeout.
+func (g *grpcTraces) receive(ss grpc.ServerStream) (*rawMessage, error) {
+	type result struct {
+		m   *rawMessage
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		m := new(rawMessage)
+		err := ss.RecvMsg(m)
+		if err != nil {
+			m.free() // dec may fail after it took a buffer
+		}
+		got <- result{m, err}
+	}()
+	t := time.NewTimer(g.r.cfg.Limits.ReadTimeout)
+	defer t.Stop()
+	select {
+	case res := <-got:
+		return res.m, res.err
+	case <-t.C:
+		// Ending the call ends the reception (its context is cancelled);
+		// the message, if it still came, is freed.
+		go func() {
+			if res := <-got; res.err == nil {
+				res.m.free()
+			}
+		}()
+		return nil, status.Errorf(codes.DeadlineExceeded, "the export was not received within %s", g.r.cfg.Limits.ReadTimeout)
+	}
 }

@@ -3,6 +3,7 @@ package otlp
 import (
 	"bytes"
 	"compress/zlib"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -52,29 +53,23 @@ func (r *Receiver) handleTraces(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 
-	// Reserve what the client says it sends before reading it, then the
-	// rest of the decompressed size: an overloaded proxy refuses at once,
-	// without buffering the body.
-	reserved := min(max(req.ContentLength, 0), r.cfg.MaxRequestBytes)
-	if !r.inflight.acquire(reserved) {
+	// The budget is charged for what the body takes in memory as it
+	// arrives (as sent and decompressed), never for what Content-Length
+	// announces: a client that declares 20 MiB and sends nothing holds
+	// nothing. Whatever path the request takes, the reservation is given
+	// back after its buffers are.
+	res := r.budget.reserve()
+	defer res.release()
+	var bufs bodyBuffers
+	defer bufs.release() // after consume: the exporter is done with them
+	body, gzipped, code, err := readBody(w, req, r.cfg.MaxRequestBytes, res, &bufs)
+	if errors.Is(err, errBudgetSpent) {
 		r.refuseOverloaded(w, enc, "http")
 		return
 	}
-	defer func() { r.inflight.release(reserved) }()
-
-	var bufs bodyBuffers
-	defer bufs.release() // after consume: the exporter is done with them
-	body, gzipped, code, err := readBody(w, req, r.cfg.MaxRequestBytes, &bufs)
 	if err != nil {
 		writeStatus(w, enc, code, status.New(codes.InvalidArgument, err.Error()), 0)
 		return
-	}
-	if extra := int64(len(body)+len(gzipped)) - reserved; extra > 0 {
-		if !r.inflight.acquire(extra) {
-			r.refuseOverloaded(w, enc, "http")
-			return
-		}
-		reserved += extra
 	}
 
 	e, err := decodeBody(enc, body, gzipped)
@@ -111,14 +106,20 @@ func decodeBody(enc string, body, gzipped []byte) (*Export, error) {
 
 func (r *Receiver) refuseOverloaded(w http.ResponseWriter, enc, transport string) {
 	err := errOverloaded(r.cfg.MaxInflightBytes)
-	if r.metrics != nil {
-		r.metrics.overloaded.WithLabelValues(transport).Inc()
-	}
+	r.overloaded(transport)
 	writeStatus(w, enc, http.StatusTooManyRequests, err.GRPCStatus(), err.RetryAfter)
 }
 
-// maxSizeHint caps the buffer readBody allocates before reading.
-const maxSizeHint = 4 << 20
+// readChunk is the first allocation for a body, and the least it grows by.
+const readChunk = 32 << 10
+
+// maxPooled is the largest buffer kept for reuse; one grown for an
+// unusually large export is left to the garbage collector.
+const maxPooled = 4 << 20
+
+// errBudgetSpent is readBody's error when the in-flight budget cannot take
+// the bytes the body needs.
+var errBudgetSpent = errors.New("in-flight budget spent")
 
 // gzipReaders reuses gzip readers (and their 32 KB windows) across requests.
 var gzipReaders sync.Pool
@@ -126,28 +127,26 @@ var gzipReaders sync.Pool
 // buffers recycles what request bodies are read into: an export's body is
 // the largest thing the proxy allocates, once per request, and the garbage
 // collector's work grows with it.
-var buffers sync.Pool // of *bytes.Buffer
+var buffers sync.Pool // of *[]byte
 
 // bodyBuffers are the pooled buffers of one request's body, as sent and
 // decompressed; release returns them once the export has been handled.
-type bodyBuffers struct{ sent, plain *bytes.Buffer }
+type bodyBuffers struct{ sent, plain *[]byte }
 
-func (b *bodyBuffers) get(p **bytes.Buffer) *bytes.Buffer {
+func (b *bodyBuffers) get(p **[]byte) *[]byte {
 	if *p == nil {
-		*p, _ = buffers.Get().(*bytes.Buffer)
+		*p, _ = buffers.Get().(*[]byte)
 		if *p == nil {
-			*p = new(bytes.Buffer)
+			*p = new([]byte)
 		}
 	}
 	return *p
 }
 
 func (b *bodyBuffers) release() {
-	for _, buf := range []*bytes.Buffer{b.sent, b.plain} {
-		// A buffer grown for an unusually large export is left to the
-		// garbage collector rather than kept for ever.
-		if buf != nil && buf.Cap() <= maxSizeHint+bytes.MinRead {
-			buf.Reset()
+	for _, buf := range []*[]byte{b.sent, b.plain} {
+		if buf != nil && cap(*buf) <= maxPooled {
+			*buf = (*buf)[:0]
 			buffers.Put(buf)
 		}
 	}
@@ -156,22 +155,38 @@ func (b *bodyBuffers) release() {
 
 // readBody reads the request body, decompressed, capped at limit bytes both
 // on the wire and after decompression (so a small gzip bomb is refused too),
-// into bufs. For a gzip body it also returns the body as sent: the exporter
-// forwards those bytes as they are when it compresses with gzip too, instead
-// of compressing again what the client already did (by far the largest cost
-// of a gzip pass-through, see docs/benchmarks.md).
-// On error it returns the HTTP status to answer with.
-func readBody(w http.ResponseWriter, req *http.Request, limit int64, bufs *bodyBuffers) (body, gzipped []byte, code int, err error) {
+// into bufs, charging res for the memory as it is taken. For a gzip body it
+// also returns the body as sent: the exporter forwards those bytes as they
+// are when it compresses with gzip too, instead of compressing again what
+// the client already did (by far the largest cost of a gzip pass-through,
+// see docs/benchmarks.md). On error it returns the HTTP status to answer
+// with; errBudgetSpent when res could not grow.
+func readBody(w http.ResponseWriter, req *http.Request, limit int64, res *reservation, bufs *bodyBuffers) (body, gzipped []byte, code int, err error) {
+	// The body as sent is capped too when it is decompressed as a stream:
+	// zstd's skippable frames, say, are input that yields nothing.
 	var rd io.Reader = http.MaxBytesReader(w, req.Body, limit)
 	// Content codings are case-insensitive (RFC 9110, section 8.4.1).
 	ce := strings.ToLower(strings.TrimSpace(req.Header.Get("Content-Encoding")))
+	plainHint := int64(-1)
 	switch ce {
 	case "", "identity":
 		ce = ""
+		plainHint = req.ContentLength
 	case "gzip", "x-gzip": // x-gzip is gzip (RFC 9110, section 8.4.1.3).
 		ce = "gzip"
-		if gzipped, err = readAll(bufs.get(&bufs.sent), rd, req.ContentLength, limit); err != nil {
+		sent := bufs.get(&bufs.sent)
+		if *sent, err = readAll(*sent, rd, req.ContentLength, limit, res); err != nil {
 			return bodyError(ce, limit, err)
+		}
+		gzipped = *sent
+		if int64(len(gzipped)) > limit {
+			return nil, nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the request body is over the limit of %d bytes", limit)
+		}
+		// The trailer holds the decompressed size (modulo 2^32): read
+		// into a buffer of that size at once instead of regrowing one.
+		// A lie costs the liar only its own budget, and a regrowth.
+		if n := len(gzipped); n >= 4 {
+			plainHint = int64(binary.LittleEndian.Uint32(gzipped[n-4:]))
 		}
 		zr, _ := gzipReaders.Get().(*gzip.Reader)
 		if zr == nil {
@@ -183,6 +198,10 @@ func readBody(w http.ResponseWriter, req *http.Request, limit int64, bufs *bodyB
 		}
 		rd = zr
 	case "deflate": // HTTP's deflate is the zlib format (RFC 9110, section 8.4.1.2).
+		// zlib's window and state, charged as part of the request.
+		if !res.grow(inflaterBytes) {
+			return nil, nil, 0, errBudgetSpent
+		}
 		zr, err := zlib.NewReader(rd)
 		if err != nil {
 			return bodyError(ce, limit, err)
@@ -190,38 +209,86 @@ func readBody(w http.ResponseWriter, req *http.Request, limit int64, bufs *bodyB
 		defer zr.Close()
 		rd = zr
 	case "zstd":
-		zr, err := zstd.NewReader(rd, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(limit)))
-		if err != nil {
+		zr, ok := zstdDecoders.get()
+		if !ok {
+			return nil, nil, 0, errBudgetSpent
+		}
+		defer zstdDecoders.put(zr)
+		if err := zr.Reset(rd); err != nil {
 			return bodyError(ce, limit, err)
 		}
-		defer zr.Close()
 		rd = zr
 	default:
 		return nil, nil, http.StatusBadRequest, fmt.Errorf("Content-Encoding %q is not supported; send gzip, deflate, zstd or none", req.Header.Get("Content-Encoding"))
 	}
-	sizeHint := int64(-1)
-	if ce == "" {
-		sizeHint = req.ContentLength
-	}
-	if body, err = readAll(bufs.get(&bufs.plain), rd, sizeHint, limit); err != nil {
+	plain := bufs.get(&bufs.plain)
+	if *plain, err = readAll(*plain, rd, plainHint, limit, res); err != nil {
 		return bodyError(ce, limit, err)
 	}
+	body = *plain
 	if int64(len(body)) > limit {
+		if ce == "" {
+			return nil, nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the request body is over the limit of %d bytes", limit)
+		}
 		return nil, nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the decompressed body is over the limit of %d bytes", limit)
 	}
 	return body, gzipped, 0, nil
 }
 
-// readAll reads up to limit+1 bytes of rd into buf. A positive sizeHint
-// (the Content-Length of an uncompressed body) is the size to read, so it
-// reads without regrowing; capped, since the header is only the client's
-// word.
-func readAll(buf *bytes.Buffer, rd io.Reader, sizeHint, limit int64) ([]byte, error) {
-	if sizeHint > 0 {
-		buf.Grow(int(min(sizeHint, limit, maxSizeHint)) + bytes.MinRead)
+// readAll reads up to limit+1 bytes of rd into b (from its start), growing
+// it as bytes arrive, and charges res for the memory first: the capacity it
+// allocates, and what it fills of the capacity b came with (a pooled
+// buffer). A sizeHint (a Content-Length, a gzip trailer) caps each growth,
+// so that the last one fits the body exactly; it never makes a buffer grow
+// ahead of the bytes.
+func readAll(b []byte, rd io.Reader, sizeHint, limit int64, res *reservation) ([]byte, error) {
+	b = b[:0]
+	pooled := int64(cap(b)) // capacity that exists already: charged as filled
+	var charged int64
+	// charge brings the charge up to what b holds of the memory.
+	charge := func(grownCap int64) bool {
+		want := min(int64(len(b)), pooled) + max(grownCap-pooled, 0)
+		if want <= charged {
+			return true
+		}
+		if !res.grow(want - charged) {
+			return false
+		}
+		charged = want
+		return true
 	}
-	_, err := buf.ReadFrom(io.LimitReader(rd, limit+1))
-	return buf.Bytes(), err
+	for {
+		if len(b) == cap(b) {
+			if int64(len(b)) > limit {
+				return b, nil
+			}
+			// Doubling, up to what the hint says is left: a client that
+			// announces a large body gets memory only as it sends it.
+			newCap := max(2*int64(cap(b)), readChunk)
+			if sizeHint >= int64(len(b)) {
+				newCap = min(newCap, sizeHint+1)
+			}
+			newCap = min(newCap, limit+1)
+			if !charge(newCap) {
+				return b, errBudgetSpent
+			}
+			nb := make([]byte, len(b), newCap)
+			copy(nb, b)
+			b, pooled = nb, 0
+			charged = newCap
+		}
+		n, err := rd.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if !charge(int64(cap(b))) {
+			return b, errBudgetSpent
+		}
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 // bodyError is readBody's answer to err: 413 when the body is over the
@@ -230,14 +297,22 @@ func readAll(buf *bytes.Buffer, rd io.Reader, sizeHint, limit int64) ([]byte, er
 func bodyError(encoding string, limit int64, err error) ([]byte, []byte, int, error) {
 	var mbe *http.MaxBytesError
 	switch {
+	case errors.Is(err, errBudgetSpent):
+		return nil, nil, 0, err
 	case errors.As(err, &mbe):
 		return nil, nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the request body is over the limit of %d bytes", limit)
 	case errors.Is(err, zstd.ErrDecoderSizeExceeded), errors.Is(err, zstd.ErrWindowSizeExceeded):
-		return nil, nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the zstd body needs more than the limit of %d bytes to decompress: %w", limit, err)
+		return nil, nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the zstd body needs a window over the proxy's limit of %d bytes: %w", zstdMaxWindow, err)
 	case encoding == "":
 		return nil, nil, http.StatusBadRequest, fmt.Errorf("cannot read the body: %w", err)
 	}
 	return nil, nil, http.StatusBadRequest, fmt.Errorf("cannot read the %s body: %w", encoding, err)
+}
+
+func (r *Receiver) overloaded(transport string) {
+	if r.metrics != nil {
+		r.metrics.overloaded.WithLabelValues(transport).Inc()
+	}
 }
 
 // maxJSONDepth bounds how deeply a JSON body may nest. pdata's JSON decoder
@@ -249,8 +324,8 @@ const maxJSONDepth = 256
 
 // checkJSON refuses what pdata's JSON decoder would take without complaint
 // but must not: text that is not UTF-8 (RFC 8259, section 8.1; it would
-// become protobuf strings that Phoenix refuses), and nesting deeper than
-// maxJSONDepth.
+// become protobuf strings that Phoenix refuses), nesting deeper than
+// maxJSONDepth, and anything after the first value.
 func checkJSON(b []byte) error {
 	if !utf8.Valid(b) {
 		i := 0
@@ -282,7 +357,14 @@ func checkJSON(b []byte) error {
 				return fmt.Errorf("nesting deeper than %d levels at byte %d", maxJSONDepth, i)
 			}
 		case c == '}' || c == ']':
-			depth--
+			if depth--; depth == 0 {
+				// pdata's decoder stops after the first value: what
+				// follows would be dropped without a word.
+				if rest := bytes.TrimLeft(b[i+1:], " \t\r\n"); len(rest) > 0 {
+					return fmt.Errorf("found more after the export's JSON object, at byte %d; send one object per request", len(b)-len(rest))
+				}
+				return nil
+			}
 		}
 	}
 	return nil

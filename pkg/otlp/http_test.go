@@ -141,6 +141,9 @@ func TestHTTPBadInput(t *testing.T) {
 		{name: "empty JSON object is an empty export", contentType: contentTypeJSON, body: []byte(`{}`), status: 200, called: true},
 		{name: "empty gzip body is an empty export", contentType: contentTypeProto, encoding: "gzip", body: compress(t, "gzip", nil), status: 200, called: true},
 		{name: "JSON spans", contentType: contentTypeJSON, body: js, status: 200, called: true},
+		{name: "JSON spans and whitespace after", contentType: contentTypeJSON, body: append(append([]byte(nil), js...), " \n\t\r\n"...), status: 200, called: true},
+		{name: "JSON second object after the first", contentType: contentTypeJSON, body: append(append([]byte(nil), js...), js...), status: 400, msg: "found more after"},
+		{name: "JSON garbage after the object", contentType: contentTypeJSON, body: []byte(`{} x`), status: 400, msg: "found more after"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &recorder{}

@@ -13,6 +13,7 @@ type Metrics struct {
 	upstreamRejected prometheus.Counter
 	inflightBytes    prometheus.Gauge
 	overloaded       *prometheus.CounterVec
+	refusedConns     *prometheus.CounterVec
 }
 
 // NewMetrics registers the OTLP metrics with reg.
@@ -39,6 +40,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		overloaded: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "feedbackproxy_receiver_overloaded_requests_total",
 			Help: "Export requests refused with 429 / ResourceExhausted because the in-flight byte budget was spent, by transport.",
+		}, []string{"transport"}),
+		refusedConns: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbackproxy_receiver_refused_connections_total",
+			Help: "Connections closed at once because the listener had --max-connections open, by transport.",
 		}, []string{"transport"}),
 		upstreamRejected: f.NewCounter(prometheus.CounterOpts{
 			Name: "feedbackproxy_exporter_upstream_rejected_spans_total",

@@ -14,7 +14,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/gzip" // OTLP/gRPC exporters may compress with gzip.
+	"google.golang.org/grpc/keepalive"
 
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/listener"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp/wire"
 )
 
@@ -106,7 +108,19 @@ type ReceiverConfig struct {
 	// ResourceExhausted and a retry delay. Zero means
 	// DefaultMaxInflightBytes.
 	MaxInflightBytes int64
+	// Limits bound what one client can hold of each listener: connections,
+	// and the time to send a request or to stay idle.
+	Limits listener.Limits
+	// MaxConcurrentStreams caps the gRPC calls in progress on one
+	// connection; zero means DefaultMaxConcurrentStreams.
+	MaxConcurrentStreams uint32
 }
+
+// DefaultMaxConcurrentStreams caps the gRPC calls in progress on one
+// connection. An OTLP exporter has a few exports in flight at most (the
+// Collector's sends ten at once by default); each call may buffer a flow
+// control window of 64 KiB before the proxy reads it.
+const DefaultMaxConcurrentStreams = 16
 
 func (c *ReceiverConfig) setDefaults() {
 	if c.GRPCAddr == "" {
@@ -121,6 +135,10 @@ func (c *ReceiverConfig) setDefaults() {
 	if c.MaxRequestBytes == 0 {
 		c.MaxRequestBytes = DefaultMaxRequestBytes
 	}
+	if c.MaxConcurrentStreams == 0 {
+		c.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+	c.Limits = c.Limits.WithDefaults()
 }
 
 // Validate reports a configuration that cannot work.
@@ -134,6 +152,9 @@ func (c ReceiverConfig) Validate() error {
 	if c.GRPCAddr == "-" && c.HTTPAddr == "-" {
 		return errors.New("otlp: both gRPC and HTTP are disabled; enable at least one")
 	}
+	if err := c.Limits.Validate(); err != nil {
+		return fmt.Errorf("otlp: %w", err)
+	}
 	return nil
 }
 
@@ -143,7 +164,15 @@ type Receiver struct {
 	consumer Consumer
 	metrics  *Metrics
 	log      *slog.Logger
-	inflight *inflight
+	budget   *budget
+	// receiving caps the gRPC messages being received at once (see
+	// grpcTraces.Export); each may hold up to MaxRequestBytes.
+	receiving chan struct{}
+	// base is the context of every request; cancelled when Shutdown runs
+	// out of time, so that handlers still waiting answer "unavailable"
+	// before their connection is closed.
+	base       context.Context
+	cancelBase context.CancelFunc
 
 	grpcSrv *grpc.Server
 	httpSrv *http.Server
@@ -165,8 +194,19 @@ func NewReceiver(cfg ReceiverConfig, consumer Consumer, metrics *Metrics, log *s
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Receiver{cfg: cfg, consumer: consumer, metrics: metrics, log: log,
-		inflight: &inflight{limit: cfg.MaxInflightBytes, metrics: metrics}}, nil
+	r := &Receiver{cfg: cfg, consumer: consumer, metrics: metrics, log: log,
+		budget:    &budget{limit: cfg.MaxInflightBytes, metrics: metrics},
+		receiving: make(chan struct{}, grpcReceivers(cfg))}
+	r.base, r.cancelBase = context.WithCancel(context.Background())
+	return r, nil
+}
+
+// grpcReceivers is how many gRPC messages may be received at once. grpc-go
+// reads a whole message before the proxy sees it, so the budget cannot be
+// charged as it arrives: instead, as many messages as the budget holds
+// requests of the largest size may be in reception, at least four.
+func grpcReceivers(cfg ReceiverConfig) int {
+	return int(max(4, cfg.MaxInflightBytes/cfg.MaxRequestBytes))
 }
 
 // Start binds the listeners, so that a port in use is an error here, then
@@ -177,24 +217,44 @@ func (r *Receiver) Start(ctx context.Context) (err error) {
 			err = errors.Join(err, r.Shutdown(ctx))
 		}
 	}()
-	var lc net.ListenConfig
+	lim := r.cfg.Limits
 	if r.cfg.GRPCAddr != "-" {
-		if r.grpcLn, err = lc.Listen(ctx, "tcp", r.cfg.GRPCAddr); err != nil {
+		if r.grpcLn, err = listener.Listen(ctx, r.cfg.GRPCAddr, lim.MaxConnections, r.refusedConn("grpc")); err != nil {
 			return fmt.Errorf("otlp: gRPC listener: %w", err)
 		}
-		r.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(int(r.cfg.MaxRequestBytes)),
-			grpc.ForceServerCodecV2(rawCodec{encoding.GetCodecV2("proto")}))
+		r.grpcSrv = grpc.NewServer(
+			grpc.MaxRecvMsgSize(int(r.cfg.MaxRequestBytes)),
+			grpc.ForceServerCodecV2(rawCodec{encoding.GetCodecV2("proto")}),
+			grpc.MaxConcurrentStreams(r.cfg.MaxConcurrentStreams),
+			// Fixed windows turn off grpc-go's bandwidth estimation, which
+			// would let each call buffer up to 16 MiB the proxy has not
+			// asked for; 64 KiB is HTTP/2's default.
+			grpc.InitialWindowSize(64<<10),
+			grpc.InitialConnWindowSize(int32(r.cfg.MaxConcurrentStreams)*64<<10),
+			grpc.ConnectionTimeout(lim.ReadHeaderTimeout),
+			grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: lim.IdleTimeout}),
+			grpc.MaxHeaderListSize(listener.DefaultMaxHeaderBytes),
+		)
 		r.grpcSrv.RegisterService(&traceServiceDesc, &grpcTraces{r: r})
 		r.serve("grpc", func() error { return r.grpcSrv.Serve(r.grpcLn) })
 	}
 	if r.cfg.HTTPAddr != "-" {
-		if r.httpLn, err = lc.Listen(ctx, "tcp", r.cfg.HTTPAddr); err != nil {
+		if r.httpLn, err = listener.Listen(ctx, r.cfg.HTTPAddr, lim.MaxConnections, r.refusedConn("http")); err != nil {
 			return fmt.Errorf("otlp: HTTP listener: %w", err)
 		}
-		r.httpSrv = &http.Server{Handler: r.HTTPHandler(), ReadHeaderTimeout: 10 * time.Second}
+		r.httpSrv = lim.HTTPServer(r.HTTPHandler())
+		r.httpSrv.BaseContext = func(net.Listener) context.Context { return r.base }
 		r.serve("http", func() error { return r.httpSrv.Serve(r.httpLn) })
 	}
 	return nil
+}
+
+func (r *Receiver) refusedConn(transport string) func() {
+	return func() {
+		if r.metrics != nil {
+			r.metrics.refusedConns.WithLabelValues(transport).Inc()
+		}
+	}
 }
 
 func (r *Receiver) serve(name string, fn func() error) {
@@ -218,15 +278,26 @@ func addrOf(ln net.Listener) net.Addr {
 	return ln.Addr()
 }
 
+// shutdownGrace is how long handlers cancelled at the shutdown deadline
+// have to answer their clients.
+const shutdownGrace = time.Second
+
 // Shutdown stops accepting exports and waits for those in flight, until ctx
 // ends; then it cuts the rest off.
 func (r *Receiver) Shutdown(ctx context.Context) error {
 	var err error
 	if r.httpSrv != nil {
 		if err = r.httpSrv.Shutdown(ctx); err != nil {
-			// Shutdown leaves busy connections open when ctx ends; close
-			// them, which also cancels the requests' contexts.
-			err = errors.Join(err, r.httpSrv.Close())
+			// Out of time: the handlers still waiting (on the upstream)
+			// are cancelled, so that their clients hear a retryable
+			// "unavailable" rather than a closed connection; then the
+			// connections left are closed.
+			r.cancelBase()
+			grace, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+			if r.httpSrv.Shutdown(grace) != nil {
+				err = errors.Join(err, r.httpSrv.Close())
+			}
+			cancel()
 		}
 	} else if r.httpLn != nil {
 		err = r.httpLn.Close()
@@ -237,6 +308,13 @@ func (r *Receiver) Shutdown(ctx context.Context) error {
 		select {
 		case <-done:
 		case <-ctx.Done():
+			r.cancelBase()
+			t := time.NewTimer(shutdownGrace)
+			select {
+			case <-done:
+			case <-t.C:
+			}
+			t.Stop()
 			r.grpcSrv.Stop()
 			<-done
 			err = errors.Join(err, ctx.Err())
@@ -245,6 +323,7 @@ func (r *Receiver) Shutdown(ctx context.Context) error {
 		err = errors.Join(err, r.grpcLn.Close())
 	}
 	r.wg.Wait()
+	r.cancelBase()
 	return err
 }
 

@@ -1,0 +1,63 @@
+package otlp
+
+import (
+	"github.com/klauspost/compress/zstd"
+)
+
+// inflaterBytes is what a deflate (zlib) reader holds while it reads a
+// body: its 32 KiB window and state, charged to the request's reservation.
+const inflaterBytes = 48 << 10
+
+// zstd decoders are costly to make and their memory is set by the frame,
+// not by the proxy: a frame may ask for a window of hundreds of megabytes.
+// So the proxy keeps a few decoders with a capped window and reuses them;
+// a zstd body that finds none free is refused as an overload (429), and
+// their memory is bounded by zstdDecoderCount * zstdMaxWindow whatever the
+// clients send.
+const (
+	// zstdMaxWindow is the largest window a zstd frame may use: 8 MiB, what
+	// RFC 8878 (section 3.1.1.1.2) recommends decoders support at least.
+	zstdMaxWindow = 8 << 20
+	// zstdDecoderCount is how many zstd bodies are decoded at once.
+	zstdDecoderCount = 4
+)
+
+// zstdDecoders hands out the receiver's zstd decoders.
+var zstdDecoders = newDecoderPool(zstdDecoderCount)
+
+type decoderPool struct {
+	free chan *zstd.Decoder
+}
+
+func newDecoderPool(n int) *decoderPool {
+	p := &decoderPool{free: make(chan *zstd.Decoder, n)}
+	for range n {
+		p.free <- nil // made on first use
+	}
+	return p
+}
+
+// get returns a decoder, or false when all are in use.
+func (p *decoderPool) get() (*zstd.Decoder, bool) {
+	select {
+	case d := <-p.free:
+		if d == nil {
+			var err error
+			d, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+				zstd.WithDecoderMaxWindow(zstdMaxWindow), zstd.WithDecoderMaxMemory(zstdMaxWindow))
+			if err != nil { // only for invalid options
+				p.free <- nil
+				return nil, false
+			}
+		}
+		return d, true
+	default:
+		return nil, false
+	}
+}
+
+// put gives d back, detached from the body it read.
+func (p *decoderPool) put(d *zstd.Decoder) {
+	_ = d.Reset(nil)
+	p.free <- d
+}
