@@ -56,6 +56,8 @@ func startProxy(t *testing.T, mutate func(*proxy.Config)) *proxy.Proxy {
 	cfg.Phoenix.BaseURL = phoenixURL
 	cfg.Feedback.MinBackoff = 100 * time.Millisecond
 	cfg.Feedback.MaxBackoff = time.Second
+	// As cmd/proxy runs by default: state and the export queue on disk.
+	cfg.DataDir = t.TempDir()
 	if mutate != nil {
 		mutate(&cfg)
 	}

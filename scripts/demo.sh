@@ -177,6 +177,7 @@ else
 		--admin-addr "127.0.0.1:$admin_port" \
 		--phoenix-otlp-endpoint "$phoenix_url/v1/traces" \
 		--phoenix-url "$phoenix_url" \
+		--data-dir "$state/proxy-data" \
 		</dev/null >>"$proxy_log" 2>&1 &
 	proxy_pid=$!
 	started_proxy=1

@@ -1,15 +1,18 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/envflag"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/listener"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
@@ -24,9 +27,28 @@ const defaultPhoenixURL = "http://localhost:6006"
 
 type options struct {
 	cfg             proxy.Config
+	memoryOnly      bool // --data-dir=-
 	shutdownTimeout time.Duration
 	logLevel        slog.Level
 	logJSON         bool
+}
+
+// dataDirName is the default data directory's name under the user's state
+// directory.
+const dataDirName = "phoenix-feedback-proxy"
+
+// defaultDataDir is where the proxy keeps its state when --data-dir is not
+// given: the XDG base directory for state ("data that should persist
+// between restarts"), $XDG_STATE_HOME or ~/.local/state. "" when neither
+// can be known.
+func defaultDataDir(getenv func(string) string) string {
+	if d := getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, dataDirName)
+	}
+	if h := getenv("HOME"); filepath.IsAbs(h) {
+		return filepath.Join(h, ".local", "state", dataDirName)
+	}
+	return ""
 }
 
 // envName is the environment variable a flag falls back to.
@@ -66,13 +88,23 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*opt
 	fs.DurationVar(&c.Feedback.SyncWait, "feedback-sync-wait", feedback.DefaultSyncWait, "how long POST /feedback waits for the annotation when the span is known (negative: never)")
 	fs.StringVar(&c.Feedback.Token, "feedback-token", "", "shared secret POST /feedback requires as \"Authorization: Bearer <token>\" (prefer the environment variable)")
 
-	fs.StringVar(&c.DataDir, "data-dir", "", "directory that keeps the pending feedback, the response-id index and, while Phoenix is down, the exports "+
+	fs.StringVar(&c.DataDir, "data-dir", defaultDataDir(getenv), "directory that keeps the pending feedback, the response-id index and, while Phoenix is down, the exports "+
 		"across restarts, SIGKILL included ("+store.FileName+" and "+proxy.QueueDir+"/; created if missing; one proxy per directory). "+
-		"Empty: memory only, and an export is answered only once Phoenix answered it")
+		"Default: $XDG_STATE_HOME/"+dataDirName+", else ~/.local/state/"+dataDirName+". "+
+		"\"-\": memory only, which loses pending feedback and the index on restart and leaves Phoenix outages to the app's retries")
 	fs.Int64Var(&c.QueueMaxBytes, "queue-max-bytes", proxy.DefaultQueueMaxBytes, "with --data-dir: disk budget for exports held while Phoenix is down or refusing; "+
 		"when full, apps are told to back off (HTTP 429 / gRPC ResourceExhausted)")
 	fs.BoolVar(&c.DataSync, "data-sync", false, "fsync every write to the data directory, so it also survives a power loss or kernel crash "+
 		"(costs a few milliseconds of fsync per POST /feedback and per export with an LLM span); without it a crash of the proxy still loses nothing")
+
+	fs.DurationVar(&c.Limits.ReadHeaderTimeout, "read-header-timeout", listener.DefaultReadHeaderTimeout,
+		"OTLP, feedback and admin listeners: time a client has to send a request's header (on gRPC, to set up its connection)")
+	fs.DurationVar(&c.Limits.ReadTimeout, "read-timeout", listener.DefaultReadTimeout,
+		"OTLP, feedback and admin listeners: time a client has to send a whole request, body included; a stalled or trickling body is cut off then and its memory given back")
+	fs.DurationVar(&c.Limits.IdleTimeout, "idle-timeout", listener.DefaultIdleTimeout,
+		"OTLP, feedback and admin listeners: how long a keep-alive connection may stay idle (on gRPC: with no call in progress)")
+	fs.IntVar(&c.Limits.MaxConnections, "max-connections", listener.DefaultMaxConnections,
+		fmt.Sprintf("connections open at once on each of the OTLP/gRPC, OTLP/HTTP and feedback listeners; more are closed at once (the admin listener has %d of its own)", proxy.AdminMaxConnections))
 
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGTERM waits for exports and annotations in flight; feedback still pending then stays in --data-dir for the next start")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -88,11 +120,11 @@ then send feedback with only the response id:
 
   curl -X POST localhost:8080/feedback -d '{"response_id":"chatcmpl-...","thumbs":"up"}'
 
-Without --data-dir, the pending feedback and the response-id index live in
-memory and are lost when the proxy stops, and an export is answered only once
-Phoenix answered it. With it, a restart (even kill -9) resumes them, and while
-Phoenix is down or refusing, exports wait in a disk queue and go on, in order,
-when it is back.
+By default the pending feedback and the response-id index and, while Phoenix is
+down or refusing, the exports, are kept in a data directory: a restart (even
+kill -9) resumes them, and exports wait in a disk queue and go on, in order,
+when Phoenix is back. --data-dir=- keeps everything in memory instead: a
+restart loses it, and an export is answered only once Phoenix answered it.
 
 Every flag can also be set by the environment variable %s<FLAG>, e.g.
 %s. Phoenix's client variables are honoured too:
@@ -106,6 +138,13 @@ Flags:
 
 	if err := envflag.Parse(fs, args, envPrefix, getenv); err != nil {
 		return nil, err
+	}
+	switch c.DataDir {
+	case "":
+		return nil, errors.New("-data-dir: no default data directory (neither XDG_STATE_HOME nor HOME is set); " +
+			"give one, or -data-dir=- to keep everything in memory")
+	case "-":
+		c.DataDir, o.memoryOnly = "", true
 	}
 
 	otlpEndpoint, restURL, err := phoenixEndpoints(*phoenixOTLP, *phoenixURL, getenv)

@@ -9,8 +9,14 @@ import (
 	"time"
 )
 
+// env is an environment of m, with a HOME unless m says otherwise.
 func env(m map[string]string) func(string) string {
-	return func(k string) string { return m[k] }
+	return func(k string) string {
+		if v, ok := m[k]; ok || k != "HOME" {
+			return v
+		}
+		return "/home/test"
+	}
 }
 
 func TestParseConfig(t *testing.T) {
@@ -98,13 +104,66 @@ func TestParseConfig(t *testing.T) {
 			},
 		},
 		{
-			name: "no data directory by default: memory only",
+			name: "a data directory by default, under the user's state directory",
 			check: func(t *testing.T, o *options, err error) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if o.cfg.DataDir != "" || o.cfg.DataSync {
-					t.Errorf("data dir %q, sync %v; want memory only", o.cfg.DataDir, o.cfg.DataSync)
+				if o.cfg.DataDir != "/home/test/.local/state/phoenix-feedback-proxy" || o.memoryOnly || o.cfg.DataSync {
+					t.Errorf("data dir %q, memory only %v, sync %v; want ~/.local/state/phoenix-feedback-proxy", o.cfg.DataDir, o.memoryOnly, o.cfg.DataSync)
+				}
+			},
+		},
+		{
+			name: "XDG_STATE_HOME moves the default data directory",
+			env:  map[string]string{"XDG_STATE_HOME": "/state"},
+			check: func(t *testing.T, o *options, err error) {
+				if err != nil || o.cfg.DataDir != "/state/phoenix-feedback-proxy" {
+					t.Fatalf("data dir %v, err %v; want /state/phoenix-feedback-proxy", o, err)
+				}
+			},
+		},
+		{
+			name: "a relative XDG_STATE_HOME is ignored, as the XDG specification says",
+			env:  map[string]string{"XDG_STATE_HOME": "state"},
+			check: func(t *testing.T, o *options, err error) {
+				if err != nil || o.cfg.DataDir != "/home/test/.local/state/phoenix-feedback-proxy" {
+					t.Fatalf("data dir %v, err %v", o, err)
+				}
+			},
+		},
+		{
+			name: "memory only is asked for with -data-dir=-",
+			args: []string{"-data-dir=-"},
+			check: func(t *testing.T, o *options, err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if o.cfg.DataDir != "" || !o.memoryOnly {
+					t.Errorf("data dir %q, memory only %v; want memory only", o.cfg.DataDir, o.memoryOnly)
+				}
+			},
+		},
+		{
+			name: "no HOME and no data directory: an error that says what to do",
+			env:  map[string]string{"HOME": ""},
+			check: func(t *testing.T, _ *options, err error) {
+				if err == nil || !strings.Contains(err.Error(), "-data-dir=-") || !strings.Contains(err.Error(), "HOME") {
+					t.Fatalf("err = %v; want one naming HOME and -data-dir=-", err)
+				}
+			},
+		},
+		{
+			name: "listener limits by flag and environment",
+			args: []string{"-read-timeout", "5s", "-max-connections", "64"},
+			env:  map[string]string{"FEEDBACK_PROXY_IDLE_TIMEOUT": "7s"},
+			check: func(t *testing.T, o *options, err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				l := o.cfg.Limits
+				if l.ReadTimeout != 5*time.Second || l.MaxConnections != 64 || l.IdleTimeout != 7*time.Second || l.ReadHeaderTimeout != 10*time.Second {
+					t.Errorf("limits = %+v", l)
 				}
 			},
 		},

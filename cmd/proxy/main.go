@@ -45,7 +45,11 @@ func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := p.Start(ctx); err != nil {
-		log.Error("cannot start; is another process using the port? (see --help to move it)", "err", err)
+		msg := "cannot start"
+		if errors.Is(err, syscall.EADDRINUSE) {
+			msg = "cannot start: another process is using the port (see --help to move it)"
+		}
+		log.Error(msg, "err", err)
 		return 1
 	}
 	<-ctx.Done()

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/listener"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
@@ -45,11 +49,20 @@ type Config struct {
 	// AdminAddr serves /metrics, /healthz and /readyz; "" means
 	// DefaultAdminAddr.
 	AdminAddr string
-	// DataDir keeps the pending feedback and the response-id index across
-	// restarts (store.FileName in it, created if missing): a feedback is on
-	// disk before POST /feedback answers, and an indexed span still
-	// resolves after a restart. "" keeps both in memory only, lost on
-	// restart.
+	// Limits bound what one client can hold of the OTLP and feedback
+	// listeners (connections, and the time to send a request or stay
+	// idle); Receiver.Limits, when set, wins for the OTLP ones. The admin
+	// listener has the same timeouts and AdminMaxConnections, so that a
+	// flood on the other ports never locks the operator out.
+	Limits listener.Limits
+	// DataDir keeps the pending feedback, the response-id index and, while
+	// Phoenix is unavailable, the exports, across restarts (store.FileName
+	// and QueueDir in it, created if missing): a feedback is on disk before
+	// POST /feedback answers, an export before the app is told it was
+	// taken. "" keeps everything in memory only: a restart loses the
+	// pending feedback and the index, and an export is answered only once
+	// Phoenix answered it (the app's exporter must retry through an
+	// outage). cmd/proxy sets a directory by default.
 	DataDir string
 	// DataSync makes every write to DataDir wait for the disk (fsync), so
 	// that it survives a power loss too, not only a crash of the proxy.
@@ -68,6 +81,10 @@ const (
 	DefaultQueueMaxBytes = 256 << 20
 )
 
+// AdminMaxConnections caps the connections open on the admin listener, kept
+// apart from the others' so that probes and metrics stay reachable.
+const AdminMaxConnections = 32
+
 // Proxy is the running sidecar.
 type Proxy struct {
 	cfg      Config
@@ -77,10 +94,14 @@ type Proxy struct {
 	feedback *feedback.Service
 	receiver *otlp.Receiver
 	store    *store.Store // nil without a DataDir, or before Start
-	spans    *spanPath
 	exporter *otlp.Exporter
 	queue    *queue.Queue // nil without a DataDir, or before Start
-	queued   *queuedForwarder
+	// queued takes the exports when there is a DataDir (chosen in New); nil
+	// when they go straight to Phoenix.
+	queued *queuedForwarder
+
+	mu       sync.Mutex
+	warnings []string // what /readyz reports besides being ready
 
 	feedbackSrv, adminSrv *http.Server
 	feedbackLn, adminLn   net.Listener
@@ -129,13 +150,23 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	path := &spanPath{extractor: cfg.Extractor, forwarder: exporter, index: ix, indexed: fb.Indexed}
-	recv, err := otlp.NewReceiver(cfg.Receiver, path, otlpMetrics, log.With("component", "receiver"))
-	if err != nil {
+	// The path of a span, decided here once: straight to Phoenix, or
+	// through the disk queue while Phoenix is unavailable.
+	x := &indexer{extractor: cfg.Extractor, index: ix, indexed: fb.Indexed}
+	p := &Proxy{cfg: cfg, log: log, reg: reg, index: ix, feedback: fb,
+		exporter: exporter, clients: []*http.Client{exportClient, restClient}}
+	var consumer otlp.Consumer = direct{upstream: exporter, delivered: x.delivered}
+	if cfg.DataDir != "" {
+		p.queued = newQueuedForwarder(exporter, x.delivered, reg, log.With("component", "queue"))
+		consumer = p.queued
+	}
+	if cfg.Receiver.Limits == (listener.Limits{}) {
+		cfg.Receiver.Limits = cfg.Limits
+	}
+	if p.receiver, err = otlp.NewReceiver(cfg.Receiver, consumer, otlpMetrics, log.With("component", "receiver")); err != nil {
 		return nil, err
 	}
-	return &Proxy{cfg: cfg, log: log, reg: reg, index: ix, feedback: fb, receiver: recv,
-		spans: path, exporter: exporter, clients: []*http.Client{exportClient, restClient}}, nil
+	return p, nil
 }
 
 // newHTTPClient returns a client with a transport of its own. timeout 0
@@ -159,17 +190,16 @@ func (p *Proxy) Start(ctx context.Context) (err error) {
 	if err = p.restore(); err != nil {
 		return err
 	}
-	var lc net.ListenConfig
-	if p.adminLn, err = lc.Listen(ctx, "tcp", p.cfg.AdminAddr); err != nil {
-		return fmt.Errorf("admin listener: %w", err)
+	if p.adminLn, err = listener.Listen(ctx, p.cfg.AdminAddr, AdminMaxConnections, nil); err != nil {
+		return fmt.Errorf("admin listener on %s: %w", p.cfg.AdminAddr, err)
 	}
-	p.adminSrv = &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	p.adminSrv = p.cfg.Limits.HTTPServer(p.adminHandler())
 	p.serve("admin", p.adminSrv, p.adminLn)
 
-	if p.feedbackLn, err = lc.Listen(ctx, "tcp", p.cfg.FeedbackAddr); err != nil {
-		return fmt.Errorf("feedback listener: %w", err)
+	if p.feedbackLn, err = listener.Listen(ctx, p.cfg.FeedbackAddr, p.cfg.Limits.WithDefaults().MaxConnections, nil); err != nil {
+		return fmt.Errorf("feedback listener on %s: %w", p.cfg.FeedbackAddr, err)
 	}
-	p.feedbackSrv = &http.Server{Handler: p.feedback.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	p.feedbackSrv = p.cfg.Limits.HTTPServer(p.feedback.Handler())
 	p.serve("feedback", p.feedbackSrv, p.feedbackLn)
 
 	if err = p.receiver.Start(ctx); err != nil {
@@ -187,6 +217,8 @@ func (p *Proxy) Start(ctx context.Context) (err error) {
 // restored next resolves against it.
 func (p *Proxy) restore() error {
 	if p.cfg.DataDir == "" {
+		p.log.Warn("memory only: no data directory, so a restart loses the pending feedback and the response-id index, " +
+			"and while Phoenix is unavailable exports are refused (503) and survive only if the app's exporter retries")
 		return nil
 	}
 	st, err := store.Open(p.cfg.DataDir, store.Options{Sync: p.cfg.DataSync, Logger: p.log.With("component", "store")})
@@ -212,8 +244,8 @@ func (p *Proxy) restore() error {
 		return err
 	}
 	p.queue = q
-	p.queued = newQueuedForwarder(q, p.exporter, p.spans.delivered, newQueueMetrics(p.reg, q, maxBytes), p.log.With("component", "queue"))
-	p.spans.queued = p.queued
+	p.queued.metrics.capacity.Set(float64(maxBytes))
+	p.queued.attach(q)
 	p.queued.start()
 	p.log.Info("data directory opened", "file", st.Path(), "sync", p.cfg.DataSync,
 		"index_entries", spans, "feedback_pending", pending, "queued_exports", q.Len(), "queue_max_bytes", maxBytes)
@@ -239,7 +271,6 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		// An export being delivered now is cut off and sent again at the
 		// next start: the queue is at-least-once.
 		p.queued.stop()
-		p.queued = nil
 	}
 	if p.queue != nil {
 		err = errors.Join(err, p.queue.Close())
@@ -298,18 +329,44 @@ func addrString(a net.Addr) string {
 	return a.String()
 }
 
+// warn adds a warning /readyz reports from now on.
+func (p *Proxy) warn(msg string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.warnings = append(p.warnings, msg)
+}
+
+// Warnings returns what /readyz reports besides being ready: damage found
+// in the data directory at start, and what it cost.
+func (p *Proxy) Warnings() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.warnings)
+}
+
 func (p *Proxy) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{Registry: p.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	// Ready or not on the first line, then what an operator should know
+	// though the proxy serves: one "warning: " line each.
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !p.ready.Load() {
-			http.Error(w, "not ready: starting or shutting down", http.StatusServiceUnavailable)
-			return
+		var b strings.Builder
+		code := http.StatusOK
+		if p.ready.Load() {
+			b.WriteString("ready\n")
+		} else {
+			code = http.StatusServiceUnavailable
+			b.WriteString("not ready: starting or shutting down\n")
 		}
-		_, _ = w.Write([]byte("ready\n"))
+		for _, msg := range p.Warnings() {
+			b.WriteString("warning: " + msg + "\n")
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(code)
+		_, _ = io.WriteString(w, b.String())
 	})
 	return mux
 }

@@ -27,7 +27,7 @@ import (
 // delivered is called for every export the upstream accepted, whichever way
 // it went: that is when its spans are indexed.
 type queuedForwarder struct {
-	q         *queue.Queue
+	q         *queue.Queue // set by attach
 	exporter  Forwarder
 	delivered func(*otlp.Export)
 	log       *slog.Logger
@@ -43,16 +43,33 @@ type queuedForwarder struct {
 	wg      sync.WaitGroup
 }
 
-func newQueuedForwarder(q *queue.Queue, exporter Forwarder, delivered func(*otlp.Export), m *queueMetrics, log *slog.Logger) *queuedForwarder {
+// newQueuedForwarder returns a forwarder with no queue yet: it does no
+// I/O. attach gives it its queue, start its delivery loop.
+func newQueuedForwarder(exporter Forwarder, delivered func(*otlp.Export), reg prometheus.Registerer, log *slog.Logger) *queuedForwarder {
 	f := &queuedForwarder{
-		q: q, exporter: exporter, delivered: delivered, log: log, metrics: m,
+		exporter: exporter, delivered: delivered, log: log,
 		minBackoff: 250 * time.Millisecond, maxBackoff: 30 * time.Second,
 		wake: make(chan struct{}, 1),
 	}
+	f.metrics = newQueueMetrics(reg, f)
 	f.ctx, f.cancel = context.WithCancel(context.Background())
-	// Whatever a previous run left on disk is delivered first.
-	f.backlog = q.Len() > 0
 	return f
+}
+
+// attach gives f the queue it holds exports in; whatever a previous run
+// left there is delivered first.
+func (f *queuedForwarder) attach(q *queue.Queue) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.q = q
+	f.backlog = q.Len() > 0
+}
+
+// queue returns the attached queue, nil before attach.
+func (f *queuedForwarder) queue() *queue.Queue {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.q
 }
 
 // start runs the delivery loop until stop.
@@ -64,6 +81,11 @@ func (f *queuedForwarder) start() {
 func (f *queuedForwarder) stop() {
 	f.cancel()
 	f.wg.Wait()
+}
+
+// ConsumeTraces is what the receiver hands exports to.
+func (f *queuedForwarder) ConsumeTraces(ctx context.Context, e *otlp.Export) error {
+	return f.Export(ctx, e)
 }
 
 func (f *queuedForwarder) Export(ctx context.Context, e *otlp.Export) error {
@@ -202,30 +224,40 @@ func decodeRecord(b []byte) (*otlp.Export, error) {
 }
 
 type queueMetrics struct {
+	capacity prometheus.Gauge
 	enqueued prometheus.Counter
 	refused  prometheus.Counter
 	dropped  *prometheus.CounterVec
 }
 
-func newQueueMetrics(reg prometheus.Registerer, q *queue.Queue, capacity int64) *queueMetrics {
-	f := promauto.With(reg)
-	f.NewGaugeFunc(prometheus.GaugeOpts{
+func newQueueMetrics(reg prometheus.Registerer, f *queuedForwarder) *queueMetrics {
+	fac := promauto.With(reg)
+	// The gauges read the queue once it is attached, zero before.
+	read := func(get func(*queue.Queue) float64) func() float64 {
+		return func() float64 {
+			if q := f.queue(); q != nil {
+				return get(q)
+			}
+			return 0
+		}
+	}
+	fac.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "feedbackproxy_queue_bytes", Help: "Bytes of exports waiting in the disk queue for Phoenix.",
-	}, func() float64 { return float64(q.Bytes()) })
-	f.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "feedbackproxy_queue_capacity_bytes", Help: "Budget of the disk queue.",
-	}, func() float64 { return float64(capacity) })
-	f.NewGaugeFunc(prometheus.GaugeOpts{
+	}, read(func(q *queue.Queue) float64 { return float64(q.Bytes()) }))
+	fac.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "feedbackproxy_queue_exports", Help: "Exports waiting in the disk queue.",
-	}, func() float64 { return float64(q.Len()) })
+	}, read(func(q *queue.Queue) float64 { return float64(q.Len()) }))
 	return &queueMetrics{
-		enqueued: f.NewCounter(prometheus.CounterOpts{
+		capacity: fac.NewGauge(prometheus.GaugeOpts{
+			Name: "feedbackproxy_queue_capacity_bytes", Help: "Budget of the disk queue.",
+		}),
+		enqueued: fac.NewCounter(prometheus.CounterOpts{
 			Name: "feedbackproxy_queue_enqueued_spans_total", Help: "Spans queued on disk while Phoenix was unavailable.",
 		}),
-		refused: f.NewCounter(prometheus.CounterOpts{
+		refused: fac.NewCounter(prometheus.CounterOpts{
 			Name: "feedbackproxy_queue_refused_exports_total", Help: "Exports refused (429) because the disk queue was full.",
 		}),
-		dropped: f.NewCounterVec(prometheus.CounterOpts{
+		dropped: fac.NewCounterVec(prometheus.CounterOpts{
 			Name: "feedbackproxy_queue_dropped_total",
 			Help: "Queued spans (or records) dropped, by reason: refused (Phoenix refused them for good), corrupt, undecodable.",
 		}, []string{"reason"}),

@@ -95,7 +95,8 @@ func openQueue(t *testing.T, dir string, maxBytes int64) *queue.Queue {
 
 func newTestQueued(t *testing.T, q *queue.Queue, up Forwarder, d *deliveries) *queuedForwarder {
 	t.Helper()
-	f := newQueuedForwarder(q, up, d.add, newQueueMetrics(prometheus.NewRegistry(), q, 1<<20), slog.New(slog.DiscardHandler))
+	f := newQueuedForwarder(up, d.add, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	f.attach(q)
 	f.minBackoff, f.maxBackoff = time.Millisecond, 5*time.Millisecond
 	return f
 }

@@ -142,7 +142,8 @@ func TestSpanPath(t *testing.T) {
 			}
 			var notes [][]index.Entry
 			fw := &fakeForwarder{err: tc.err, ix: ix, notes: &notes}
-			p := &spanPath{forwarder: fw, index: ix, indexed: func(e []index.Entry) { notes = append(notes, e) }}
+			x := &indexer{index: ix, indexed: func(e []index.Entry) { notes = append(notes, e) }}
+			p := direct{upstream: fw, delivered: x.delivered}
 			var errs []error
 			for _, td := range tc.exports {
 				errs = append(errs, p.ConsumeTraces(context.Background(), exportOf(td)))
