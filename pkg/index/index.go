@@ -6,6 +6,7 @@ import (
 	"math"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 )
@@ -156,6 +157,7 @@ func (ix *Index) Add(entries []Entry) []Entry {
 			ix.evictOldest(reasonCapacity)
 		}
 		e.Span.Seen = now
+		e.Span.Project, e.Span.Name = cutName(e.Span.Project), cutName(e.Span.Name)
 		ix.entries.push(h, e.ResponseID, e.Span, seen)
 		if ix.store != nil {
 			ix.changes = append(ix.changes, Change{Entry: e})
@@ -167,6 +169,24 @@ func (ix *Index) Add(entries []Entry) []Entry {
 	}
 	ix.unlockAndWrite()
 	return added
+}
+
+// MaxNameLen is the most the index keeps of a span's name and of its
+// project's: enough for any real one, and what keeps the memory of an entry
+// bounded when a span's name is a whole document. Longer ones are cut (at a
+// character boundary); annotations go by span id, so only what GET
+// /feedback shows is shortened.
+const MaxNameLen = 256
+
+func cutName(s string) string {
+	if len(s) <= MaxNameLen {
+		return s
+	}
+	i := MaxNameLen
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
 }
 
 // Lookup returns the span that produced responseID.

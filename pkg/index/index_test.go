@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 
@@ -108,5 +109,29 @@ func TestConfigValidate(t *testing.T) {
 	if _, err := New(Config{MaxEntries: -1, MaxAge: -time.Second}, nil); err == nil ||
 		!strings.Contains(err.Error(), "MaxEntries") || !strings.Contains(err.Error(), "MaxAge") {
 		t.Errorf("New with negative bounds: err = %v, want both fields named", err)
+	}
+}
+
+// Names are kept cut to MaxNameLen, at a character boundary: an entry's
+// memory does not grow with a span whose name is a whole document.
+func TestIndexCutsLongNames(t *testing.T) {
+	ix, err := New(Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("é", 10_000)                                 // two bytes each: the cut falls inside one
+	for i, id := range []string{"short-id", strings.Repeat("x", 200)} { // interned, spilled
+		e := entry(id, byte(i+1), 0, 1)
+		e.Span.Name, e.Span.Project = "x"+long, long
+		added := ix.Add([]Entry{e})
+		s, ok := ix.Lookup(id)
+		if !ok {
+			t.Fatalf("%s: not indexed", id)
+		}
+		for _, got := range []string{s.Name, s.Project, added[0].Span.Name} {
+			if len(got) > MaxNameLen || len(got) < MaxNameLen-1 || !utf8.ValidString(got) {
+				t.Errorf("%s: kept a name of %d bytes (valid UTF-8: %v); want %d at most, cut at a character", id, len(got), utf8.ValidString(got), MaxNameLen)
+			}
+		}
 	}
 }
