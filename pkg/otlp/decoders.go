@@ -4,8 +4,9 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// inflaterBytes is what a deflate (zlib) reader holds while it reads a
-// body: its 32 KiB window and state, charged to the request's reservation.
+// inflaterBytes is what a gzip or deflate (zlib) reader holds while it
+// reads a body: its 32 KiB window and state, charged to the request's
+// reservation.
 const inflaterBytes = 48 << 10
 
 // zstd decoders are costly to make and their memory is set by the frame,

@@ -123,9 +123,9 @@ func (g *grpcTraces) export(ss grpc.ServerStream) error {
 // status.
 func (g *grpcTraces) handle(ctx context.Context, data []byte) error {
 	r := g.r
-	res := r.budget.reserve()
-	defer res.release()
-	if !res.grow(int64(len(data))) {
+	res := r.budget.Reserve()
+	defer res.Release()
+	if !res.Grow(int64(len(data))) {
 		r.overloaded("grpc")
 		return errOverloaded(r.cfg.MaxInflightBytes).GRPCStatus().Err()
 	}

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/budget"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/listener"
 )
 
@@ -92,12 +93,12 @@ func TestBudgetChargedAsRead(t *testing.T) {
 			// A budget smaller than the decompressed body, with another
 			// request holding part of it: refused, whatever the framing.
 			r := newHandler(t, 20<<20, &recorder{})
-			r.budget.limit = int64(len(pb)) / 2
-			other := r.budget.reserve()
-			if !other.grow(1) {
+			r.budget = budget.New(int64(len(pb))/2, nil)
+			other := r.budget.Reserve()
+			if !other.Grow(1) {
 				t.Fatal("cannot reserve")
 			}
-			defer other.release()
+			defer other.Release()
 			req, _ := http.NewRequest(http.MethodPost, TracesPath, io.MultiReader(bytes.NewReader(tc.body))) // no length: chunked
 			req.Header.Set("Content-Type", contentTypeProto)
 			if tc.encoding != "" {
@@ -106,10 +107,10 @@ func TestBudgetChargedAsRead(t *testing.T) {
 			w := newRecorderWriter()
 			r.HTTPHandler().ServeHTTP(w, req)
 			if w.code != http.StatusTooManyRequests {
-				t.Fatalf("%s body of %d bytes decompressed over a budget of %d: %d, want 429", tc.name, len(pb), r.budget.limit, w.code)
+				t.Fatalf("%s body of %d bytes decompressed over a budget of %d: %d, want 429", tc.name, len(pb), r.budget.Limit(), w.code)
 			}
-			if r.budget.used != 1 {
-				t.Errorf("budget used after the refusal = %d, want 1 (the other request's)", r.budget.used)
+			if r.budget.Used() != 1 {
+				t.Errorf("budget used after the refusal = %d, want 1 (the other request's)", r.budget.Used())
 			}
 		})
 	}

@@ -16,6 +16,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/klauspost/compress/gzip"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/budget"
 	"github.com/klauspost/compress/zstd"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc/codes"
@@ -58,8 +60,8 @@ func (r *Receiver) handleTraces(w http.ResponseWriter, req *http.Request) {
 	// announces: a client that declares 20 MiB and sends nothing holds
 	// nothing. Whatever path the request takes, the reservation is given
 	// back after its buffers are.
-	res := r.budget.reserve()
-	defer res.release()
+	res := r.budget.Reserve()
+	defer res.Release()
 	var bufs bodyBuffers
 	defer bufs.release() // after consume: the exporter is done with them
 	body, gzipped, code, err := readBody(w, req, r.cfg.MaxRequestBytes, res, &bufs)
@@ -161,7 +163,7 @@ func (b *bodyBuffers) release() {
 // the client already did (by far the largest cost of a gzip pass-through,
 // see docs/benchmarks.md). On error it returns the HTTP status to answer
 // with; errBudgetSpent when res could not grow.
-func readBody(w http.ResponseWriter, req *http.Request, limit int64, res *reservation, bufs *bodyBuffers) (body, gzipped []byte, code int, err error) {
+func readBody(w http.ResponseWriter, req *http.Request, limit int64, res *budget.Reservation, bufs *bodyBuffers) (body, gzipped []byte, code int, err error) {
 	// The body as sent is capped too when it is decompressed as a stream:
 	// zstd's skippable frames, say, are input that yields nothing.
 	var rd io.Reader = http.MaxBytesReader(w, req.Body, limit)
@@ -188,6 +190,10 @@ func readBody(w http.ResponseWriter, req *http.Request, limit int64, res *reserv
 		if n := len(gzipped); n >= 4 {
 			plainHint = int64(binary.LittleEndian.Uint32(gzipped[n-4:]))
 		}
+		// The reader's window and state, charged as part of the request.
+		if !res.Grow(inflaterBytes) {
+			return nil, nil, 0, errBudgetSpent
+		}
 		zr, _ := gzipReaders.Get().(*gzip.Reader)
 		if zr == nil {
 			zr = new(gzip.Reader)
@@ -198,8 +204,8 @@ func readBody(w http.ResponseWriter, req *http.Request, limit int64, res *reserv
 		}
 		rd = zr
 	case "deflate": // HTTP's deflate is the zlib format (RFC 9110, section 8.4.1.2).
-		// zlib's window and state, charged as part of the request.
-		if !res.grow(inflaterBytes) {
+		// The reader's window and state, charged as part of the request.
+		if !res.Grow(inflaterBytes) {
 			return nil, nil, 0, errBudgetSpent
 		}
 		zr, err := zlib.NewReader(rd)
@@ -241,7 +247,7 @@ func readBody(w http.ResponseWriter, req *http.Request, limit int64, res *reserv
 // buffer). A sizeHint (a Content-Length, a gzip trailer) caps each growth,
 // so that the last one fits the body exactly; it never makes a buffer grow
 // ahead of the bytes.
-func readAll(b []byte, rd io.Reader, sizeHint, limit int64, res *reservation) ([]byte, error) {
+func readAll(b []byte, rd io.Reader, sizeHint, limit int64, res *budget.Reservation) ([]byte, error) {
 	b = b[:0]
 	pooled := int64(cap(b)) // capacity that exists already: charged as filled
 	var charged int64
@@ -251,7 +257,7 @@ func readAll(b []byte, rd io.Reader, sizeHint, limit int64, res *reservation) ([
 		if want <= charged {
 			return true
 		}
-		if !res.grow(want - charged) {
+		if !res.Grow(want - charged) {
 			return false
 		}
 		charged = want

@@ -112,27 +112,3 @@ func hasRetryInfo(st *status.Status) bool {
 	}
 	return false
 }
-
-// A single export larger than the whole budget still goes through when
-// nothing else is in flight: slow, never starved.
-func TestInflightLargeRequestAlone(t *testing.T) {
-	b := &budget{limit: 100}
-	lone := b.reserve()
-	if !lone.grow(400) || !lone.grow(100) {
-		t.Fatal("a lone request over the budget was refused")
-	}
-	if b.reserve().grow(1) {
-		t.Fatal("a second request was let in beside it")
-	}
-	lone.release()
-	lone.release() // twice is harmless
-	a, c := b.reserve(), b.reserve()
-	if !a.grow(60) || !c.grow(40) || c.grow(1) || a.grow(1) {
-		t.Fatal("the budget is not exactly 100")
-	}
-	a.release()
-	c.release()
-	if b.used != 0 {
-		t.Fatalf("used = %d after every release, want 0", b.used)
-	}
-}

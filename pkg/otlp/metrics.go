@@ -52,6 +52,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 }
 
+// setInflight reports the bytes of the in-flight budget in use; m may be
+// nil.
+func (m *Metrics) setInflight(used int64) {
+	if m != nil {
+		m.inflightBytes.Set(float64(used))
+	}
+}
+
 func outcome(err error) string {
 	if err == nil {
 		return "accepted"

@@ -16,6 +16,7 @@ import (
 	_ "google.golang.org/grpc/encoding/gzip" // OTLP/gRPC exporters may compress with gzip.
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/budget"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/listener"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp/wire"
 )
@@ -164,7 +165,7 @@ type Receiver struct {
 	consumer Consumer
 	metrics  *Metrics
 	log      *slog.Logger
-	budget   *budget
+	budget   *budget.Budget
 	// receiving caps the gRPC messages being received at once (see
 	// grpcTraces.Export); each may hold up to MaxRequestBytes.
 	receiving chan struct{}
@@ -195,7 +196,7 @@ func NewReceiver(cfg ReceiverConfig, consumer Consumer, metrics *Metrics, log *s
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Receiver{cfg: cfg, consumer: consumer, metrics: metrics, log: log,
-		budget:    &budget{limit: cfg.MaxInflightBytes, metrics: metrics},
+		budget:    budget.New(cfg.MaxInflightBytes, metrics.setInflight),
 		receiving: make(chan struct{}, grpcReceivers(cfg))}
 	r.base, r.cancelBase = context.WithCancel(context.Background())
 	return r, nil
