@@ -4,7 +4,11 @@
 // takes (done, refused, stalled or cut off).
 package budget
 
-import "sync"
+import (
+	"errors"
+	"io"
+	"sync"
+)
 
 // Budget is a byte budget shared by concurrent requests. It is charged for
 // the bytes a request has actually buffered, as they arrive, never for what
@@ -82,5 +86,41 @@ func (r *Reservation) Release() {
 func (b *Budget) changed() {
 	if b.report != nil {
 		b.report(b.used)
+	}
+}
+
+// ErrSpent is ReadAll's error when the budget cannot take the bytes.
+var ErrSpent = errors.New("budget: spent")
+
+// readChunk is ReadAll's first allocation, and the least it grows by.
+const readChunk = 16 << 10
+
+// ReadAll reads r to its end, or to limit+1 bytes, charging res for the
+// memory before it is taken: a buffer that doubles as bytes arrive, so a
+// client pays for what it sends, not for what it announces. It returns
+// ErrSpent when res cannot grow; the bytes read so far with any error.
+func ReadAll(r io.Reader, limit int64, res *Reservation) ([]byte, error) {
+	var b []byte
+	for {
+		if len(b) == cap(b) {
+			if int64(len(b)) > limit {
+				return b, nil
+			}
+			newCap := min(max(2*int64(cap(b)), readChunk), limit+1)
+			if !res.Grow(newCap - int64(cap(b))) {
+				return b, ErrSpent
+			}
+			nb := make([]byte, len(b), newCap)
+			copy(nb, b)
+			b = nb
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/budget"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/listener"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
@@ -49,6 +51,10 @@ type Config struct {
 	// AdminAddr serves /metrics, /healthz and /readyz; "" means
 	// DefaultAdminAddr.
 	AdminAddr string
+	// FeedbackInflightBytes bounds the bytes of POST /feedback bodies
+	// being handled at once; past it, 429 with Retry-After. Zero means
+	// DefaultFeedbackInflightBytes.
+	FeedbackInflightBytes int64
 	// Limits bound what one client can hold of the OTLP and feedback
 	// listeners (connections, and the time to send a request or stay
 	// idle); Receiver.Limits, when set, wins for the OTLP ones. The admin
@@ -199,7 +205,8 @@ func (p *Proxy) Start(ctx context.Context) (err error) {
 	if p.feedbackLn, err = listener.Listen(ctx, p.cfg.FeedbackAddr, p.cfg.Limits.WithDefaults().MaxConnections, nil); err != nil {
 		return fmt.Errorf("feedback listener on %s: %w", p.cfg.FeedbackAddr, err)
 	}
-	p.feedbackSrv = p.cfg.Limits.HTTPServer(p.feedback.Handler())
+	bodies := budget.New(cmp.Or(p.cfg.FeedbackInflightBytes, DefaultFeedbackInflightBytes), nil)
+	p.feedbackSrv = p.cfg.Limits.HTTPServer(boundBodies(p.feedback.Handler(), bodies, feedback.MaxBodyBytes))
 	p.serve("feedback", p.feedbackSrv, p.feedbackLn)
 
 	if err = p.receiver.Start(ctx); err != nil {
