@@ -86,6 +86,8 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*opt
 	fs.IntVar(&c.Feedback.MaxPending, "feedback-max-pending", feedback.DefaultMaxPending, "feedbacks waiting for their span or for Phoenix; more get 429")
 	fs.DurationVar(&c.Feedback.MaxAge, "feedback-max-age", feedback.DefaultMaxAge, "how long a feedback waits for its span and for Phoenix before it expires")
 	fs.DurationVar(&c.Feedback.SyncWait, "feedback-sync-wait", feedback.DefaultSyncWait, "how long POST /feedback waits for the annotation when the span is known (negative: never)")
+	fs.IntVar(&c.Feedback.MaxBytes, "feedback-max-bytes", feedback.DefaultMaxBytes,
+		"memory for pending and remembered feedback; past it, pending feedback gets 429 and the oldest ended feedback is forgotten")
 	fs.Int64Var(&c.FeedbackInflightBytes, "feedback-max-inflight-bytes", proxy.DefaultFeedbackInflightBytes,
 		"bytes of POST /feedback bodies being handled at once; past it, 429 with Retry-After")
 	fs.StringVar(&c.Feedback.Token, "feedback-token", "", "shared secret POST /feedback requires as \"Authorization: Bearer <token>\" (prefer the environment variable)")

@@ -173,6 +173,11 @@ func (s *Service) writeSubmitError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusBadRequest, ferr.Field, "%s", ferr.Message)
 		return
 	}
+	if errors.Is(err, ErrFullBytes) {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusTooManyRequests, "", "the feedback pending holds the %d bytes of memory this proxy keeps for it; retry later", s.cfg.MaxBytes)
+		return
+	}
 	if errors.Is(err, ErrFull) {
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusTooManyRequests, "", "%d feedbacks are pending, the most this proxy keeps; retry later", s.cfg.MaxPending)
@@ -207,7 +212,7 @@ func decodeItem(b []byte) (Feedback, *FieldError) {
 	if !utf8.Valid(b) {
 		return f, invalidUTF8(b)
 	}
-	if ferr := f.normalize(); ferr != nil {
+	if _, ferr := prepare(&f, MaxMetadataBytes); ferr != nil {
 		return f, ferr
 	}
 	return f, nil

@@ -174,6 +174,21 @@ func TestAPIPost(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "ErrFullBytes: a batch past MaxBytes, 429 saying bytes, nothing accepted",
+			cfg:  func(c *feedback.Config) { c.MaxBytes = 1 << 20 },
+			body: fullBatch(60),
+			check: func(t *testing.T, h *harness, rec *httptest.ResponseRecorder) {
+				_, msg := apiErr(t, rec)
+				if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" ||
+					msg != "the feedback pending holds the 1048576 bytes of memory this proxy keeps for it; retry later" {
+					t.Fatalf("status %d, Retry-After %q: %s", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+				}
+				if h.svc.Pending() != 0 {
+					t.Error("a refused batch left feedback pending")
+				}
+			},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -187,6 +202,15 @@ func TestAPIPost(t *testing.T) {
 			})
 		})
 	}
+}
+
+// fullBatch is a batch of n feedbacks, each with metadata at the limit.
+func fullBatch(n int) string {
+	items := make([]string, n)
+	for i := range items {
+		items[i] = fmt.Sprintf(`{"response_id":"r%d","thumbs":"up","metadata":{"blob":"%s"}}`, i, strings.Repeat("x", feedback.MaxMetadataBytes-11))
+	}
+	return "[" + strings.Join(items, ",") + "]"
 }
 
 func TestAPIBadInput(t *testing.T) {
@@ -209,6 +233,7 @@ func TestAPIBadInput(t *testing.T) {
 		{"over-long explanation", `{"response_id":"r","explanation":"` + long(16<<10+1) + `"}`, 0, "explanation", "at most 16384 bytes, got 16385"},
 		{"over-long identifier", `{"response_id":"r","thumbs":"up","identifier":"` + long(257) + `"}`, 0, "identifier", "at most 256 bytes"},
 		{"invalid UTF-8 in explanation", "{\"response_id\":\"r\",\"explanation\":\"caf\xe9\"}", 0, "explanation", "expected valid UTF-8 text"},
+		{"metadata over 16 KiB", `{"response_id":"r","thumbs":"up","metadata":{"blob":"` + long(16<<10-11+1) + `"}}`, 0, "metadata", "at most 16384 bytes as JSON, got 16385"},
 		{"invalid UTF-8 in metadata", "{\"response_id\":\"r\",\"thumbs\":\"up\",\"metadata\":{\"k\":\"\xff\"}}", 0, "metadata", "expected valid UTF-8 text"},
 		{"thumbs sideways", `{"response_id":"r","thumbs":"sideways"}`, 0, "thumbs", `expected "up" or "down", got "sideways"`},
 		{"thumbs with label", `{"response_id":"r","thumbs":"up","label":"good"}`, 0, "thumbs", "either thumbs or label/score"},

@@ -8,6 +8,11 @@
 // while Phoenix has not ingested the span yet. Every feedback ends as
 // annotated, failed or expired, and each end is logged and counted.
 //
+// What the service keeps is bounded in count (MaxPending, MaxFinished) and
+// in bytes (MaxBytes, see memory.go for the estimate): pending feedback past
+// a bound is refused with 429, ended feedback (kept only for GET) is
+// forgotten oldest first.
+//
 // With a [Store] (see [Service.Restore]) a feedback is on disk before Submit
 // returns and until it ends, so a restart, even after SIGKILL, resumes it
 // with its original deadline.

@@ -22,7 +22,9 @@ type Feedback struct {
 	// Identifier tells annotations of the same name apart: one per user when
 	// it is the user's id. Phoenix keeps one annotation per (span, name,
 	// identifier), so a later vote replaces an earlier one.
-	Identifier    string         `json:"identifier,omitempty"`
+	Identifier string `json:"identifier,omitempty"`
+	// Metadata goes to the annotation's metadata, with "response_id" set
+	// to ResponseID. At most MaxMetadataBytes as JSON.
 	Metadata      map[string]any `json:"metadata,omitempty"`
 	AnnotatorKind string         `json:"annotator_kind,omitempty"`
 }
@@ -36,6 +38,7 @@ const (
 	MaxLabelLen          = 256
 	MaxIdentifierLen     = 256
 	MaxExplanationLen    = 16 << 10
+	MaxMetadataBytes     = 16 << 10 // of its JSON encoding
 )
 
 // FieldError is a problem with one field of a feedback.
@@ -132,7 +135,9 @@ type State string
 const (
 	// Pending: waiting for its span, or for Phoenix to accept the annotation.
 	Pending State = "pending"
-	// Annotated: Phoenix confirmed the annotation.
+	// Annotated: Phoenix confirmed the annotation. When it answered 2xx
+	// with a body that could not be read, the annotation is stored as far
+	// as anyone can tell: AnnotationID is empty and Reason says so.
 	Annotated State = "annotated"
 	// Failed: Phoenix refused the annotation for good (auth, validation).
 	Failed State = "failed"

@@ -41,7 +41,7 @@ func FuzzPostFeedback(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	svc, err := feedback.New(feedback.Config{SyncWait: -1, MaxPending: 1 << 30}, ix, neverAnnotates{}, nil, nil)
+	svc, err := feedback.New(feedback.Config{SyncWait: -1, MaxPending: 1 << 30, MaxBytes: 1 << 40}, ix, neverAnnotates{}, nil, nil)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package feedback_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -30,6 +31,9 @@ var (
 	accept   = answer{}
 	notFound = answer{err: &phoenix.APIError{StatusCode: 404, Message: "Spans with IDs 0000000000000001 do not exist."}}
 	gated    = answer{gated: true}
+	// unreadableAnswer is Phoenix's 200 with a body that is not its JSON,
+	// as a proxy in front of it may answer.
+	unreadableAnswer = &phoenix.UnreadableAnswerError{StatusCode: 200, Err: errors.New("decoding: invalid character '<' looking for beginning of value")}
 )
 
 func status(code int) answer { return answer{err: &phoenix.APIError{StatusCode: code}} }
@@ -110,6 +114,14 @@ func (f *fakeAnnotator) Calls() []call {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.calls)
+}
+
+// forgetCalls drops the calls recorded so far, and the annotations they
+// hold, for tests that weigh the heap.
+func (f *fakeAnnotator) forgetCalls() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = make([]call, len(f.calls)) // call n still gets id ann-(n+1)
 }
 
 func (f *fakeAnnotator) InFlight() (now, most int) {

@@ -5,16 +5,26 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
-// Metrics are the feedback service's Prometheus metrics.
+// Metrics are the feedback service's Prometheus metrics, updated from its
+// goroutines (Prometheus collectors are safe for concurrent use).
 type Metrics struct {
-	received prometheus.Counter
-	ended    *prometheus.CounterVec
-	attempts *prometheus.CounterVec
-	latency  prometheus.Histogram
-	reg      prometheus.Registerer
+	received  prometheus.Counter
+	ended     *prometheus.CounterVec
+	attempts  *prometheus.CounterVec
+	evictions *prometheus.CounterVec
+	latency   prometheus.Histogram
+	reg       prometheus.Registerer
 }
 
-// NewMetrics registers the feedback metrics with reg.
+// Why an ended feedback was forgotten, as the evictions metric counts it.
+const (
+	evictedCount = "max_finished"
+	evictedBytes = "max_bytes"
+)
+
+// NewMetrics registers the feedback metrics with reg. With a nil reg they
+// are registered nowhere: New uses that when given no Metrics, so that the
+// service counts without asking whether anyone reads.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
 	m := &Metrics{
@@ -28,8 +38,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"outcome"}),
 		attempts: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "feedbackproxy_feedback_annotate_attempts_total",
-			Help: "Annotation requests to Phoenix, by result: ok, span_not_found (not ingested yet), retryable, permanent.",
+			Help: "Annotation requests to Phoenix, by result: ok, unreadable_answer (2xx, stored, but the answer could not be read), span_not_found (not ingested yet), retryable, permanent.",
 		}, []string{"result"}),
+		evictions: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbackproxy_feedback_evictions_total",
+			Help: "Ended feedbacks forgotten (GET no longer shows them), by reason: max_finished (too many kept) or max_bytes (their memory was needed).",
+		}, []string{"reason"}),
 		latency: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "feedbackproxy_feedback_annotate_latency_seconds",
 			Help:    "Time from receiving a feedback to Phoenix confirming its annotation.",
@@ -40,12 +54,36 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, o := range []State{Annotated, Failed, Expired} {
 		m.ended.WithLabelValues(string(o))
 	}
+	for _, r := range []string{evictedCount, evictedBytes} {
+		m.evictions.WithLabelValues(r)
+	}
 	return m
 }
 
+// observe registers the gauges that read s when scraped: the size,
+// capacity and evictions trio of a stateful component, in feedbacks and in
+// bytes.
 func (m *Metrics) observe(s *Service) {
-	promauto.With(m.reg).NewGaugeFunc(prometheus.GaugeOpts{
+	f := promauto.With(m.reg)
+	f.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "feedbackproxy_feedback_pending",
 		Help: "Feedbacks waiting for their span or for Phoenix.",
 	}, func() float64 { return float64(s.Pending()) })
+	for _, state := range []string{"pending", "ended"} {
+		f.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "feedbackproxy_feedback_bytes",
+			Help:        "Memory held for feedback, as estimated per feedback (strings, metadata JSON, fixed overhead), by state: pending, or ended (kept for GET).",
+			ConstLabels: prometheus.Labels{"state": state},
+		}, func() float64 {
+			pending, ended := s.heldBytes()
+			if state == "pending" {
+				return float64(pending)
+			}
+			return float64(ended)
+		})
+	}
+	f.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "feedbackproxy_feedback_capacity_bytes",
+		Help: "Most bytes held for feedback, pending and ended (MaxBytes): past it pending feedback is refused and ended feedback forgotten.",
+	}, func() float64 { return float64(s.cfg.MaxBytes) })
 }

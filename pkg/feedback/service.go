@@ -37,6 +37,7 @@ const (
 	DefaultMaxBackoff  = 30 * time.Second
 	DefaultConcurrency = 4
 	DefaultSyncWait    = 2 * time.Second
+	DefaultMaxBytes    = 64 << 20
 )
 
 // Config bounds the service.
@@ -50,6 +51,16 @@ type Config struct {
 	// MaxFinished is how many ended feedbacks are kept for GET; the oldest
 	// are forgotten first. Zero means DefaultMaxFinished.
 	MaxFinished int
+	// MaxBytes bounds the memory held for feedback, pending and ended, as
+	// estimated per feedback: its strings, the JSON of its metadata and a
+	// fixed overhead (1.2 KiB, and 4.5 KiB more for the goroutine that
+	// writes a pending one). Pending feedback that would pass it is
+	// refused (429, ErrFullBytes); ended feedback, kept only for GET, is
+	// forgotten oldest first to make room, and keeps nothing GET does not
+	// show. Pending feedback may still grow past it by the reasons and
+	// span names it gathers once accepted (at most 2 KiB each). Zero means
+	// DefaultMaxBytes; it must be at least MaxBodyBytes.
+	MaxBytes int
 	// MinBackoff and MaxBackoff bound the wait between two attempts to write
 	// an annotation. Zero means the defaults.
 	MinBackoff, MaxBackoff time.Duration
@@ -78,6 +89,7 @@ func (c *Config) setDefaults() {
 	}
 	def(&c.MaxPending, DefaultMaxPending)
 	def(&c.MaxFinished, DefaultMaxFinished)
+	def(&c.MaxBytes, DefaultMaxBytes)
 	def(&c.Concurrency, DefaultConcurrency)
 	defDur(&c.MaxAge, DefaultMaxAge)
 	defDur(&c.MinBackoff, DefaultMinBackoff)
@@ -92,7 +104,7 @@ func (c Config) Validate() error {
 	for _, f := range []struct {
 		name string
 		v    int
-	}{{"MaxPending", c.MaxPending}, {"MaxFinished", c.MaxFinished}, {"Concurrency", c.Concurrency}} {
+	}{{"MaxPending", c.MaxPending}, {"MaxFinished", c.MaxFinished}, {"MaxBytes", c.MaxBytes}, {"Concurrency", c.Concurrency}} {
 		if f.v < 0 {
 			errs = append(errs, fmt.Errorf("feedback: %s must be positive, got %d", f.name, f.v))
 		}
@@ -105,6 +117,10 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("feedback: %s must be positive, got %s", f.name, f.v))
 		}
 	}
+	if c.MaxBytes > 0 && c.MaxBytes < MaxBodyBytes {
+		// Less could not hold the feedback of one full request.
+		errs = append(errs, fmt.Errorf("feedback: MaxBytes must be at least %d (MaxBodyBytes), got %d", MaxBodyBytes, c.MaxBytes))
+	}
 	if c.MinBackoff > 0 && c.MaxBackoff > 0 && c.MinBackoff > c.MaxBackoff {
 		errs = append(errs, fmt.Errorf("feedback: MinBackoff %s is above MaxBackoff %s", c.MinBackoff, c.MaxBackoff))
 	}
@@ -115,14 +131,23 @@ func (c Config) Validate() error {
 // MaxPending. Nothing of the batch was accepted.
 var ErrFull = errors.New("feedback: too many feedbacks pending")
 
+// ErrFullBytes is returned by Submit when accepting the feedback would take
+// the memory held for pending feedback past MaxBytes. Nothing of the batch
+// was accepted. It is an ErrFull: errors.Is(ErrFullBytes, ErrFull) holds.
+var ErrFullBytes = fmt.Errorf("%w: they hold the MaxBytes of memory kept for feedback", ErrFull)
+
 // key is what Phoenix upserts an annotation on, for one response.
 type key struct {
 	responseID, name, identifier string
 }
 
+// record is one feedback kept, pending or ended. Its fields are guarded by
+// Service.mu, but for key and, once resolved, span, which do not change.
 type record struct {
-	key      key
-	ann      phoenix.SpanAnnotation
+	key key
+	// vote is what is written: the latest vote for key. An ended record
+	// drops it, as GET shows none of it.
+	vote     vote
 	version  int // bumped by every new vote for the same key
 	state    State
 	span     index.Span
@@ -135,6 +160,7 @@ type record struct {
 	deadline time.Time
 	expiry   *time.Timer // while waiting for the span
 	done     chan struct{}
+	size     int // what the record is counted for in Service.mem
 }
 
 func (r *record) status() Status {
@@ -150,7 +176,8 @@ func (r *record) status() Status {
 	return s
 }
 
-// Service keeps feedback until it is written to Phoenix or has ended.
+// Service keeps feedback until it is written to Phoenix or has ended. It is
+// safe for concurrent use.
 type Service struct {
 	cfg      Config
 	resolver Resolver
@@ -171,6 +198,7 @@ type Service struct {
 	pending    int
 	waiting    map[string][]*record // response id -> records waiting for the span
 	ended      *simplelru.LRU[key, struct{}]
+	mem        budget
 	closed     bool
 	// store, set by Restore, keeps every pending feedback on disk. Its
 	// writes are made under mu (see saveLocked).
@@ -178,7 +206,8 @@ type Service struct {
 }
 
 // New returns a service. It does no I/O; feedback is written in the
-// background until Shutdown. metrics and log may be nil.
+// background until Shutdown. metrics and log may be nil: nothing is
+// exported, nothing logged.
 func New(cfg Config, resolver Resolver, ann Annotator, metrics *Metrics, log *slog.Logger) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -190,12 +219,16 @@ func New(cfg Config, resolver Resolver, ann Annotator, metrics *Metrics, log *sl
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
 	s := &Service{
 		cfg: cfg, resolver: resolver, ann: ann, metrics: metrics, log: log,
 		sem:        make(chan struct{}, cfg.Concurrency),
 		byResponse: map[string]map[key]*record{},
 		waiting:    map[string][]*record{},
 		stopping:   make(chan struct{}),
+		mem:        budget{max: cfg.MaxBytes},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	ended, err := simplelru.NewLRU(cfg.MaxFinished, s.forget)
@@ -203,9 +236,7 @@ func New(cfg Config, resolver Resolver, ann Annotator, metrics *Metrics, log *sl
 		return nil, err
 	}
 	s.ended = ended
-	if metrics != nil {
-		metrics.observe(s)
-	}
+	metrics.observe(s)
 	return s, nil
 }
 
@@ -214,6 +245,7 @@ func New(cfg Config, resolver Resolver, ann Annotator, metrics *Metrics, log *sl
 func (s *Service) forget(k key, _ struct{}) {
 	recs := s.byResponse[k.responseID]
 	if r, ok := recs[k]; ok && r.state != Pending {
+		s.uncountLocked(r)
 		delete(recs, k)
 		if len(recs) == 0 {
 			delete(s.byResponse, k.responseID)
@@ -232,53 +264,64 @@ func (s *Service) Pending() int {
 // returns their status, in order. A feedback for a (response, name,
 // identifier) that is still pending replaces it: the latest vote is the one
 // written. With a Store (see Restore), the batch is on disk when Submit
-// returns. An invalid item (a *FieldError), ErrFull or ErrStore refuses the
-// whole batch.
+// returns. An invalid item (a *FieldError), ErrFull, ErrFullBytes or
+// ErrStore refuses the whole batch.
 func (s *Service) Submit(items []Feedback) ([]Status, error) {
 	items = slices.Clone(items)
+	votes := make([]vote, len(items))
 	for i := range items {
-		if ferr := items[i].normalize(); ferr != nil {
+		v, ferr := prepare(&items[i], MaxMetadataBytes)
+		if ferr != nil {
 			return nil, fmt.Errorf("feedback: item %d: %w", i, ferr)
 		}
+		votes[i] = v
 	}
 	now := time.Now()
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
-		s.mu.Unlock()
 		return nil, errors.New("feedback: the service is shutting down")
 	}
-	// Count the records the batch adds: a key already pending, or given
-	// twice in the batch, takes one slot, not one per vote.
-	fresh := map[key]bool{}
-	for _, f := range items {
-		k := keyOf(f)
-		if r, ok := s.byResponse[k.responseID][k]; !ok || r.state != Pending {
-			fresh[k] = true
-		}
-	}
-	if s.pending+len(fresh) > s.cfg.MaxPending {
-		s.mu.Unlock()
-		return nil, ErrFull
+	if err := s.admitLocked(items, votes); err != nil {
+		return nil, err
 	}
 	if s.store != nil {
 		if err := s.saveLocked(items, now); err != nil {
-			s.mu.Unlock()
 			return nil, err
 		}
 	}
-	recs := make([]*record, len(items))
+	out := make([]Status, len(items))
 	for i, f := range items {
-		recs[i] = s.submitLocked(f, now)
+		out[i] = s.submitLocked(f, votes[i], now).status()
 	}
-	out := make([]Status, len(recs))
-	for i, r := range recs {
-		out[i] = r.status()
-	}
-	s.mu.Unlock()
-	if s.metrics != nil {
-		s.metrics.received.Add(float64(len(items)))
-	}
+	s.metrics.received.Add(float64(len(items)))
 	return out, nil
+}
+
+// admitLocked refuses a batch that would take pending feedback past
+// MaxPending (ErrFull) or MaxBytes (ErrFullBytes). A key already pending,
+// or given twice in the batch, takes one slot, and counts as its last vote.
+func (s *Service) admitLocked(items []Feedback, votes []vote) error {
+	last := make(map[key]int, len(items))
+	for i, f := range items {
+		last[keyOf(f)] = i
+	}
+	fresh, grow := 0, 0
+	for k, i := range last {
+		if r, ok := s.byResponse[k.responseID][k]; ok && r.state == Pending {
+			grow += votes[i].bytes() - r.vote.bytes()
+			continue
+		}
+		fresh++
+		grow += (&record{key: k, vote: votes[i]}).bytes()
+	}
+	switch {
+	case s.pending+fresh > s.cfg.MaxPending:
+		return ErrFull
+	case s.mem.pending+grow > s.cfg.MaxBytes:
+		return ErrFullBytes
+	}
+	return nil
 }
 
 // SubmitAndWait is Submit, then a wait of up to SyncWait for the feedbacks
@@ -325,49 +368,41 @@ func (s *Service) refresh(st []Status) []Status {
 
 func keyOf(f Feedback) key { return key{f.ResponseID, f.Name, f.Identifier} }
 
-func annotationOf(f Feedback) phoenix.SpanAnnotation {
-	md := make(map[string]any, len(f.Metadata)+1)
-	for k, v := range f.Metadata {
-		md[k] = v
-	}
-	// The key the feedback was sent by, so that Phoenix shows it; it is
-	// ours to set, whatever the client put there.
-	md["response_id"] = f.ResponseID
-	return phoenix.SpanAnnotation{
-		Name: f.Name, AnnotatorKind: f.AnnotatorKind, Identifier: f.Identifier, Metadata: md,
-		Result: phoenix.Result{Label: f.Label, Score: f.Score, Explanation: f.Explanation},
-	}
-}
-
-func (s *Service) submitLocked(f Feedback, now time.Time) *record {
+func (s *Service) submitLocked(f Feedback, v vote, now time.Time) *record {
 	k := keyOf(f)
 	if r, ok := s.byResponse[k.responseID][k]; ok && r.state == Pending {
-		spanID := r.ann.SpanID
-		r.ann = annotationOf(f)
-		r.ann.SpanID = spanID
+		s.uncountLocked(r)
+		r.vote = v
 		r.version++
 		r.updated = now
+		s.countLocked(r)
 		return r
 	}
-	r := s.addLocked(f, now, now.Add(s.cfg.MaxAge))
+	r := s.addLocked(k, v, now, now.Add(s.cfg.MaxAge))
 	s.resolveLocked(r, now)
 	return r
 }
 
-// addLocked keeps a new pending record for f.
-func (s *Service) addLocked(f Feedback, received, deadline time.Time) *record {
-	k := keyOf(f)
+// addLocked keeps a new pending record for k, in place of the ended one
+// kept for k, if any.
+func (s *Service) addLocked(k key, v vote, received, deadline time.Time) *record {
 	r := &record{
-		key: k, ann: annotationOf(f), state: Pending,
+		key: k, vote: v, state: Pending,
 		received: received, updated: received, deadline: deadline,
 		done: make(chan struct{}),
 	}
-	if s.byResponse[k.responseID] == nil {
-		s.byResponse[k.responseID] = map[key]*record{}
+	recs := s.byResponse[k.responseID]
+	if recs == nil {
+		recs = map[key]*record{}
+		s.byResponse[k.responseID] = recs
 	}
-	s.byResponse[k.responseID][k] = r
+	if old, ok := recs[k]; ok {
+		s.uncountLocked(old)
+	}
+	recs[k] = r
 	s.ended.Remove(k)
 	s.pending++
+	s.countLocked(r)
 	return r
 }
 
@@ -410,8 +445,9 @@ func (s *Service) Indexed(entries []index.Entry) {
 }
 
 func (s *Service) startLocked(r *record, span index.Span) {
+	s.uncountLocked(r)
 	r.span, r.resolved = span, true
-	r.ann.SpanID = span.SpanID.String()
+	s.countLocked(r)
 	s.wg.Go(func() { s.deliver(r) })
 }
 
@@ -438,14 +474,12 @@ func (s *Service) expireWaiting(r *record) {
 
 // deliver writes r's annotation, retrying while Phoenix does not know the
 // span yet (it ingests asynchronously) or is unavailable, until r's
-// deadline. Once Shutdown began it makes no new attempt: r stays pending.
+// deadline; settle decides after each attempt. Once Shutdown began it makes
+// no new attempt: r stays pending.
 func (s *Service) deliver(r *record) {
 	backoff := s.cfg.MinBackoff
 	for {
-		s.mu.Lock()
-		ann, version, deadline := r.ann, r.version, r.deadline
-		s.mu.Unlock()
-
+		ann, version := s.nextAttempt(r)
 		select {
 		case s.sem <- struct{}{}:
 		case <-s.stopping:
@@ -461,54 +495,16 @@ func (s *Service) deliver(r *record) {
 			return // shutting down: the record stays pending and is reported
 		}
 
-		s.mu.Lock()
-		r.attempts++
-		now := time.Now()
-		r.updated = now
-		result := attemptResult(err)
-		superseded := r.version != version
-		switch {
-		case superseded && (err == nil || result == "permanent"):
-			// A newer vote came in while this one was written: write it now.
-			// Its content may be what Phoenix refused, so a refusal of the
-			// old one does not end the new one.
-			s.mu.Unlock()
-			s.attempted(result)
+		d := s.settleAttempt(r, version, attempt{ids: ids, err: err, backoff: backoff})
+		switch d.next {
+		case end:
+			return
+		case writeNewer:
 			backoff = s.cfg.MinBackoff
 			continue
-		case err == nil:
-			if len(ids) > 0 {
-				r.annID = ids[0]
-			}
-			s.endLocked(r, Annotated, "")
-			s.mu.Unlock()
-			s.attempted(result)
-			return
-		case result == "permanent":
-			s.endLocked(r, Failed, "Phoenix refused the annotation: "+err.Error())
-			s.mu.Unlock()
-			s.attempted(result)
-			return
 		}
-		r.reason = err.Error()
-		left := deadline.Sub(now)
-		retryAfter := phoenix.RetryAfter(err)
-		if left <= 0 || retryAfter >= left {
-			// The last attempt was at the deadline, or Phoenix asked for a
-			// pause that outlasts it.
-			s.endLocked(r, Expired, fmt.Sprintf("Phoenix did not accept the annotation within %s; last answer: %v", r.maxAge(), err))
-			s.mu.Unlock()
-			s.attempted(result)
-			return
-		}
-		s.mu.Unlock()
-		s.attempted(result)
-		// The backoff may be cut short so that the last attempt is made at
-		// the deadline, when the span has had all the time it gets.
-		wait := min(max(backoff, retryAfter), left)
 		backoff = min(backoff*2, s.cfg.MaxBackoff)
-
-		t := time.NewTimer(wait)
+		t := time.NewTimer(d.wait)
 		select {
 		case <-t.C:
 		case <-s.stopping:
@@ -516,6 +512,44 @@ func (s *Service) deliver(r *record) {
 			return
 		}
 	}
+}
+
+// nextAttempt returns the annotation of r's latest vote and its version.
+func (s *Service) nextAttempt(r *record) (phoenix.SpanAnnotation, int) {
+	s.mu.Lock()
+	v, version := r.vote, r.version
+	s.mu.Unlock()
+	// Decoded outside the lock: metadata may be 16 KiB of JSON.
+	ann, err := r.annotation(v)
+	if err != nil {
+		// Cannot happen: the JSON was encoded by prepare.
+		s.log.Error("feedback metadata kept in memory cannot be decoded; the annotation is written with what could be",
+			"response_id", r.key.responseID, "err", err)
+	}
+	return ann, version
+}
+
+// settleAttempt applies what the attempt at version of r's vote leads to
+// (see settle) and returns it.
+func (s *Service) settleAttempt(r *record, version int, a attempt) decision {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	a.superseded = r.version != version
+	d := settle(a, r.received, r.deadline, now)
+	s.metrics.attempts.WithLabelValues(d.result).Inc()
+	r.attempts++
+	r.updated = now
+	switch d.next {
+	case end:
+		r.annID = d.annID
+		s.endLocked(r, d.state, d.reason)
+	case retryLater:
+		s.uncountLocked(r)
+		r.reason = clip(d.reason, maxReasonBytes)
+		s.countLocked(r)
+	}
+	return d
 }
 
 func (s *Service) isStopping() bool {
@@ -531,46 +565,32 @@ func (s *Service) isStopping() bool {
 // record was received.
 func (r *record) maxAge() time.Duration { return r.deadline.Sub(r.received) }
 
-// attemptResult names the outcome of one attempt, as the attempts metric
-// counts it.
-func attemptResult(err error) string {
-	switch {
-	case err == nil:
-		return "ok"
-	case phoenix.IsSpanNotFound(err):
-		return "span_not_found"
-	case phoenix.IsRetryable(err):
-		return "retryable"
-	}
-	return "permanent"
-}
-
-func (s *Service) attempted(result string) {
-	if s.metrics != nil {
-		s.metrics.attempts.WithLabelValues(result).Inc()
-	}
-}
-
 // endLocked moves r to a final state, reports it, and keeps it for GET.
 func (s *Service) endLocked(r *record, st State, reason string) {
-	r.state, r.reason, r.updated = st, reason, time.Now()
+	s.uncountLocked(r)
+	r.state, r.reason, r.updated = st, clip(reason, maxReasonBytes), time.Now()
+	// From now on r is history for GET, which shows nothing of the vote.
+	r.vote, r.expiry = vote{}, nil
 	s.pending--
+	s.countLocked(r)
 	s.removeLocked(r)
-	s.ended.Add(r.key, struct{}{})
+	if s.ended.Add(r.key, struct{}{}) {
+		s.metrics.evictions.WithLabelValues(evictedCount).Inc()
+	}
 	close(r.done)
-	if s.metrics != nil {
-		s.metrics.ended.WithLabelValues(string(st)).Inc()
-		if st == Annotated {
-			s.metrics.latency.Observe(r.updated.Sub(r.received).Seconds())
-		}
+	s.metrics.ended.WithLabelValues(string(st)).Inc()
+	if st == Annotated {
+		s.metrics.latency.Observe(r.updated.Sub(r.received).Seconds())
 	}
 	args := []any{"response_id", r.key.responseID, "name", r.key.name, "identifier", r.key.identifier, "attempts", r.attempts}
 	if r.resolved {
 		args = append(args, "trace_id", r.span.TraceID.String(), "span_id", r.span.SpanID.String())
 	}
-	switch st {
-	case Annotated:
+	switch {
+	case st == Annotated && reason == "":
 		s.log.Info("feedback annotated", append(args, "annotation_id", r.annID)...)
+	case st == Annotated:
+		s.log.Warn("feedback annotated, but Phoenix's answer could not be read", append(args, "reason", reason)...)
 	default:
 		s.log.Warn("feedback not annotated", append(args, "state", st, "reason", reason)...)
 	}
@@ -603,7 +623,9 @@ func (s *Service) Shutdown(ctx context.Context) error {
 		close(s.stopping)
 		for _, recs := range s.waiting {
 			for _, r := range recs {
-				r.expiry.Stop()
+				if r.expiry != nil {
+					r.expiry.Stop()
+				}
 			}
 		}
 	}

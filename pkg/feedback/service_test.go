@@ -310,6 +310,54 @@ feedbackproxy_feedback_total{outcome="failed"} 0
 			},
 		},
 		{
+			name:    "Phoenix 200 with an unreadable answer: annotated without an id, not retried",
+			answers: []answer{{err: unreadableAnswer}, accept},
+			run: func(t *testing.T, h *harness) {
+				h.indexSpan("chatcmpl-9c", 9)
+				h.submit(t, vote("chatcmpl-9c", "up"))
+				time.Sleep(time.Hour)
+				synctest.Wait()
+				got := h.one(t, "chatcmpl-9c")
+				wantState(t, got, feedback.Annotated)
+				if got.AnnotationID != "" || got.Attempts != 1 || !strings.Contains(got.Reason, "its answer could not be read") ||
+					!strings.Contains(got.Reason, "invalid character '<'") {
+					t.Errorf("status = %+v", got)
+				}
+				if n := len(h.ann.Calls()); n != 1 {
+					t.Errorf("%d calls, want 1", n)
+				}
+				if n := h.metric(t, "feedbackproxy_feedback_annotate_attempts_total", "result", "unreadable_answer"); n != 1 {
+					t.Errorf("unreadable_answer attempts = %v, want 1", n)
+				}
+				if n := h.metric(t, "feedbackproxy_feedback_total", "outcome", "annotated"); n != 1 {
+					t.Errorf("annotated count = %v, want 1", n)
+				}
+				if n := h.metric(t, "feedbackproxy_feedback_total", "outcome", "failed"); n != 0 {
+					t.Errorf("failed count = %v, want 0", n)
+				}
+				if !strings.Contains(h.logs.String(), `level=WARN msg="feedback annotated, but Phoenix's answer could not be read" response_id=chatcmpl-9c`) {
+					t.Errorf("log:\n%s", h.logs.String())
+				}
+			},
+		},
+		{
+			name:    "an unreadable answer for a superseded vote: the newer one is written",
+			answers: []answer{{gated: true, err: unreadableAnswer}, accept},
+			run: func(t *testing.T, h *harness) {
+				h.indexSpan("chatcmpl-9d", 9)
+				h.submit(t, vote("chatcmpl-9d", "up"))
+				synctest.Wait()
+				h.submit(t, vote("chatcmpl-9d", "down"))
+				h.ann.release(1)
+				synctest.Wait()
+				got := h.one(t, "chatcmpl-9d")
+				wantState(t, got, feedback.Annotated)
+				if calls := h.ann.Calls(); len(calls) != 2 || labelOf(calls[1].ann) != "thumbs-down" || got.AnnotationID != "ann-2" || got.Reason != "" {
+					t.Fatalf("status %+v, calls %+v", got, calls)
+				}
+			},
+		},
+		{
 			name:    "a new vote after the annotation is written again",
 			answers: []answer{accept},
 			run: func(t *testing.T, h *harness) {
@@ -640,6 +688,16 @@ func TestConfigValidate(t *testing.T) {
 			want := "feedback: MaxPending must be positive, got -1\nfeedback: MaxAge must be positive, got -1s"
 			if err == nil || err.Error() != want {
 				t.Errorf("err = %v, want %q", err, want)
+			}
+		}},
+		{"MaxBytes below one request's worth", feedback.Config{MaxBytes: 64 << 10}, func(t *testing.T, err error) {
+			if err == nil || err.Error() != "feedback: MaxBytes must be at least 1048576 (MaxBodyBytes), got 65536" {
+				t.Errorf("err = %v", err)
+			}
+		}},
+		{"negative MaxBytes", feedback.Config{MaxBytes: -1}, func(t *testing.T, err error) {
+			if err == nil || err.Error() != "feedback: MaxBytes must be positive, got -1" {
+				t.Errorf("err = %v", err)
 			}
 		}},
 		{"MinBackoff above MaxBackoff", feedback.Config{MinBackoff: time.Minute, MaxBackoff: time.Second}, func(t *testing.T, err error) {

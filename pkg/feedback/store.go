@@ -59,12 +59,15 @@ func (s *Service) Restore(st Store) (int, error) {
 	var resolved, waiting, expired, invalid int
 	for _, sv := range saved {
 		f := sv.Feedback
-		ferr := f.normalize()
+		// Accepted before: held to the limits of then, not of now (a
+		// version that took metadata up to a whole body).
+		v, ferr := prepare(&f, MaxBodyBytes)
 		k := keyOf(f)
 		if r, ok := s.byResponse[k.responseID][k]; ok && r.state == Pending {
 			continue // submitted since: newer than what was kept
 		}
-		r := s.addLocked(f, sv.Received, sv.Deadline)
+		// Kept whatever MaxPending and MaxBytes say: it was accepted.
+		r := s.addLocked(k, v, sv.Received, sv.Deadline)
 		r.updated = now
 		switch {
 		case ferr != nil:

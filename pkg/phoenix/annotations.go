@@ -108,7 +108,8 @@ func checkAnnotation(idField, id, name, kind string) error {
 }
 
 // annotate posts {"data": anns} synchronously and expects {"data":[{"id":...}, ...]}, one id per
-// annotation.
+// annotation. A 2xx answer that does not hold them is an unreadable answer (IsUnreadableAnswer):
+// Phoenix stored the annotations, it did not say under which ids.
 func (c *Client) annotate(ctx context.Context, path string, anns any, n int) ([]string, error) {
 	var answer struct {
 		Data []struct {
@@ -121,13 +122,16 @@ func (c *Client) annotate(ctx context.Context, path string, anns any, n int) ([]
 	if err := c.do(ctx, http.MethodPost, path, url.Values{"sync": {"true"}}, body, &answer); err != nil {
 		return nil, err
 	}
+	unreadable := func(format string, args ...any) error {
+		return &UnreadableAnswerError{Err: fmt.Errorf(format, args...), method: http.MethodPost, path: path}
+	}
 	if len(answer.Data) != n {
-		return nil, fmt.Errorf("phoenix: POST %s: sent %d annotations, got %d ids back", path, n, len(answer.Data))
+		return nil, unreadable("sent %d annotations, got %d ids back", n, len(answer.Data))
 	}
 	ids := make([]string, n)
 	for i, d := range answer.Data {
 		if d.ID == "" {
-			return nil, fmt.Errorf("phoenix: POST %s: answer %d has no id", path, i)
+			return nil, unreadable("answer %d has no id", i)
 		}
 		ids[i] = d.ID
 	}

@@ -139,15 +139,17 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	if readErr != nil {
 		if errors.Is(readErr, errBodyTooLarge) {
-			return fmt.Errorf("phoenix: %s %s: %w", method, path, readErr)
+			return &UnreadableAnswerError{StatusCode: resp.StatusCode, Err: readErr, method: method, path: path}
 		}
+		// Cut short: the status says the request was done, but a retry is as harmless as it is
+		// for any transport error (annotations upsert) and gets a readable answer.
 		return &transportError{method: method, path: path, err: readErr}
 	}
 	if out == nil {
 		return nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("phoenix: %s %s: decoding %d answer: %w", method, path, resp.StatusCode, err)
+		return &UnreadableAnswerError{StatusCode: resp.StatusCode, Err: fmt.Errorf("decoding: %w", err), method: method, path: path}
 	}
 	return nil
 }

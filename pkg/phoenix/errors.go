@@ -52,6 +52,39 @@ func (e *transportError) Error() string {
 
 func (e *transportError) Unwrap() error { return e.err }
 
+// UnreadableAnswerError is a 2xx answer the client could not make sense of: a body that is not
+// the JSON expected, too large, or (for annotations) without one id per annotation sent. Phoenix
+// did what was asked (sync annotations are stored before the answer is sent); only what it
+// returned is lost. See IsUnreadableAnswer.
+type UnreadableAnswerError struct {
+	// StatusCode is the 2xx status, or 0 when only "some 2xx" is known.
+	StatusCode int
+	// Err says what was wrong with the answer.
+	Err error
+
+	method string
+	path   string
+}
+
+func (e *UnreadableAnswerError) Error() string {
+	status := "2xx"
+	if e.StatusCode != 0 {
+		status = strconv.Itoa(e.StatusCode)
+	}
+	return fmt.Sprintf("phoenix: %s %s: %s answer could not be read: %v", e.method, e.path, status, e.Err)
+}
+
+func (e *UnreadableAnswerError) Unwrap() error { return e.Err }
+
+// IsUnreadableAnswer reports whether err is a 2xx answer whose body the client could not read
+// (not JSON, too large, ids missing). Phoenix accepted the request: for AnnotateSpans and
+// AnnotateTraces the annotations are stored as far as anyone can tell, only their ids are
+// unknown. Such an error is not retryable: the work is done.
+func IsUnreadableAnswer(err error) bool {
+	var e *UnreadableAnswerError
+	return errors.As(err, &e)
+}
+
 // IsSpanNotFound reports whether err is Phoenix's 404: for AnnotateSpans and AnnotateTraces it
 // means that Phoenix does not know a span (trace) of the batch yet, typically because the
 // feedback arrived before the span was exported or ingested; the whole batch was rejected.
@@ -64,7 +97,8 @@ func IsSpanNotFound(err error) bool {
 // IsRetryable reports whether the request that failed with err may succeed when sent again:
 // network errors and timeouts, and the statuses that say "later" (408, 429, 500, 502, 503, 504,
 // and 507, Phoenix's "storage limit reached"). A context.Canceled is the caller's decision and
-// is not retryable; everything else (400, 401, 403, 404, 422, bad answers) is permanent.
+// is not retryable; everything else (400, 401, 403, 404, 422, unreadable 2xx answers) is
+// permanent.
 func IsRetryable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return false

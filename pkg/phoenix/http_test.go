@@ -3,6 +3,7 @@ package phoenix
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -115,7 +116,7 @@ func TestBodyCap(t *testing.T) {
 	t.Run("2xx too large is a permanent error", func(t *testing.T) {
 		c := statusServer(t, 200, nil, `{"data":[{"id":"`+big+`"}]}`)
 		err := annotateOne(c)
-		if err == nil || !strings.Contains(err.Error(), "larger than") || IsRetryable(err) {
+		if err == nil || !strings.Contains(err.Error(), "larger than") || IsRetryable(err) || !IsUnreadableAnswer(err) {
 			t.Errorf("err = %v: want a permanent too-large error", err)
 		}
 	})
@@ -269,5 +270,56 @@ func TestSpanAnnotationsRepeatedCursor(t *testing.T) {
 	_, err := c.SpanAnnotations(context.Background(), "p", []string{"s"})
 	if err == nil || !strings.Contains(err.Error(), "repeats") {
 		t.Errorf("err = %v, want a repeated-cursor error", err)
+	}
+}
+
+// A 2xx answer the client cannot read still says that Phoenix did the work: with sync=true it
+// stores the annotations before it answers. IsUnreadableAnswer tells this apart from a refusal,
+// so that a caller does not report a stored annotation as failed.
+func TestUnreadableAnswer(t *testing.T) {
+	tests := []struct {
+		name    string
+		status  int
+		body    string
+		wantMsg string // "" means IsUnreadableAnswer is false
+	}{
+		{name: "HTML from a proxy in front of Phoenix", status: 200, body: `<html>ok</html>`,
+			wantMsg: "POST /v1/span_annotations: 200 answer could not be read: decoding: invalid character '<'"},
+		{name: "201 cut-off JSON", status: 201, body: `{"data":[{"id":"x"`,
+			wantMsg: "201 answer could not be read: decoding: unexpected end of JSON input"},
+		{name: "what sync=false answers", status: 200, body: `{"data":[]}`,
+			wantMsg: "2xx answer could not be read: sent 1 annotations, got 0 ids back"},
+		{name: "empty id", status: 200, body: `{"data":[{"id":""}]}`, wantMsg: "answer 0 has no id"},
+		{name: "empty body", status: 204, body: ``, wantMsg: "204 answer could not be read"},
+		{name: "readable", status: 200, body: `{"data":[{"id":"U3BhbkFubm90YXRpb246MQ=="}]}`},
+		{name: "a refusal is not an answer", status: 422, body: `{"detail":"bad"}`},
+		{name: "nor is a 404", status: 404, body: `Spans with IDs 00f067aa0ba902b7 do not exist.`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := annotateOne(statusServer(t, tt.status, http.Header{"Content-Type": {"text/html"}}, tt.body))
+			if got := IsUnreadableAnswer(err); got != (tt.wantMsg != "") {
+				t.Fatalf("IsUnreadableAnswer(%v) = %v, want %v", err, got, !got)
+			}
+			if tt.wantMsg == "" {
+				return
+			}
+			if !strings.Contains(err.Error(), tt.wantMsg) {
+				t.Errorf("err = %q, want one containing %q", err, tt.wantMsg)
+			}
+			var ue *UnreadableAnswerError
+			if !errors.As(err, &ue) || (ue.StatusCode != 0 && ue.StatusCode != tt.status) || ue.Err == nil {
+				t.Errorf("err = %#v: want an *UnreadableAnswerError with status %d or 0 and a cause", err, tt.status)
+			}
+			if IsRetryable(err) || IsSpanNotFound(err) {
+				t.Errorf("err = %v: an unreadable 2xx is neither retryable nor span-not-found", err)
+			}
+			if !IsUnreadableAnswer(fmt.Errorf("feedback: %w", err)) {
+				t.Error("classification lost through %w")
+			}
+		})
+	}
+	if IsUnreadableAnswer(nil) {
+		t.Error("IsUnreadableAnswer(nil)")
 	}
 }
