@@ -89,17 +89,13 @@ type grpcTraces struct {
 
 // export receives one export and answers it. The message is received only
 // once a reception slot is free (a few at once, each up to
-// MaxRequestBytes), or refused at once with ResourceExhausted; it must
-// arrive within ReadTimeout, or the call ends with DeadlineExceeded and
-// what it held is freed. Until it is received, a call buffers at most its
-// flow control window.
+// MaxRequestBytes; see takeSlot); it must arrive within ReadTimeout, or the
+// call ends with DeadlineExceeded and what it held is freed. Until it is
+// received, a call buffers at most its flow control window.
 func (g *grpcTraces) export(ss grpc.ServerStream) error {
 	r := g.r
-	select {
-	case r.receiving <- struct{}{}:
-	default:
-		r.overloaded("grpc")
-		return errOverloaded(r.cfg.MaxInflightBytes).GRPCStatus().Err()
+	if err := g.takeSlot(ss.Context()); err != nil {
+		return err
 	}
 	req, err := g.receive(ss)
 	<-r.receiving
@@ -144,6 +140,38 @@ func (g *grpcTraces) handle(ctx context.Context, data []byte) error {
 		return statusOf(err).Err()
 	}
 	return nil
+}
+
+// takeSlot waits for a reception slot. A few calls may wait, for as long as
+// a message may take to arrive (by then a slot has freed, or it is held by
+// clients that stall); each waiting call buffers at most its flow control
+// window. Past them, or past the wait, the call is refused with
+// ResourceExhausted and a retry delay.
+func (g *grpcTraces) takeSlot(ctx context.Context) error {
+	r := g.r
+	select {
+	case r.receiving <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case r.waiting <- struct{}{}:
+		defer func() { <-r.waiting }()
+	default:
+		r.overloaded("grpc")
+		return errOverloaded(r.cfg.MaxInflightBytes).GRPCStatus().Err()
+	}
+	t := time.NewTimer(r.cfg.Limits.ReadTimeout)
+	defer t.Stop()
+	select {
+	case r.receiving <- struct{}{}:
+		return nil
+	case <-t.C:
+		r.overloaded("grpc")
+		return errOverloaded(r.cfg.MaxInflightBytes).GRPCStatus().Err()
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	}
 }
 
 // receive reads the call's one message, within ReadTimeout.

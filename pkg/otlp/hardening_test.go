@@ -166,12 +166,13 @@ func TestMaxConnections(t *testing.T) {
 }
 
 // A gRPC call whose message does not come within ReadTimeout ends with
-// DeadlineExceeded; while the reception slots are all taken by such calls,
-// another export is refused at once with ResourceExhausted, and taken
-// again once they end.
+// DeadlineExceeded. While the reception slots are taken by such calls, a
+// few more calls wait for one; past those, a call is refused at once with
+// ResourceExhausted. Once the stalled calls end, exports are taken again.
 func TestGRPCStalledCalls(t *testing.T) {
 	rec := &recorder{}
-	cfg := ReceiverConfig{HTTPAddr: "-", Limits: listener.Limits{ReadTimeout: 700 * time.Millisecond}}
+	// More streams on the one connection than a client would open.
+	cfg := ReceiverConfig{HTTPAddr: "-", MaxConcurrentStreams: 64, Limits: listener.Limits{ReadTimeout: 700 * time.Millisecond}}
 	r := startReceiver(t, cfg, rec, nil)
 	cc, err := grpc.NewClient(r.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -181,9 +182,9 @@ func TestGRPCStalledCalls(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	slots := cap(r.receiving)
-	ended := make(chan error, slots)
-	for range slots {
+	slots, waiters := cap(r.receiving), cap(r.waiting)
+	ended := make(chan error, slots+waiters)
+	for range slots + waiters {
 		s, err := cc.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, exportMethod)
 		if err != nil {
 			t.Fatal(err)
@@ -191,20 +192,61 @@ func TestGRPCStalledCalls(t *testing.T) {
 		go func() { ended <- s.RecvMsg(new(ptraceotlp.ExportResponse)) }() // sends nothing
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for len(r.receiving) < slots && time.Now().Before(deadline) {
+	for (len(r.receiving) < slots || len(r.waiting) < waiters) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	_, err = ptraceotlp.NewGRPCClient(cc).Export(ctx, sampleRequest(3))
 	if st, _ := status.FromError(err); st.Code() != codes.ResourceExhausted {
-		t.Fatalf("an export while %d stalled calls hold every slot: %v, want ResourceExhausted", slots, err)
+		t.Fatalf("an export while %d stalled calls hold every slot and %d wait: %v, want ResourceExhausted", slots, waiters, err)
 	}
-	for range slots {
-		if st, _ := status.FromError(<-ended); st.Code() != codes.DeadlineExceeded {
-			t.Errorf("a stalled call ended with %v, want DeadlineExceeded", st)
+	// Those holding a slot time out; those waiting, timed out too, or
+	// refused once they waited as long.
+	timedOut := 0
+	for range slots + waiters {
+		switch st, _ := status.FromError(<-ended); st.Code() {
+		case codes.DeadlineExceeded:
+			timedOut++
+		case codes.ResourceExhausted:
+		default:
+			t.Errorf("a stalled call ended with %v, want DeadlineExceeded or ResourceExhausted", st)
 		}
+	}
+	if timedOut < slots {
+		t.Errorf("%d stalled calls timed out, want at least the %d holding a slot", timedOut, slots)
 	}
 	if _, err := ptraceotlp.NewGRPCClient(cc).Export(ctx, sampleRequest(3)); err != nil {
 		t.Fatalf("an export once the stalled calls ended: %v", err)
+	}
+	if rec.calls() != 1 {
+		t.Errorf("consumer called %d times, want 1", rec.calls())
+	}
+}
+
+// A call that finds every slot taken waits for one: a short burst of
+// exports is received, not refused.
+func TestGRPCWaitsForASlot(t *testing.T) {
+	rec := &recorder{}
+	cfg := ReceiverConfig{HTTPAddr: "-", Limits: listener.Limits{ReadTimeout: 500 * time.Millisecond}}
+	r := startReceiver(t, cfg, rec, nil)
+	cc, err := grpc.NewClient(r.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range cap(r.receiving) {
+		s, err := cc.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, exportMethod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = s.RecvMsg(new(ptraceotlp.ExportResponse)) }() // stalls
+	}
+	for len(r.receiving) < cap(r.receiving) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := ptraceotlp.NewGRPCClient(cc).Export(ctx, sampleRequest(3)); err != nil {
+		t.Fatalf("an export that waited for the stalled calls to end: %v", err)
 	}
 	if rec.calls() != 1 {
 		t.Errorf("consumer called %d times, want 1", rec.calls())

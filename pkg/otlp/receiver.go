@@ -169,6 +169,8 @@ type Receiver struct {
 	// receiving caps the gRPC messages being received at once (see
 	// grpcTraces.Export); each may hold up to MaxRequestBytes.
 	receiving chan struct{}
+	// waiting caps the gRPC calls waiting for a reception slot.
+	waiting chan struct{}
 	// base is the context of every request; cancelled when Shutdown runs
 	// out of time, so that handlers still waiting answer "unavailable"
 	// before their connection is closed.
@@ -197,7 +199,8 @@ func NewReceiver(cfg ReceiverConfig, consumer Consumer, metrics *Metrics, log *s
 	}
 	r := &Receiver{cfg: cfg, consumer: consumer, metrics: metrics, log: log,
 		budget:    budget.New(cfg.MaxInflightBytes, metrics.setInflight),
-		receiving: make(chan struct{}, grpcReceivers(cfg))}
+		receiving: make(chan struct{}, grpcReceivers(cfg)),
+		waiting:   make(chan struct{}, 4*grpcReceivers(cfg))}
 	r.base, r.cancelBase = context.WithCancel(context.Background())
 	return r, nil
 }
