@@ -207,10 +207,11 @@ func NewReceiver(cfg ReceiverConfig, consumer Consumer, metrics *Metrics, log *s
 
 // grpcReceivers is how many gRPC messages may be received at once. grpc-go
 // reads a whole message before the proxy sees it, so the budget cannot be
-// charged as it arrives: instead, as many messages as the budget holds
-// requests of the largest size may be in reception, at least four.
+// charged as it arrives: instead, as many messages as the budget holds at
+// their largest, with their decompressed copy, may be in reception; at
+// least two.
 func grpcReceivers(cfg ReceiverConfig) int {
-	return int(max(4, cfg.MaxInflightBytes/cfg.MaxRequestBytes))
+	return int(max(2, cfg.MaxInflightBytes/(2*cfg.MaxRequestBytes)))
 }
 
 // Start binds the listeners, so that a port in use is an error here, then
