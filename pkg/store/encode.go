@@ -48,38 +48,47 @@ const fixedSpanLen = 1 + 8 + 8 + 16 + 8 + 8 + 8
 var errShort = errors.New("truncated")
 
 func decodeSpan(b []byte) (uint64, index.Span, error) {
-	var s index.Span
+	seq, s, project, name, err := splitSpan(b)
+	if err != nil {
+		return 0, s, err
+	}
+	s.Project, s.Name = string(project), string(name)
+	return seq, s, nil
+}
+
+// splitSpan decodes an index entry's value but for its two strings, left
+// in b: Open checks every entry with it, allocating nothing.
+func splitSpan(b []byte) (seq uint64, s index.Span, project, name []byte, err error) {
 	if len(b) < fixedSpanLen {
-		return 0, s, errShort
+		return 0, s, nil, nil, errShort
 	}
 	if b[0] != spanVersion {
-		return 0, s, fmt.Errorf("version %d", b[0])
+		return 0, s, nil, nil, fmt.Errorf("version %d", b[0])
 	}
-	seq := binary.BigEndian.Uint64(b[1:])
+	seq = binary.BigEndian.Uint64(b[1:])
 	s.Seen = time.Unix(0, int64(binary.BigEndian.Uint64(b[9:])))
 	copy(s.TraceID[:], b[17:33])
 	copy(s.SpanID[:], b[33:41])
 	copy(s.ParentID[:], b[41:49])
 	s.Start = pcommon.Timestamp(binary.BigEndian.Uint64(b[49:]))
 	rest := b[fixedSpanLen:]
-	var err error
-	if s.Project, rest, err = readString(rest); err != nil {
-		return 0, s, err
+	if project, rest, err = readString(rest); err != nil {
+		return 0, s, nil, nil, err
 	}
-	if s.Name, rest, err = readString(rest); err != nil {
-		return 0, s, err
+	if name, rest, err = readString(rest); err != nil {
+		return 0, s, nil, nil, err
 	}
 	if len(rest) != 0 {
-		return 0, s, fmt.Errorf("%d bytes after the record", len(rest))
+		return 0, s, nil, nil, fmt.Errorf("%d bytes after the record", len(rest))
 	}
-	return seq, s, nil
+	return seq, s, project, name, nil
 }
 
-func readString(b []byte) (string, []byte, error) {
+func readString(b []byte) ([]byte, []byte, error) {
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > uint64(len(b)-k) {
-		return "", nil, errShort
+		return nil, nil, errShort
 	}
 	end := k + int(n)
-	return string(b[k:end]), b[end:], nil
+	return b[k:end], b[end:], nil
 }

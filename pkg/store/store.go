@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"encoding/json"
@@ -43,15 +44,17 @@ type Options struct {
 	// LockTimeout is how long Open waits for another process holding the
 	// file; zero means DefaultLockTimeout.
 	LockTimeout time.Duration
-	// Logger reports records that cannot be read back; nil means none.
+	// Logger reports records that cannot be read back, and (at ERROR) a
+	// damaged file that Open replaced (see Recovery); nil means none.
 	Logger *slog.Logger
 }
 
 // Store is the proxy's state in its data directory. It is an index.Store
 // and a feedback.Store, safe for concurrent use.
 type Store struct {
-	db  *bolt.DB
-	log *slog.Logger
+	db       *bolt.DB
+	log      *slog.Logger
+	recovery *Recovery
 }
 
 var (
@@ -60,6 +63,15 @@ var (
 )
 
 // Open opens (or creates) the store in dir, creating dir if needed.
+//
+// A damaged state.db does not stop it: one that bbolt could not open, or
+// would crash on (see scanFile), is moved aside, kept, and replaced by a
+// new file holding every record that could still be read from it. Open
+// then returns that store, with a [Recovery] saying what happened, also
+// logged at ERROR. An empty or too short file is damage too: bbolt writes
+// a new file's first pages before it returns. Open refuses (an error) only
+// a directory it cannot use, a file another process holds, and a sound
+// file of another format.
 func Open(dir string, opts Options) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("store: no data directory")
@@ -74,46 +86,91 @@ func Open(dir string, opts Options) (*Store, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	path := filepath.Join(dir, FileName)
-	// Identifiers are often user ids: the file is the proxy user's alone.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:    opts.LockTimeout,
-		NoSync:     !opts.Sync,
-		NoGrowSync: !opts.Sync,
-		// The free list is rebuilt by a scan at Open instead of being
-		// written by every commit: the file is small, commits are many.
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-	})
-	if errors.Is(err, bolt.ErrTimeout) {
-		return nil, fmt.Errorf("store: %s is in use by another process (another proxy with the same data directory?)", path)
+	st, d, err := openFile(path, opts)
+	if d != nil {
+		return recoverFile(path, d, opts)
 	}
+	return st, err
+}
+
+// openFile opens the store at path, or returns the damage that keeps it
+// from it, the file still open and locked.
+func openFile(path string, opts Options) (*Store, *damage, error) {
+	f, created, err := lockFile(path, opts.LockTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w (move the file away to start with an empty state)", path, err)
+		return nil, nil, err
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+	if !created {
+		fi, err := f.Stat()
+		if err != nil {
+			return nil, nil, errors.Join(fmt.Errorf("store: %w", err), f.Close())
+		}
+		res, err := scanFile(f, fi.Size(), false)
+		if err != nil {
+			return nil, nil, errors.Join(fmt.Errorf("store: %s: %w", path, err), f.Close())
+		}
+		if res.nproblems > 0 {
+			return nil, &damage{f: f}, nil
+		}
+	}
+	var db *bolt.DB
+	err = guarded(func() error {
+		var err error
+		db, err = bolt.Open(path, 0o600, &bolt.Options{
+			// The file is open and locked already: bbolt's own lock on it
+			// succeeds at once.
+			OpenFile:   func(string, int, os.FileMode) (*os.File, error) { return f, nil },
+			Timeout:    opts.LockTimeout,
+			NoSync:     !opts.Sync,
+			NoGrowSync: !opts.Sync,
+			// The free list is rebuilt by a scan at Open instead of being
+			// written by every commit: the file is small, commits are many.
+			NoFreelistSync: true,
+			FreelistType:   bolt.FreelistMapType,
+		})
 		if err != nil {
 			return err
 		}
-		switch f := meta.Get(keyFormat); {
-		case f == nil:
-			if err := meta.Put(keyFormat, []byte(format)); err != nil {
-				return err
-			}
-		case string(f) != format:
-			return fmt.Errorf("format %q, this proxy reads %q: written by another version", f, format)
-		}
-		for _, b := range [][]byte{bucketFeedback, bucketIndex} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
+		return db.Update(prepare)
 	})
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("store: %s: %w", path, err), db.Close())
+	if err == nil {
+		return &Store{db: db, log: opts.Logger.With("data_file", path)}, nil, nil
 	}
-	return &Store{db: db, log: opts.Logger.With("data_file", path)}, nil
+	if pe := (*panicError)(nil); errors.As(err, &pe) && !created {
+		return nil, &damage{f: f, db: db, reason: pe.Error()}, nil
+	}
+	if db != nil {
+		err = errors.Join(err, db.Close())
+	}
+	_ = f.Close() // closed already if bbolt returned an error
+	if created {
+		// Not to be taken for a damaged file at the next start.
+		_ = os.Remove(path)
+	}
+	return nil, nil, fmt.Errorf("store: open %s: %w", path, err)
+}
+
+// prepare creates the buckets of a new file and checks the format of an
+// existing one.
+func prepare(tx *bolt.Tx) error {
+	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+	if err != nil {
+		return err
+	}
+	switch f := meta.Get(keyFormat); {
+	case f == nil:
+		if err := meta.Put(keyFormat, []byte(format)); err != nil {
+			return err
+		}
+	case string(f) != format:
+		return &formatError{format: bytes.Clone(f)}
+	}
+	for _, b := range [][]byte{bucketFeedback, bucketIndex} {
+		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Path is the database file.

@@ -211,15 +211,123 @@ func TestOpen(t *testing.T) {
 			},
 		},
 		{
-			name: "not a database",
+			name: "a file bbolt created and never wrote to opens as it is",
+			setup: func(t *testing.T, dir string) {
+				// bbolt's first pages: meta pages, a free list page, an
+				// empty root.
+				db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				db.Close()
+			},
+			check: func(t *testing.T, _ string, st *Store, err error) {
+				if err != nil || st.Recovery() != nil {
+					t.Fatalf("Open = %v, Recovery %v", err, st.Recovery())
+				}
+			},
+		},
+		{
+			name: "a file with a free list written by bbolt's defaults opens as it is",
+			setup: func(t *testing.T, dir string) {
+				db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer db.Close()
+				for i := range 50 {
+					if err := db.Update(func(tx *bolt.Tx) error {
+						if err := prepare(tx); err != nil {
+							return err
+						}
+						b := tx.Bucket(bucketIndex)
+						if i%3 == 2 {
+							return b.Delete(fmt.Appendf(nil, "r%d", i-1))
+						}
+						return b.Put(fmt.Appendf(nil, "r%d", i), encodeSpan(nil, uint64(i), testSpan(byte(i), time.Unix(1, 0))))
+					}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			},
+			check: func(t *testing.T, _ string, st *Store, err error) {
+				if err != nil || st.Recovery() != nil {
+					t.Fatalf("Open = %v, Recovery %v", err, st.Recovery())
+				}
+				if c, _ := st.Count(); c.Index != 18 {
+					t.Errorf("%d index entries, want 18", c.Index)
+				}
+			},
+		},
+		{
+			name: "not a database: moved aside, a new file in its place",
 			setup: func(t *testing.T, dir string) {
 				if err := os.WriteFile(filepath.Join(dir, FileName), []byte(strings.Repeat("not bbolt ", 1000)), 0o600); err != nil {
 					t.Fatal(err)
 				}
 			},
-			check: func(t *testing.T, _ string, _ *Store, err error) {
-				if err == nil || !strings.Contains(err.Error(), "move the file away") {
-					t.Errorf("err = %v", err)
+			check: func(t *testing.T, dir string, st *Store, err error) {
+				rec := checkRecovered(t, dir, st, err, "no valid meta page")
+				if kept, err := os.ReadFile(rec.MovedTo); err != nil || string(kept) != strings.Repeat("not bbolt ", 1000) {
+					t.Errorf("the damaged file is not kept: %v", err)
+				}
+				if rec.FeedbackSalvaged+rec.IndexSalvaged+rec.FeedbackLost+rec.IndexLost != 0 || !rec.LostUnknown {
+					t.Errorf("Recovery = %+v, want nothing salvaged and an unknown loss", rec)
+				}
+			},
+		},
+		{
+			name: "an empty file is damage, not a new start",
+			setup: func(t *testing.T, dir string) {
+				if err := os.WriteFile(filepath.Join(dir, FileName), nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			},
+			check: func(t *testing.T, dir string, st *Store, err error) {
+				rec := checkRecovered(t, dir, st, err, "empty")
+				if !strings.Contains(rec.String(), "an unknown number lost") {
+					t.Errorf("String() = %s", rec)
+				}
+			},
+		},
+		{
+			name: "each damaged file is kept",
+			setup: func(t *testing.T, dir string) {
+				for range 2 {
+					if err := os.WriteFile(filepath.Join(dir, FileName), []byte("x"), 0o600); err != nil {
+						t.Fatal(err)
+					}
+					st, err := Open(dir, Options{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					st.Close()
+				}
+				if err := os.WriteFile(filepath.Join(dir, FileName), []byte("y"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			},
+			check: func(t *testing.T, dir string, st *Store, err error) {
+				checkRecovered(t, dir, st, err, "too short")
+				names, _ := filepath.Glob(filepath.Join(dir, FileName+".damaged-*"))
+				if len(names) != 3 {
+					t.Errorf("damaged files kept: %v, want 3", names)
+				}
+			},
+		},
+		{
+			name: "a left-over salvage file is replaced, not read",
+			setup: func(t *testing.T, dir string) {
+				for _, name := range []string{FileName, FileName + ".salvage"} {
+					if err := os.WriteFile(filepath.Join(dir, name), []byte("damaged"), 0o600); err != nil {
+						t.Fatal(err)
+					}
+				}
+			},
+			check: func(t *testing.T, dir string, st *Store, err error) {
+				checkRecovered(t, dir, st, err, "too short")
+				if _, err := os.Stat(filepath.Join(dir, FileName+".salvage")); !os.IsNotExist(err) {
+					t.Errorf("salvage file left: %v", err)
 				}
 			},
 		},
@@ -239,6 +347,50 @@ func TestOpen(t *testing.T) {
 			}
 			tc.check(t, dir, st, err)
 		})
+	}
+}
+
+// checkRecovered checks that Open replaced a damaged file, for reason, by a
+// sound one, and returns its Recovery.
+func checkRecovered(t *testing.T, dir string, st *Store, err error, reason string) *Recovery {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	rec := st.Recovery()
+	if rec == nil {
+		t.Fatal("no Recovery")
+	}
+	if !strings.Contains(rec.Reason, reason) || !strings.Contains(rec.String(), rec.MovedTo) {
+		t.Errorf("Recovery = %s; want the reason %q", rec, reason)
+	}
+	if filepath.Dir(rec.MovedTo) != dir {
+		t.Errorf("moved to %s, not beside it", rec.MovedTo)
+	}
+	if _, err := os.Stat(rec.MovedTo); err != nil {
+		t.Error(err)
+	}
+	if err := st.SaveFeedback([]feedback.Saved{{Feedback: feedback.Feedback{ResponseID: "r", Score: ptr(1.0)}}}); err != nil {
+		t.Errorf("the new file: %v", err)
+	}
+	return rec
+}
+
+func TestMoveAside(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, FileName)
+	now := time.Date(2026, 3, 1, 12, 0, 0, 999, time.UTC)
+	for i, want := range []string{"state.db.damaged-20260301T120000Z", "state.db.damaged-20260301T120000Z-2", "state.db.damaged-20260301T120000Z-3"} {
+		if err := os.WriteFile(path, []byte{byte(i)}, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := moveAside(path, now)
+		if err != nil || got != filepath.Join(dir, want) {
+			t.Fatalf("moveAside = %s, %v; want %s", got, err, want)
+		}
+		if b, err := os.ReadFile(got); err != nil || b[0] != byte(i) {
+			t.Errorf("%s holds %v, %v; want [%d]", got, b, err, i)
+		}
 	}
 }
 
