@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/store"
 )
 
 type lockedBuffer struct {
@@ -151,5 +154,42 @@ func TestDataDir(t *testing.T) {
 	}
 	if a := other.Addrs(); a.Feedback != "" || a.Admin != "" {
 		t.Errorf("the refused proxy bound %+v", a)
+	}
+}
+
+// A state.db cut to nothing does not stop the proxy: it starts, and
+// /readyz and the metrics say the file was damaged and what it cost.
+func TestDamagedStateFile(t *testing.T) {
+	fp := &fakePhoenix{t: t, spans: map[string]bool{}}
+	phx := httptest.NewServer(fp)
+	defer phx.Close()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, store.FileName), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := localConfig(phx.URL)
+	cfg.DataDir = dir
+	p, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(ctx); err != nil {
+		t.Fatalf("Start with an empty state.db: %v", err)
+	}
+	defer func() { _ = p.Shutdown(ctx) }()
+	client := &http.Client{Timeout: 10 * time.Second}
+	code, body := doRequest(t, ctx, client, "GET", "http://"+p.Addrs().Admin+"/readyz", "", nil)
+	if code != http.StatusOK || !strings.HasPrefix(body, "ready\n") || !strings.Contains(body, "warning: the data file was damaged") {
+		t.Errorf("/readyz: %d %q; want ready and a warning about the data file", code, body)
+	}
+	_, metrics := doRequest(t, ctx, client, "GET", "http://"+p.Addrs().Admin+"/metrics", "", nil)
+	if !strings.Contains(metrics, "feedbackproxy_store_damaged_total 1") {
+		t.Errorf("metrics do not count the damaged file:\n%s", metrics)
+	}
+	matches, _ := filepath.Glob(filepath.Join(dir, store.FileName+".damaged-*"))
+	if len(matches) != 1 {
+		t.Errorf("damaged files kept: %v, want one", matches)
 	}
 }

@@ -233,6 +233,13 @@ func (p *Proxy) restore() error {
 		return err
 	}
 	p.store = st
+	sm := newStoreMetrics(p.reg)
+	if rec := st.Recovery(); rec != nil {
+		// The store logged it; the operator sees it on /readyz and in the
+		// metrics too, for as long as this process runs.
+		p.warn(rec.String())
+		sm.report(rec)
+	}
 	spans, err := p.index.Restore(st)
 	if err != nil {
 		return err
