@@ -252,8 +252,9 @@ func (p *Proxy) restore() error {
 	if maxBytes == 0 {
 		maxBytes = DefaultQueueMaxBytes
 	}
+	p.queued.onCorrupt = p.warn
 	q, err := queue.Open(queue.Config{Dir: filepath.Join(p.cfg.DataDir, QueueDir), MaxBytes: maxBytes,
-		Sync: p.cfg.DataSync, Logger: p.log.With("component", "queue")})
+		Sync: p.cfg.DataSync, Logger: p.log.With("component", "queue"), OnCorrupt: p.queued.corrupted})
 	if err != nil {
 		return err
 	}
@@ -343,11 +344,19 @@ func addrString(a net.Addr) string {
 	return a.String()
 }
 
+// maxWarnings bounds what /readyz lists; the log has every one.
+const maxWarnings = 20
+
 // warn adds a warning /readyz reports from now on.
 func (p *Proxy) warn(msg string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.warnings = append(p.warnings, msg)
+	switch n := len(p.warnings); {
+	case n < maxWarnings:
+		p.warnings = append(p.warnings, msg)
+	case n == maxWarnings:
+		p.warnings = append(p.warnings, "more problems were found: see the log")
+	}
 }
 
 // Warnings returns what /readyz reports besides being ready: damage found

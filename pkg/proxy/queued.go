@@ -32,6 +32,8 @@ type queuedForwarder struct {
 	delivered func(*otlp.Export)
 	log       *slog.Logger
 	metrics   *queueMetrics
+	// onCorrupt, if set, is told of damage found on disk, in words.
+	onCorrupt func(string)
 
 	minBackoff, maxBackoff time.Duration
 
@@ -136,15 +138,22 @@ func (f *queuedForwarder) enqueue(e *otlp.Export) error {
 func (f *queuedForwarder) deliverLoop() {
 	backoff := f.minBackoff
 	for {
+		// Damaged records are skipped by the queue itself, and reported
+		// through corrupted.
 		rec, err := f.q.Next(f.ctx)
-		if errors.Is(err, queue.ErrCorrupt) {
-			f.log.Error("a queued export was corrupted on disk; skipped", "err", err)
-			f.metrics.dropped.WithLabelValues("corrupt").Inc()
-			_ = f.q.Ack(rec)
+		switch {
+		case errors.Is(err, queue.ErrClosed) || f.ctx.Err() != nil:
+			return
+		case err != nil:
+			// The disk failed under us: try again later rather than stop
+			// delivering until a restart.
+			wait := backoff
+			backoff = min(backoff*2, f.maxBackoff)
+			f.log.Error("cannot read the next queued export; retrying", "err", err, "retry_in", wait)
+			if !f.sleep(wait) {
+				return
+			}
 			continue
-		}
-		if err != nil {
-			return // stopped or closed
 		}
 		e, err := decodeRecord(rec.Data)
 		if err != nil {
@@ -166,11 +175,7 @@ func (f *queuedForwarder) deliverLoop() {
 			wait := max(backoff, oe.RetryAfter)
 			backoff = min(backoff*2, f.maxBackoff)
 			f.log.Debug("upstream still unavailable", "err", err, "retry_in", wait, "queued", f.q.Len())
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-f.ctx.Done():
-				t.Stop()
+			if !f.sleep(wait) {
 				return
 			}
 			continue
@@ -189,6 +194,36 @@ func (f *queuedForwarder) deliverLoop() {
 			f.log.Info("disk queue drained; exports go straight to Phoenix again")
 		}
 		f.mu.Unlock()
+	}
+}
+
+// sleep waits d, or until stop; false when stopped.
+func (f *queuedForwarder) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-f.ctx.Done():
+		return false
+	}
+}
+
+// corrupted reports damage the queue found on disk: it logged it already;
+// here it is counted, and told to whoever reports it on (/readyz).
+func (f *queuedForwarder) corrupted(c queue.Corruption) {
+	f.metrics.corruptions.WithLabelValues(c.Kind.String()).Inc()
+	f.metrics.corruptBytes.Add(float64(c.Bytes))
+	if f.onCorrupt == nil {
+		return
+	}
+	switch c.Kind {
+	case queue.AckLost:
+		f.onCorrupt(fmt.Sprintf("queue: the acknowledged position in %s was lost: every queued export is sent again (Phoenix may get some twice)", c.File))
+	case queue.TornTail:
+		f.onCorrupt(fmt.Sprintf("queue: a torn end of %d bytes was cut off %s at offset %d (an append cut short)", c.Bytes, c.File, c.Offset))
+	default:
+		f.onCorrupt(fmt.Sprintf("queue: %d damaged bytes skipped in %s at offset %d; the exports they held are lost", c.Bytes, c.File, c.Offset))
 	}
 }
 
@@ -224,10 +259,12 @@ func decodeRecord(b []byte) (*otlp.Export, error) {
 }
 
 type queueMetrics struct {
-	capacity prometheus.Gauge
-	enqueued prometheus.Counter
-	refused  prometheus.Counter
-	dropped  *prometheus.CounterVec
+	capacity     prometheus.Gauge
+	corruptions  *prometheus.CounterVec
+	corruptBytes prometheus.Counter
+	enqueued     prometheus.Counter
+	refused      prometheus.Counter
+	dropped      *prometheus.CounterVec
 }
 
 func newQueueMetrics(reg prometheus.Registerer, f *queuedForwarder) *queueMetrics {
@@ -251,6 +288,14 @@ func newQueueMetrics(reg prometheus.Registerer, f *queuedForwarder) *queueMetric
 		capacity: fac.NewGauge(prometheus.GaugeOpts{
 			Name: "feedbackproxy_queue_capacity_bytes", Help: "Budget of the disk queue.",
 		}),
+		corruptions: fac.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbackproxy_queue_corruptions_total",
+			Help: "Damage found in the disk queue, by kind: records (damaged records skipped, lost), torn_tail (an append cut short, cut off), ack_lost (the acknowledged position lost: everything sent again).",
+		}, []string{"kind"}),
+		corruptBytes: fac.NewCounter(prometheus.CounterOpts{
+			Name: "feedbackproxy_queue_corrupt_bytes_total",
+			Help: "Bytes of the disk queue skipped because they were damaged (each skip is logged with its segment and offset).",
+		}),
 		enqueued: fac.NewCounter(prometheus.CounterOpts{
 			Name: "feedbackproxy_queue_enqueued_spans_total", Help: "Spans queued on disk while Phoenix was unavailable.",
 		}),
@@ -259,7 +304,7 @@ func newQueueMetrics(reg prometheus.Registerer, f *queuedForwarder) *queueMetric
 		}),
 		dropped: fac.NewCounterVec(prometheus.CounterOpts{
 			Name: "feedbackproxy_queue_dropped_total",
-			Help: "Queued spans (or records) dropped, by reason: refused (Phoenix refused them for good), corrupt, undecodable.",
+			Help: "Queued spans (or records) dropped, by reason: refused (Phoenix refused them for good), undecodable (records); damaged bytes are feedbackproxy_queue_corrupt_bytes_total.",
 		}, []string{"reason"}),
 	}
 }

@@ -19,9 +19,10 @@ type Config struct {
 	// queue per directory.
 	Dir string
 	// MaxBytes is the budget of unacknowledged records on disk, counting
-	// each record's 8-byte header. An Append beyond it fails with ErrFull.
-	// The directory may use up to one segment more: acknowledged records
-	// are removed a whole segment at a time. Zero means DefaultMaxBytes.
+	// each record's header (16 bytes; 8 in legacy segments). An Append
+	// beyond it fails with ErrFull. The directory may use up to one
+	// segment more: acknowledged records, and damaged ones skipped, are
+	// removed a whole segment at a time. Zero means DefaultMaxBytes.
 	MaxBytes int64
 	// SegmentBytes is the size at which a segment is closed and the next
 	// one started; a record larger than that gets a segment of its own.
@@ -32,8 +33,16 @@ type Config struct {
 	// power loss or kernel crash can lose the last records, or the last
 	// acknowledgements (which are then delivered again).
 	Sync bool
-	// Logger reports what Open had to discard; nil means no logging.
+	// Logger reports what Open had to discard, and damage found later;
+	// nil means no logging.
 	Logger *slog.Logger
+	// OnCorrupt, if not nil, is called for each damage the queue finds and
+	// goes past (see Corruption), after it is logged: by Open, before it
+	// returns, for what recovery found, and by Next for damage that appears
+	// while the queue is open. It is never called concurrently with itself
+	// (Next has one consumer) nor with the queue's lock held, so it may call
+	// Len or Bytes; it should return quickly, Next waits for it.
+	OnCorrupt func(Corruption)
 }
 
 // Validate reports a configuration that cannot work.

@@ -125,3 +125,12 @@ func short(s []int) []int {
 	}
 	return s
 }
+
+// appendLegacyRecord appends rec to buf framed in the legacy format, as the
+// queue wrote it before sync markers.
+func appendLegacyRecord(buf, rec []byte) []byte {
+	start := len(buf)
+	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(rec)))
+	buf = binary.LittleEndian.AppendUint32(buf, legacyChecksum(buf[start:], rec))
+	return append(buf, rec...)
+}

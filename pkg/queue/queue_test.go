@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -158,15 +159,20 @@ func TestTornTail(t *testing.T) {
 		},
 		{
 			name:   "a flipped bit in the last length",
-			damage: func(t *testing.T, f *os.File) { flip(t, f, ends[8]) },
+			damage: func(t *testing.T, f *os.File) { flip(t, f, ends[8]+4) },
 			want:   seq(0, 9),
 		},
 		{
-			// Not a torn write but a damaged disk: what follows the
-			// damage in the segment cannot be framed any more.
+			// Not a torn write but a damaged disk: the damaged record is
+			// skipped, not what follows it.
 			name:   "a flipped bit in a middle record",
 			damage: func(t *testing.T, f *os.File) { flip(t, f, ends[4]-1) },
-			want:   seq(0, 4),
+			want:   append(seq(0, 4), seq(5, 10)...),
+		},
+		{
+			name:   "a flipped bit in a middle header",
+			damage: func(t *testing.T, f *os.File) { flip(t, f, ends[4]+1) },
+			want:   append(seq(0, 5), seq(6, 10)...),
 		},
 	}
 	for _, tt := range tests {
@@ -189,7 +195,7 @@ func TestTornTail(t *testing.T) {
 			}
 			var good int64
 			if len(tt.want) > 0 {
-				good = ends[len(tt.want)-1]
+				good = ends[tt.want[len(tt.want)-1]]
 			}
 			if got := fileSize(t, name); got != good {
 				t.Errorf("segment is %d bytes after Open, want it cut to %d", got, good)
@@ -242,7 +248,12 @@ func TestDamageInAnOlderSegment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := scanSegment(f, 0)
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg, _ := parseSegName(filepath.Base(names[0]))
+	s, err := newScanner().scan(f, seg, 0, fi.Size(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +270,7 @@ func TestDamageInAnOlderSegment(t *testing.T) {
 func lastSegmentOf(q *Queue) uint64 {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.segs[len(q.segs)-1].seq
+	return q.w.seq
 }
 
 func TestAckFile(t *testing.T) {
@@ -337,7 +348,7 @@ func damageAckSlot(t *testing.T, name string, newest bool) {
 }
 
 func TestBudget(t *testing.T) {
-	rec := bytes.Repeat([]byte("x"), 92) // 100 bytes on disk
+	rec := bytes.Repeat([]byte("x"), 100-headerLen) // 100 bytes on disk
 	cfg := Config{Dir: t.TempDir(), MaxBytes: 300, SegmentBytes: 150}
 	q := open(t, cfg)
 	for i := range 3 {
@@ -354,7 +365,7 @@ func TestBudget(t *testing.T) {
 	if q.Bytes() != 300 || q.Len() != 3 {
 		t.Fatalf("Bytes %d, Len %d; want 300, 3", q.Bytes(), q.Len())
 	}
-	if err := q.Append(make([]byte, 293)); !errors.Is(err, ErrTooLarge) {
+	if err := q.Append(make([]byte, 300-headerLen+1)); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("Append of a record larger than the budget: %v, want ErrTooLarge", err)
 	}
 
@@ -383,7 +394,7 @@ func TestBudget(t *testing.T) {
 		r, _ := q.Next(context.Background())
 		q.Ack(r)
 	}
-	if err := q.Append(make([]byte, 292)); err != nil {
+	if err := q.Append(make([]byte, 300-headerLen)); err != nil {
 		t.Fatalf("Append of a record of the whole budget: %v", err)
 	}
 }
@@ -594,7 +605,8 @@ func consume(q *Queue, producers, total int) error {
 }
 
 func TestCorruptAtRuntime(t *testing.T) {
-	cfg := Config{Dir: t.TempDir()}
+	var found []Corruption
+	cfg := Config{Dir: t.TempDir(), OnCorrupt: func(c Corruption) { found = append(found, c) }}
 	q := open(t, cfg)
 	appendN(t, q, 0, 3, 100)
 	// The disk changes record 1 under the open queue.
@@ -602,7 +614,8 @@ func TestCorruptAtRuntime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	flip(t, f, headerLen+int64(len(record(0, 100)))+headerLen+3)
+	size0, size1 := headerLen+int64(len(record(0, 100))), headerLen+int64(len(record(1, 100)))
+	flip(t, f, size0+headerLen+3)
 	f.Close()
 
 	r, err := q.Next(context.Background())
@@ -610,15 +623,30 @@ func TestCorruptAtRuntime(t *testing.T) {
 		t.Fatalf("Next: %v", err)
 	}
 	q.Ack(r)
-	r, err = q.Next(context.Background())
-	if !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("Next of a damaged record: %v, want ErrCorrupt", err)
+	if len(found) != 0 {
+		t.Fatalf("damage reported before Next reached it: %+v", found)
 	}
-	if err := q.Ack(r); err != nil {
-		t.Fatalf("Ack to skip a damaged record: %v", err)
+	// Next skips the damaged record, reports it, and returns the next.
+	r, err = q.Next(context.Background())
+	if err != nil || index(t, r.Data, 100) != 2 {
+		t.Fatalf("Next after a damaged record: %v, want record 2", err)
+	}
+	want := []Corruption{{Kind: CorruptRecords, File: f.Name(), Offset: size0, Bytes: size1}}
+	if !slices.Equal(found, want) || q.CorruptBytes() != size1 {
+		t.Fatalf("reported %+v, CorruptBytes %d; want %+v", found, q.CorruptBytes(), want)
+	}
+	if q.Len() != 1 {
+		t.Fatalf("Len = %d, want 1", q.Len())
 	}
 	if err := equal(drain(t, q, 100), []int{2}); err != nil {
 		t.Fatal(err)
+	}
+	// Once past, the damage is not reported again after a restart.
+	q.Close()
+	found = nil
+	q = open(t, cfg)
+	if len(found) != 0 || q.Len() != 0 {
+		t.Fatalf("after a restart: reported %+v, Len %d", found, q.Len())
 	}
 }
 
@@ -708,5 +736,40 @@ func TestAckPastTheEnd(t *testing.T) {
 	q = open(t, cfg)
 	if err := equal(drain(t, q, 100), seq(10, 13)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Past its budget, a legacy resync tries only where the damaged length
+// points: a damaged payload still costs one record, a damaged length the
+// rest of the segment.
+func TestLegacyResyncBudget(t *testing.T) {
+	var seg []byte
+	var offs []int64
+	for i := range 10 {
+		offs = append(offs, int64(len(seg)))
+		seg = appendLegacyRecord(seg, record(i, 100))
+	}
+	tests := []struct {
+		name   string
+		damage int64 // the byte flipped
+		want   []hole
+	}{
+		{name: "payload", damage: offs[3] + legacyHeaderLen + 2, want: []hole{{offs[3], offs[4]}}},
+		{name: "length", damage: offs[3] + 1, want: []hole{{offs[3], int64(len(seg))}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := bytes.Clone(seg)
+			b[tt.damage] ^= 1
+			sc := newScanner()
+			sc.resyncBudget = 1
+			s, err := sc.scan(bytes.NewReader(b), segFile{1, legacy}, 0, int64(len(b)), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(s.holes, tt.want) {
+				t.Fatalf("holes %v, want %v", s.holes, tt.want)
+			}
+		})
 	}
 }
