@@ -173,6 +173,12 @@ func (s *Service) writeSubmitError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusBadRequest, ferr.Field, "%s", ferr.Message)
 		return
 	}
+	if errors.Is(err, ErrFullWaiting) {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusTooManyRequests, "", "feedback for responses whose span has not come through holds its share (3/4) of this proxy's limits (%d feedbacks, %d bytes); "+
+			"feedback for responses already seen is still taken; retry later", s.cfg.MaxPending, s.cfg.MaxBytes)
+		return
+	}
 	if errors.Is(err, ErrFullBytes) {
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusTooManyRequests, "", "the feedback pending holds the %d bytes of memory this proxy keeps for it; retry later", s.cfg.MaxBytes)

@@ -84,6 +84,10 @@ func (r *record) bytes() int {
 type budget struct {
 	max            int
 	pending, ended int
+	// waiting and waitingBytes are the pending records whose span is not
+	// known yet (part of pending): they may take only their share of the
+	// caps (see waitingShare).
+	waiting, waitingBytes int
 }
 
 func (b *budget) over() bool { return b.pending+b.ended > b.max }
@@ -97,6 +101,10 @@ func (s *Service) countLocked(r *record) {
 	r.size = r.bytes()
 	if r.state == Pending {
 		s.mem.pending += r.size
+		if !r.resolved {
+			s.mem.waiting++
+			s.mem.waitingBytes += r.size
+		}
 	} else {
 		s.mem.ended += r.size
 	}
@@ -111,6 +119,10 @@ func (s *Service) countLocked(r *record) {
 func (s *Service) uncountLocked(r *record) {
 	if r.state == Pending {
 		s.mem.pending -= r.size
+		if !r.resolved {
+			s.mem.waiting--
+			s.mem.waitingBytes -= r.size
+		}
 	} else {
 		s.mem.ended -= r.size
 	}

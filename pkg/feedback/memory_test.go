@@ -65,13 +65,16 @@ func TestByteBudgetHoldsUnderFlood(t *testing.T) {
 					}
 				}
 				grown := heapInUse() - before
-				if !errors.Is(err, feedback.ErrFullBytes) || !errors.Is(err, feedback.ErrFull) {
-					t.Fatalf("after %d accepted: Submit = %v, want ErrFullBytes, an ErrFull", accepted, err)
+				// Feedback for spans never seen takes three quarters of
+				// the budget at most (ErrFullWaiting, an ErrFull).
+				const limit = maxBytes - maxBytes/4
+				if !errors.Is(err, feedback.ErrFullWaiting) || !errors.Is(err, feedback.ErrFull) {
+					t.Fatalf("after %d accepted: Submit = %v, want ErrFullWaiting, an ErrFull", accepted, err)
 				}
 				pending := h.metric(t, "feedbackproxy_feedback_bytes", "state", "pending")
 				perRecord := int(pending) / accepted
-				if pending > maxBytes || pending+float64(perRecord) <= maxBytes {
-					t.Errorf("%v bytes pending after the refusal, want at most %d and within one feedback (%d) of it", pending, maxBytes, perRecord)
+				if pending > limit || pending+float64(perRecord) <= limit {
+					t.Errorf("%v bytes pending after the refusal, want at most %d and within one feedback (%d) of it", pending, limit, perRecord)
 				}
 				if got := h.metric(t, "feedbackproxy_feedback_capacity_bytes", "", ""); got != maxBytes {
 					t.Errorf("capacity gauge = %v, want %d", got, maxBytes)
@@ -106,11 +109,15 @@ func TestEndedFeedbackGivesBytesBack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		cfg := testConfig()
 		cfg.MaxBytes, cfg.MaxPending = maxBytes, 1<<20
-		h := newHarness(t, cfg, accept)
+		// The forty first are annotated; then Phoenix answers 503, so
+		// that later feedback stays pending, its span known.
+		const n = 40
+		answers := make([]answer, n+1)
+		answers[n] = status(503)
+		h := newHarness(t, cfg, answers...)
 
 		// Forty feedbacks with 16 KiB of metadata each fit in 1 MiB
 		// while pending, and are annotated.
-		const n = 40
 		md := fullMetadata[0].md
 		for i := range n {
 			h.indexSpan(fmt.Sprintf("chatcmpl-%d", i), byte(i))
@@ -145,7 +152,9 @@ func TestEndedFeedbackGivesBytesBack(t *testing.T) {
 		// the whole budget; ended ones are not a reason to refuse it.
 		accepted := 0
 		for {
-			if _, err := h.svc.Submit([]feedback.Feedback{vote(fmt.Sprintf("later-%d", accepted), "up", metadata(md(accepted)))}); err != nil {
+			id := fmt.Sprintf("later-%d", accepted)
+			h.indexSpan(id, byte(accepted))
+			if _, err := h.svc.Submit([]feedback.Feedback{vote(id, "up", metadata(md(accepted)))}); err != nil {
 				if !errors.Is(err, feedback.ErrFullBytes) {
 					t.Fatalf("Submit = %v, want ErrFullBytes", err)
 				}
@@ -176,5 +185,33 @@ func TestEndedFeedbackGivesBytesBack(t *testing.T) {
 		if err := h.svc.Shutdown(t.Context()); err != nil {
 			t.Error(err)
 		}
+	})
+}
+
+// Feedback for responses never seen (made-up ids, a flood) takes three
+// quarters of the caps at most: feedback for a span the proxy has seen is
+// still taken, and annotated.
+func TestWaitingFeedbackLeavesRoom(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := testConfig()
+		cfg.MaxPending = 100
+		h := newHarness(t, cfg, accept)
+		accepted := 0
+		for {
+			if _, err := h.svc.Submit([]feedback.Feedback{vote(fmt.Sprintf("made-up-%d", accepted), "up")}); err != nil {
+				if !errors.Is(err, feedback.ErrFullWaiting) {
+					t.Fatalf("after %d: Submit = %v, want ErrFullWaiting", accepted, err)
+				}
+				break
+			}
+			accepted++
+		}
+		if accepted != 75 {
+			t.Errorf("%d feedbacks for unseen spans accepted, want 75 (3/4 of MaxPending)", accepted)
+		}
+		h.indexSpan("chatcmpl-seen", 1)
+		h.submit(t, vote("chatcmpl-seen", "up"))
+		synctest.Wait()
+		wantState(t, h.one(t, "chatcmpl-seen"), feedback.Annotated)
 	})
 }

@@ -136,6 +136,12 @@ var ErrFull = errors.New("feedback: too many feedbacks pending")
 // was accepted. It is an ErrFull: errors.Is(ErrFullBytes, ErrFull) holds.
 var ErrFullBytes = fmt.Errorf("%w: they hold the MaxBytes of memory kept for feedback", ErrFull)
 
+// ErrFullWaiting is returned by Submit when feedback for responses whose
+// span has not come through would take more than its share (three
+// quarters) of MaxPending or MaxBytes; feedback for spans the proxy has
+// seen is still taken. Nothing of the batch was accepted. It is an ErrFull.
+var ErrFullWaiting = fmt.Errorf("%w: feedback waiting for spans not seen yet holds its share of the limits", ErrFull)
+
 // key is what Phoenix upserts an annotation on, for one response.
 type key struct {
 	responseID, name, identifier string
@@ -307,22 +313,41 @@ func (s *Service) admitLocked(items []Feedback, votes []vote) error {
 		last[keyOf(f)] = i
 	}
 	fresh, grow := 0, 0
+	freshWaiting, growWaiting := 0, 0
 	for k, i := range last {
 		if r, ok := s.byResponse[k.responseID][k]; ok && r.state == Pending {
-			grow += votes[i].bytes() - r.vote.bytes()
+			d := votes[i].bytes() - r.vote.bytes()
+			grow += d
+			if !r.resolved {
+				growWaiting += d
+			}
 			continue
 		}
+		n := (&record{key: k, vote: votes[i]}).bytes()
 		fresh++
-		grow += (&record{key: k, vote: votes[i]}).bytes()
+		grow += n
+		if _, known := s.resolver.Lookup(k.responseID); !known {
+			freshWaiting++
+			growWaiting += n
+		}
 	}
 	switch {
 	case s.pending+fresh > s.cfg.MaxPending:
 		return ErrFull
 	case s.mem.pending+grow > s.cfg.MaxBytes:
 		return ErrFullBytes
+	case s.mem.waiting+freshWaiting > waitingShare(s.cfg.MaxPending),
+		s.mem.waitingBytes+growWaiting > waitingShare(s.cfg.MaxBytes):
+		return ErrFullWaiting
 	}
 	return nil
 }
+
+// waitingShare is the part of a cap that feedback for responses whose span
+// has not come through may take. Such feedback waits up to MaxAge (an
+// hour), and anyone can send it for made-up ids: the rest of the caps stays
+// for feedback on spans the proxy has seen, which ends in seconds.
+func waitingShare(limit int) int { return limit - limit/4 }
 
 // SubmitAndWait is Submit, then a wait of up to SyncWait for the feedbacks
 // whose span is known to be annotated, so that the caller learns the
