@@ -3,7 +3,9 @@ package budget
 import (
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // A single request larger than the whole budget still goes through when
@@ -63,5 +65,53 @@ func TestReadAll(t *testing.T) {
 	res.Release()
 	if small.Used() != 1 {
 		t.Errorf("used %d after release, want 1", small.Used())
+	}
+}
+
+// When the budget is full, the reader that stalled longest (at least
+// MinStall) is aborted and its bytes waited for; one that makes progress,
+// or has read its body, is not.
+func TestStalledReaderGivesWay(t *testing.T) {
+	b := New(100, nil)
+	b.MinStall = 20 * time.Millisecond
+	stalled := b.Reserve()
+	var aborts atomic.Int32
+	stalled.Track(func() {
+		aborts.Add(1)
+		go stalled.Release() // what its handler does once its read fails
+	})
+	if !stalled.Grow(80) {
+		t.Fatal("grow")
+	}
+	done := b.Reserve() // read its body, waits upstream: never aborted
+	if !done.Grow(20) {
+		t.Fatal("grow")
+	}
+	done.Untrack()
+
+	// Not stalled long enough yet: refused, nobody aborted.
+	if b.Reserve().Grow(50) || aborts.Load() != 0 {
+		t.Fatalf("refusal before MinStall: aborts %d", aborts.Load())
+	}
+	time.Sleep(30 * time.Millisecond)
+	fresh := b.Reserve()
+	if !fresh.Grow(50) {
+		t.Fatal("a request needing room was refused although a reader had stalled past MinStall")
+	}
+	if aborts.Load() != 1 || !stalled.Aborted() || done.Aborted() {
+		t.Errorf("aborts %d, stalled aborted %v, done aborted %v", aborts.Load(), stalled.Aborted(), done.Aborted())
+	}
+
+	// A reader that keeps reading keeps what it holds.
+	fresh.Track(func() { t.Error("a reader making progress was aborted") })
+	time.Sleep(30 * time.Millisecond)
+	fresh.Progress()
+	if b.Reserve().Grow(40) {
+		t.Error("room made from a reader that made progress")
+	}
+	fresh.Release()
+	done.Release()
+	if b.Used() != 0 {
+		t.Errorf("used %d after every release", b.Used())
 	}
 }

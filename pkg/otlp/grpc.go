@@ -94,11 +94,13 @@ type grpcTraces struct {
 // received, a call buffers at most its flow control window.
 func (g *grpcTraces) export(ss grpc.ServerStream) error {
 	r := g.r
-	if err := g.takeSlot(ss.Context()); err != nil {
-		return err
+	h := r.receptions.acquire(ss.Context(), r.cfg.Limits.ReadTimeout)
+	if h == nil {
+		r.overloaded("grpc")
+		return errReceptionsBusy.GRPCStatus().Err()
 	}
-	req, err := g.receive(ss)
-	<-r.receiving
+	req, err := g.receive(ss, h)
+	r.receptions.release(h)
 	if err != nil {
 		return err
 	}
@@ -142,40 +144,8 @@ func (g *grpcTraces) handle(ctx context.Context, data []byte) error {
 	return nil
 }
 
-// takeSlot waits for a reception slot. A few calls may wait, for as long as
-// a message may take to arrive (by then a slot has freed, or it is held by
-// clients that stall); each waiting call buffers at most its flow control
-// window. Past them, or past the wait, the call is refused with
-// ResourceExhausted and a retry delay.
-func (g *grpcTraces) takeSlot(ctx context.Context) error {
-	r := g.r
-	select {
-	case r.receiving <- struct{}{}:
-		return nil
-	default:
-	}
-	select {
-	case r.waiting <- struct{}{}:
-		defer func() { <-r.waiting }()
-	default:
-		r.overloaded("grpc")
-		return errOverloaded(r.cfg.MaxInflightBytes).GRPCStatus().Err()
-	}
-	t := time.NewTimer(r.cfg.Limits.ReadTimeout)
-	defer t.Stop()
-	select {
-	case r.receiving <- struct{}{}:
-		return nil
-	case <-t.C:
-		r.overloaded("grpc")
-		return errOverloaded(r.cfg.MaxInflightBytes).GRPCStatus().Err()
-	case <-ctx.Done():
-		return status.FromContextError(ctx.Err()).Err()
-	}
-}
-
 // receive reads the call's one message, within ReadTimeout.
-func (g *grpcTraces) receive(ss grpc.ServerStream) (*rawMessage, error) {
+func (g *grpcTraces) receive(ss grpc.ServerStream, h *reception) (*rawMessage, error) {
 	type result struct {
 		m   *rawMessage
 		err error
@@ -191,17 +161,32 @@ func (g *grpcTraces) receive(ss grpc.ServerStream) (*rawMessage, error) {
 	}()
 	t := time.NewTimer(g.r.cfg.Limits.ReadTimeout)
 	defer t.Stop()
-	select {
-	case res := <-got:
-		return res.m, res.err
-	case <-t.C:
-		// Ending the call ends the reception (its context is cancelled);
-		// the message, if it still came, is freed.
+	// Ending the call ends the reception (its context is cancelled); the
+	// message, if it still came, is freed.
+	abandon := func() {
 		go func() {
 			if res := <-got; res.err == nil {
 				res.m.free()
 			}
 		}()
+	}
+	select {
+	case res := <-got:
+		return res.m, res.err
+	case <-t.C:
+		abandon()
 		return nil, status.Errorf(codes.DeadlineExceeded, "the export was not received within %s", g.r.cfg.Limits.ReadTimeout)
+	case <-h.abort:
+		abandon()
+		return nil, errStalledReception.GRPCStatus().Err()
 	}
 }
+
+// The answers of a call that could not be received: retryable, with a
+// delay, as OTLP exporters expect.
+var (
+	errReceptionsBusy = &Error{Code: codes.ResourceExhausted, RetryAfter: time.Second,
+		Msg: "the proxy is receiving as many gRPC exports as it takes at once; retry later"}
+	errStalledReception = &Error{Code: codes.Unavailable, RetryAfter: time.Second,
+		Msg: "the export was coming too slowly while others waited; retry later"}
+)

@@ -165,90 +165,146 @@ func TestMaxConnections(t *testing.T) {
 	}
 }
 
-// A gRPC call whose message does not come within ReadTimeout ends with
-// DeadlineExceeded. While the reception slots are taken by such calls, a
-// few more calls wait for one; past those, a call is refused at once with
-// ResourceExhausted. Once the stalled calls end, exports are taken again.
-func TestGRPCStalledCalls(t *testing.T) {
+// grpcHarness is a receiver with gRPC only, and a client connection to it.
+func grpcHarness(t *testing.T, readTimeout, minHold time.Duration) (*Receiver, *recorder, *grpc.ClientConn, context.Context) {
+	t.Helper()
 	rec := &recorder{}
 	// More streams on the one connection than a client would open.
-	cfg := ReceiverConfig{HTTPAddr: "-", MaxConcurrentStreams: 64, Limits: listener.Limits{ReadTimeout: 700 * time.Millisecond}}
+	cfg := ReceiverConfig{HTTPAddr: "-", MaxConcurrentStreams: 64, Limits: listener.Limits{ReadTimeout: readTimeout}}
 	r := startReceiver(t, cfg, rec, nil)
+	r.receptions.minHold = minHold
 	cc, err := grpc.NewClient(r.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	t.Cleanup(func() { cc.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return r, rec, cc, ctx
+}
 
-	slots, waiters := cap(r.receiving), cap(r.waiting)
-	ended := make(chan error, slots+waiters)
-	for range slots + waiters {
+// stallCalls opens n calls that send nothing; their outcomes come on the
+// channel.
+func stallCalls(t *testing.T, ctx context.Context, cc *grpc.ClientConn, n int) chan error {
+	t.Helper()
+	ended := make(chan error, n)
+	for range n {
 		s, err := cc.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, exportMethod)
 		if err != nil {
 			t.Fatal(err)
 		}
-		go func() { ended <- s.RecvMsg(new(ptraceotlp.ExportResponse)) }() // sends nothing
+		go func() { ended <- s.RecvMsg(new(ptraceotlp.ExportResponse)) }()
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for (len(r.receiving) < slots || len(r.waiting) < waiters) && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	_, err = ptraceotlp.NewGRPCClient(cc).Export(ctx, sampleRequest(3))
-	if st, _ := status.FromError(err); st.Code() != codes.ResourceExhausted {
-		t.Fatalf("an export while %d stalled calls hold every slot and %d wait: %v, want ResourceExhausted", slots, waiters, err)
-	}
-	// Those holding a slot time out; those waiting, timed out too, or
-	// refused once they waited as long.
-	timedOut := 0
-	for range slots + waiters {
-		switch st, _ := status.FromError(<-ended); st.Code() {
-		case codes.DeadlineExceeded:
-			timedOut++
-		case codes.ResourceExhausted:
-		default:
-			t.Errorf("a stalled call ended with %v, want DeadlineExceeded or ResourceExhausted", st)
+	return ended
+}
+
+func waitBusy(t *testing.T, r *Receiver, slots, waiting int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		s, w := r.receptions.busy()
+		if s >= slots && w >= waiting {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("busy slots %d, waiting %d; want %d and %d", s, w, slots, waiting)
 		}
 	}
-	if timedOut < slots {
-		t.Errorf("%d stalled calls timed out, want at least the %d holding a slot", timedOut, slots)
+}
+
+func code(err error) codes.Code {
+	st, _ := status.FromError(err)
+	return st.Code()
+}
+
+// A gRPC call whose message does not come within ReadTimeout ends with
+// DeadlineExceeded, and what it held is freed.
+func TestGRPCStalledCallTimesOut(t *testing.T) {
+	r, _, cc, ctx := grpcHarness(t, 300*time.Millisecond, time.Hour)
+	ended := stallCalls(t, ctx, cc, 1)
+	if c := code(<-ended); c != codes.DeadlineExceeded {
+		t.Fatalf("a stalled call alone ended with %v, want DeadlineExceeded", c)
+	}
+	if s, _ := r.receptions.busy(); s != 0 {
+		t.Errorf("%d slots still taken", s)
+	}
+}
+
+// Calls that send nothing hold every reception slot: an export that comes
+// then waits, the call that held a slot longest gives it up (Unavailable,
+// retryable) once it has held it for the minimum, and the export is taken.
+func TestGRPCStalledCallsGiveWay(t *testing.T) {
+	r, rec, cc, ctx := grpcHarness(t, 10*time.Second, 200*time.Millisecond)
+	slots := cap(r.receptions.slots)
+	ended := stallCalls(t, ctx, cc, slots)
+	waitBusy(t, r, slots, 0)
+	start := time.Now()
+	if _, err := ptraceotlp.NewGRPCClient(cc).Export(ctx, sampleRequest(3)); err != nil {
+		t.Fatalf("an export while %d stalled calls hold every slot: %v, want it taken", slots, err)
+	}
+	if rec.calls() != 1 {
+		t.Errorf("consumer called %d times, want 1", rec.calls())
+	}
+	if c := code(<-ended); c != codes.Unavailable {
+		t.Errorf("the stalled call that gave way ended with %v, want Unavailable", c)
+	}
+	t.Logf("taken after %s", time.Since(start).Round(time.Millisecond))
+}
+
+// Past the slots and the waiting places, a call is refused at once with
+// ResourceExhausted; the waiting ones time out as the clock says.
+func TestGRPCReceptionsFull(t *testing.T) {
+	r, _, cc, ctx := grpcHarness(t, 500*time.Millisecond, time.Hour)
+	slots, waiters := cap(r.receptions.slots), cap(r.receptions.waiting)
+	ended := stallCalls(t, ctx, cc, slots+waiters)
+	waitBusy(t, r, slots, waiters)
+	if _, err := ptraceotlp.NewGRPCClient(cc).Export(ctx, sampleRequest(3)); code(err) != codes.ResourceExhausted {
+		t.Fatalf("an export past %d slots and %d waiting places: %v, want ResourceExhausted", slots, waiters, err)
+	}
+	for range slots + waiters {
+		if c := code(<-ended); c != codes.DeadlineExceeded && c != codes.ResourceExhausted {
+			t.Errorf("a stalled call ended with %v, want DeadlineExceeded or ResourceExhausted", c)
+		}
 	}
 	if _, err := ptraceotlp.NewGRPCClient(cc).Export(ctx, sampleRequest(3)); err != nil {
 		t.Fatalf("an export once the stalled calls ended: %v", err)
 	}
-	if rec.calls() != 1 {
-		t.Errorf("consumer called %d times, want 1", rec.calls())
-	}
 }
 
-// A call that finds every slot taken waits for one: a short burst of
-// exports is received, not refused.
-func TestGRPCWaitsForASlot(t *testing.T) {
+// Clients that send part of a body and stop fill the budget; an export
+// that needs room then cuts off the one that stalled longest (503, retry)
+// and is taken: a client must keep sending to keep what it holds.
+func TestStalledBodiesGiveWay(t *testing.T) {
+	body := marshalProto(t, sampleRequest(200))
 	rec := &recorder{}
-	cfg := ReceiverConfig{HTTPAddr: "-", Limits: listener.Limits{ReadTimeout: 500 * time.Millisecond}}
-	r := startReceiver(t, cfg, rec, nil)
-	cc, err := grpc.NewClient(r.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	r := startReceiver(t, ReceiverConfig{MaxInflightBytes: int64(len(body)) * 3 / 2, MaxRequestBytes: 20 << 20,
+		Limits: listener.Limits{ReadTimeout: 20 * time.Second}}, rec, nil)
+	r.budget.MinStall = 100 * time.Millisecond
+	// Each sends 60 % of a body and stops: two hold more than the budget
+	// leaves for a third.
+	part := body[:len(body)*6/10]
+	var stalled []net.Conn
+	for range 2 {
+		stalled = append(stalled, postHeaderOnly(t, r.HTTPAddr().String(), len(body), part))
+		time.Sleep(50 * time.Millisecond)
+	}
+	for deadline := time.Now().Add(5 * time.Second); r.budget.Used() < int64(len(part)); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stalled bodies hold %d bytes, want at least %d", r.budget.Used(), len(part))
+		}
+	}
+	time.Sleep(150 * time.Millisecond) // past MinStall
+	resp, err := http.Post("http://"+r.HTTPAddr().String()+TracesPath, contentTypeProto, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for range cap(r.receiving) {
-		s, err := cc.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, exportMethod)
-		if err != nil {
-			t.Fatal(err)
-		}
-		go func() { _ = s.RecvMsg(new(ptraceotlp.ExportResponse)) }() // stalls
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || rec.calls() != 1 {
+		t.Fatalf("an export beside stalled bodies filling the budget: %d (%d handed on), want 200", resp.StatusCode, rec.calls())
 	}
-	for len(r.receiving) < cap(r.receiving) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if _, err := ptraceotlp.NewGRPCClient(cc).Export(ctx, sampleRequest(3)); err != nil {
-		t.Fatalf("an export that waited for the stalled calls to end: %v", err)
-	}
-	if rec.calls() != 1 {
-		t.Errorf("consumer called %d times, want 1", rec.calls())
+	// The first to stall was cut off with a retryable answer.
+	_ = stalled[0].SetReadDeadline(time.Now().Add(5 * time.Second))
+	line := make([]byte, 12)
+	if _, err := io.ReadFull(stalled[0], line); err != nil || string(line) != "HTTP/1.1 503" {
+		t.Errorf("the stalled request cut off: %q, %v; want HTTP/1.1 503", line, err)
 	}
 }

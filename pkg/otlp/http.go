@@ -64,7 +64,17 @@ func (r *Receiver) handleTraces(w http.ResponseWriter, req *http.Request) {
 	defer res.Release()
 	var bufs bodyBuffers
 	defer bufs.release() // after consume: the exporter is done with them
+	// While the body comes, the request may be cut off should it stall
+	// while others need the budget (see package budget).
+	rc := http.NewResponseController(w)
+	res.Track(func() { _ = rc.SetReadDeadline(time.Now()) })
 	body, gzipped, code, err := readBody(w, req, r.cfg.MaxRequestBytes, res, &bufs)
+	res.Untrack()
+	if res.Aborted() {
+		writeStatus(w, enc, http.StatusServiceUnavailable, status.New(codes.Unavailable,
+			"the request body stopped coming while other exports needed the memory it held; retry"), time.Second)
+		return
+	}
 	if errors.Is(err, errBudgetSpent) {
 		r.refuseOverloaded(w, enc, "http")
 		return
@@ -285,6 +295,9 @@ func readAll(b []byte, rd io.Reader, sizeHint, limit int64, res *budget.Reservat
 		}
 		n, err := rd.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
+		if n > 0 {
+			res.Progress()
+		}
 		if !charge(int64(cap(b))) {
 			return b, errBudgetSpent
 		}

@@ -166,11 +166,9 @@ type Receiver struct {
 	metrics  *Metrics
 	log      *slog.Logger
 	budget   *budget.Budget
-	// receiving caps the gRPC messages being received at once (see
-	// grpcTraces.Export); each may hold up to MaxRequestBytes.
-	receiving chan struct{}
-	// waiting caps the gRPC calls waiting for a reception slot.
-	waiting chan struct{}
+	// receptions caps the gRPC messages being received at once; each may
+	// hold up to MaxRequestBytes.
+	receptions *receptions
 	// base is the context of every request; cancelled when Shutdown runs
 	// out of time, so that handlers still waiting answer "unavailable"
 	// before their connection is closed.
@@ -198,12 +196,16 @@ func NewReceiver(cfg ReceiverConfig, consumer Consumer, metrics *Metrics, log *s
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Receiver{cfg: cfg, consumer: consumer, metrics: metrics, log: log,
-		budget:    budget.New(cfg.MaxInflightBytes, metrics.setInflight),
-		receiving: make(chan struct{}, grpcReceivers(cfg)),
-		waiting:   make(chan struct{}, 4*grpcReceivers(cfg))}
+		budget:     budget.New(cfg.MaxInflightBytes, metrics.setInflight),
+		receptions: newReceptions(grpcReceivers(cfg), 4*grpcReceivers(cfg), minReceptionHold)}
 	r.base, r.cancelBase = context.WithCancel(context.Background())
 	return r, nil
 }
+
+// minReceptionHold is how long a gRPC call holds its reception slot before
+// another that waits may take it: an export on a healthy link arrives in
+// milliseconds.
+const minReceptionHold = time.Second
 
 // grpcReceivers is how many gRPC messages may be received at once. grpc-go
 // reads a whole message before the proxy sees it, so the budget cannot be

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/budget"
 )
@@ -19,7 +20,8 @@ const DefaultFeedbackInflightBytes = 16 << 20
 
 // boundBodies reads a request's body (up to max bytes) before h sees it,
 // charging b for it as it arrives and until h returns; when b is spent it
-// answers 429 with Retry-After instead, in the feedback API's error shape.
+// answers 429 with Retry-After instead, in the feedback API's error shape,
+// and when the body stalled while others needed its bytes, 503.
 // A body past max is passed on cut at max+1 bytes, for h to refuse as it
 // does (413).
 func boundBodies(h http.Handler, b *budget.Budget, max int64) http.Handler {
@@ -30,8 +32,15 @@ func boundBodies(h http.Handler, b *budget.Budget, max int64) http.Handler {
 		}
 		res := b.Reserve()
 		defer res.Release()
+		rc := http.NewResponseController(w)
+		res.Track(func() { _ = rc.SetReadDeadline(time.Now()) })
 		body, err := budget.ReadAll(r.Body, max, res)
+		res.Untrack()
 		switch {
+		case res.Aborted():
+			w.Header().Set("Retry-After", "1")
+			writeAPIError(w, http.StatusServiceUnavailable, "the body stopped coming while other requests needed the memory it held; retry")
+			return
 		case errors.Is(err, budget.ErrSpent):
 			w.Header().Set("Retry-After", "1")
 			writeAPIError(w, http.StatusTooManyRequests, fmt.Sprintf(
