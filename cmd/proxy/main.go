@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/proxy"
@@ -19,6 +20,8 @@ import (
 func main() {
 	os.Exit(run(os.Args[1:]))
 }
+
+func getenvMemLimit() string { return os.Getenv("GOMEMLIMIT") }
 
 func run(args []string) int {
 	o, err := parseConfig(args, os.Getenv, os.Stderr)
@@ -41,6 +44,15 @@ func run(args []string) int {
 	if err != nil {
 		log.Error("invalid configuration", "err", err)
 		return 2
+	}
+	// The heap may grow to twice what is live before Go collects; held at
+	// the most the proxy can be made to hold, it stays there under attack.
+	bound := proxy.MemoryBound(o.cfg)
+	if getenvMemLimit() == "" {
+		debug.SetMemoryLimit(bound)
+		log.Info("memory: soft limit set to the most the proxy can be made to hold; GOMEMLIMIT overrides it", "limit_mib", bound>>20)
+	} else {
+		log.Info("memory: GOMEMLIMIT set by the environment", "gomemlimit", getenvMemLimit(), "bound_mib", bound>>20)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

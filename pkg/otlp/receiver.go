@@ -197,7 +197,7 @@ func NewReceiver(cfg ReceiverConfig, consumer Consumer, metrics *Metrics, log *s
 	}
 	r := &Receiver{cfg: cfg, consumer: consumer, metrics: metrics, log: log,
 		budget:     budget.New(cfg.MaxInflightBytes, metrics.setInflight),
-		receptions: newReceptions(grpcReceivers(cfg), 4*grpcReceivers(cfg), minReceptionHold)}
+		receptions: newReceptions(GRPCReceivers(cfg.MaxRequestBytes, cfg.MaxInflightBytes), 4*GRPCReceivers(cfg.MaxRequestBytes, cfg.MaxInflightBytes), minReceptionHold)}
 	r.base, r.cancelBase = context.WithCancel(context.Background())
 	return r, nil
 }
@@ -207,13 +207,13 @@ func NewReceiver(cfg ReceiverConfig, consumer Consumer, metrics *Metrics, log *s
 // milliseconds.
 const minReceptionHold = time.Second
 
-// grpcReceivers is how many gRPC messages may be received at once. grpc-go
-// reads a whole message before the proxy sees it, so the budget cannot be
-// charged as it arrives: instead, as many messages as the budget holds at
-// their largest, with their decompressed copy, may be in reception; at
-// least two.
-func grpcReceivers(cfg ReceiverConfig) int {
-	return int(max(2, cfg.MaxInflightBytes/(2*cfg.MaxRequestBytes)))
+// GRPCReceivers is how many gRPC messages may be received at once with
+// these limits. grpc-go reads a whole message before the proxy sees it, so
+// the budget cannot be charged as it arrives: instead, as many messages as
+// the budget holds at their largest, with their decompressed copy, may be
+// in reception; at least two.
+func GRPCReceivers(maxRequestBytes, maxInflightBytes int64) int {
+	return int(max(2, maxInflightBytes/(2*maxRequestBytes)))
 }
 
 // Start binds the listeners, so that a port in use is an error here, then
