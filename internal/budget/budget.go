@@ -72,7 +72,15 @@ type Reservation struct {
 	abort    func()
 	progress time.Time
 	aborted  bool
+	// wait is how long Grow waits for room (see SetWait).
+	wait time.Duration
 }
+
+// SetWait makes Grow wait up to d for room when the budget is full,
+// instead of failing at once: for requests whose clients would rather wait
+// a moment than retry (feedback from a page), and that hold the budget for
+// milliseconds.
+func (r *Reservation) SetWait(d time.Duration) { r.wait = d }
 
 // Track says r's request is reading its body, and how to abort the read
 // (e.g. a read deadline in the past) should the budget need its bytes.
@@ -111,7 +119,7 @@ func (r *Reservation) Aborted() bool {
 
 // Grow charges n more bytes. It fails when the budget cannot take them,
 // even once the stalled readers it may abort (see the package doc) gave
-// theirs back. A request alone in flight may exceed the budget, so that a
+// theirs back, and, with SetWait, once it waited that long for room. A request alone in flight may exceed the budget, so that a
 // request larger than it is slow, never starved.
 func (r *Reservation) Grow(n int64) bool {
 	if n <= 0 {
@@ -129,7 +137,7 @@ func (r *Reservation) Grow(n int64) bool {
 			return true
 		}
 		victim := b.stalledLocked(r)
-		if victim == nil {
+		if victim == nil && r.wait <= 0 {
 			b.mu.Unlock()
 			return false
 		}
@@ -138,9 +146,11 @@ func (r *Reservation) Grow(n int64) bool {
 		}
 		freed := b.freed
 		b.mu.Unlock()
-		victim.abort()
+		if victim != nil {
+			victim.abort()
+		}
 		if deadline.IsZero() {
-			deadline = time.Now().Add(evictWait)
+			deadline = time.Now().Add(max(r.wait, evictWait))
 		}
 		t := time.NewTimer(time.Until(deadline))
 		select {

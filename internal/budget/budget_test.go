@@ -115,3 +115,30 @@ func TestStalledReaderGivesWay(t *testing.T) {
 		t.Errorf("used %d after every release", b.Used())
 	}
 }
+
+// With SetWait, Grow waits for room instead of failing at once.
+func TestGrowWaits(t *testing.T) {
+	b := New(100, nil)
+	held := b.Reserve()
+	held.Grow(100)
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		held.Release()
+	}()
+	r := b.Reserve()
+	r.SetWait(5 * time.Second)
+	if !r.Grow(60) {
+		t.Fatal("Grow with a wait failed although room came")
+	}
+	r.Release()
+	other := b.Reserve()
+	other.Grow(100)
+	r.SetWait(30 * time.Millisecond)
+	start := time.Now()
+	if r.Grow(60) {
+		t.Fatal("Grow took room that never came")
+	}
+	if time.Since(start) < 30*time.Millisecond {
+		t.Error("Grow gave up before its wait")
+	}
+}

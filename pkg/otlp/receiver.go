@@ -197,15 +197,21 @@ func NewReceiver(cfg ReceiverConfig, consumer Consumer, metrics *Metrics, log *s
 	}
 	r := &Receiver{cfg: cfg, consumer: consumer, metrics: metrics, log: log,
 		budget:     budget.New(cfg.MaxInflightBytes, metrics.setInflight),
-		receptions: newReceptions(GRPCReceivers(cfg.MaxRequestBytes, cfg.MaxInflightBytes), 4*GRPCReceivers(cfg.MaxRequestBytes, cfg.MaxInflightBytes), minReceptionHold)}
+		receptions: newReceptions(GRPCReceivers(cfg.MaxRequestBytes, cfg.MaxInflightBytes), grpcWaiting, minReceptionHold)}
 	r.base, r.cancelBase = context.WithCancel(context.Background())
 	return r, nil
 }
 
 // minReceptionHold is how long a gRPC call holds its reception slot before
-// another that waits may take it: an export on a healthy link arrives in
-// milliseconds.
-const minReceptionHold = time.Second
+// another that waits may take it: an export on loopback or a healthy link
+// arrives in milliseconds.
+const minReceptionHold = 500 * time.Millisecond
+
+// grpcWaiting is how many gRPC calls may wait for a reception slot: each
+// costs a goroutine and at most its 64 KiB flow-control window, and enough
+// of them keep a place for a well-behaved exporter while other clients'
+// calls stall in line before it.
+const grpcWaiting = 32
 
 // GRPCReceivers is how many gRPC messages may be received at once with
 // these limits. grpc-go reads a whole message before the proxy sees it, so

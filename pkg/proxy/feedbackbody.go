@@ -18,6 +18,10 @@ import (
 // be held at once (feedback.MaxBodyBytes).
 const DefaultFeedbackInflightBytes = 16 << 20
 
+// feedbackRoomWait is how long a feedback body waits for room in the
+// budget before it is refused.
+const feedbackRoomWait = 2 * time.Second
+
 // boundBodies reads a request's body (up to max bytes) before h sees it,
 // charging b for it as it arrives and until h returns; when b is spent it
 // answers 429 with Retry-After instead, in the feedback API's error shape,
@@ -32,6 +36,10 @@ func boundBodies(h http.Handler, b *budget.Budget, max int64) http.Handler {
 		}
 		res := b.Reserve()
 		defer res.Release()
+		// Feedback bodies are handled in milliseconds: a vote from a page
+		// waits a moment for room rather than be refused while others
+		// flood the API.
+		res.SetWait(feedbackRoomWait)
 		rc := http.NewResponseController(w)
 		res.Track(func() { _ = rc.SetReadDeadline(time.Now()) })
 		body, err := budget.ReadAll(r.Body, max, res)
