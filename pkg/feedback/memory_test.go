@@ -211,6 +211,11 @@ func TestWaitingFeedbackLeavesRoom(t *testing.T) {
 		}
 		h.indexSpan("chatcmpl-seen", 1)
 		h.submit(t, vote("chatcmpl-seen", "up"))
+		// Also when the waiting ones hold past their share (a record's
+		// size grows with the reasons it gathers).
+		h.indexSpan("chatcmpl-seen-2", 2)
+		h.svc.InflateWaitingForTest(feedback.DefaultMaxBytes)
+		h.submit(t, vote("chatcmpl-seen-2", "up"))
 		synctest.Wait()
 		wantState(t, h.one(t, "chatcmpl-seen"), feedback.Annotated)
 	})

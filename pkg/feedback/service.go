@@ -336,6 +336,9 @@ func (s *Service) admitLocked(items []Feedback, votes []vote) error {
 		return ErrFull
 	case s.mem.pending+grow > s.cfg.MaxBytes:
 		return ErrFullBytes
+	case freshWaiting == 0 && growWaiting <= 0:
+		// Nothing more for spans not seen: their share is no reason to
+		// refuse (it may be past it by what its records gathered since).
 	case s.mem.waiting+freshWaiting > waitingShare(s.cfg.MaxPending),
 		s.mem.waitingBytes+growWaiting > waitingShare(s.cfg.MaxBytes):
 		return ErrFullWaiting
