@@ -28,6 +28,7 @@ func outage() time.Duration {
 // the app's exporter never even sees the outage.
 func TestPhoenixStopped(t *testing.T) {
 	p := newProxy(t, phoenixURL)
+	t.Logf("the proxy runs with no flags but its addresses: its state is in its default data directory %s", p.dataDir)
 	run := "stop" + runTag()
 	project := "faults-" + run
 	loadSeconds := outage().Seconds() + 8
@@ -88,7 +89,8 @@ func TestPhoenixUnavailable(t *testing.T) {
 // on the same data directory: every feedback is annotated, every span is
 // in Phoenix.
 func TestProxyKilled(t *testing.T) {
-	p := newProxy(t, phoenixURL, "-feedback-max-age", "5m")
+	p := newProxy(t, phoenixURL)
+	t.Logf("the proxy runs with no flags but its addresses: its state is in its default data directory %s", p.dataDir)
 	run := "kill" + runTag()
 	project := "faults-" + run
 	const rate, seconds = 20.0, 14.0

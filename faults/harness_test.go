@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -39,6 +40,16 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "faults: E2E_PHOENIX_URL and E2E_PYTHON are not set; run `make test` or scripts/e2e.sh ./faults/")
 		os.Exit(1)
 	}
+	// The attack cases that mostly wait on the proxy's timeouts run in
+	// parallel with each other (t.Parallel), more of them than there are
+	// CPUs: unless -parallel was given, let them all run at once.
+	flag.Parse()
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
+	if !parallelSet {
+		_ = flag.Set("test.parallel", "8")
+	}
+	raiseFileLimit()
 	wd, _ := os.Getwd()
 	repoRoot = filepath.Dir(wd)
 	dir, err := os.MkdirTemp("", "faults-bin")
@@ -75,30 +86,71 @@ func runTag() string {
 	return fmt.Sprintf("%x", b)
 }
 
-// proxyProc is the proxy binary, run as the user would run it.
+// proxyProc is the proxy binary, run as the user would run it: with no
+// flags but its addresses and Phoenix's (and what a scenario adds), so that
+// it keeps its state in its default data directory. That directory is
+// isolated per test: the proxy runs with XDG_STATE_HOME set to a temporary
+// directory, and without any FEEDBACK_PROXY_* or PHOENIX_* variable of the
+// environment the tests run in.
 type proxyProc struct {
 	t                                   *testing.T
 	args                                []string
+	env                                 []string
 	grpcAddr, httpAddr, feedback, admin string
-	dataDir                             string
-	cmd                                 *exec.Cmd
-	log                                 *os.File
-	mu                                  sync.Mutex
+	// dataDir is the proxy's default data directory,
+	// $XDG_STATE_HOME/phoenix-feedback-proxy, for the tests that inspect or
+	// damage it.
+	dataDir string
+	cmd     *exec.Cmd
+	log     *os.File
+	mu      sync.Mutex
 }
 
+// defaultDataDirName is the directory the proxy keeps its state in under
+// $XDG_STATE_HOME when it is given no -data-dir.
+const defaultDataDirName = "phoenix-feedback-proxy"
+
+// newProxy starts the proxy in front of upstream (Phoenix's OTLP endpoint
+// is upstream + /v1/traces, its REST API the test Phoenix) with no flags but
+// the addresses; extra flags come last. FAULTS_PROXY_DEBUG=1 adds
+// -log-level debug.
 func newProxy(t *testing.T, upstream string, extra ...string) *proxyProc {
+	return newProxyAt(t, upstream+"/v1/traces", phoenixURL, extra...)
+}
+
+// newProxyAt is newProxy with both Phoenix endpoints given.
+func newProxyAt(t *testing.T, otlpEndpoint, restURL string, extra ...string) *proxyProc {
+	t.Helper()
+	p := newProxyProc(t, otlpEndpoint, restURL, extra...)
+	p.start()
+	return p
+}
+
+// newProxyProc prepares the proxy without starting it.
+func newProxyProc(t *testing.T, otlpEndpoint, restURL string, extra ...string) *proxyProc {
+	t.Helper()
+	stateHome := t.TempDir()
 	p := &proxyProc{
 		t: t, grpcAddr: freePort(t), httpAddr: freePort(t), feedback: freePort(t), admin: freePort(t),
-		dataDir: t.TempDir(),
+		dataDir: filepath.Join(stateHome, defaultDataDirName),
 	}
-	p.args = append([]string{
+	p.args = []string{
 		"-otlp-grpc-addr", p.grpcAddr, "-otlp-http-addr", p.httpAddr,
 		"-feedback-addr", p.feedback, "-admin-addr", p.admin,
-		"-phoenix-otlp-endpoint", upstream + "/v1/traces", "-phoenix-url", phoenixURL,
-		"-data-dir", p.dataDir, "-log-level", "debug",
-	}, extra...)
+		"-phoenix-otlp-endpoint", otlpEndpoint, "-phoenix-url", restURL,
+	}
+	if os.Getenv("FAULTS_PROXY_DEBUG") == "1" {
+		p.args = append(p.args, "-log-level", "debug")
+	}
+	p.args = append(p.args, extra...)
+	p.env = proxyEnv(stateHome)
+	// FAULTS_LOG_DIR keeps the proxy's log after the test, one file a test.
+	logDir := os.Getenv("FAULTS_LOG_DIR")
+	if logDir == "" {
+		logDir = t.TempDir()
+	}
 	var err error
-	if p.log, err = os.Create(filepath.Join(t.TempDir(), "proxy.log")); err != nil {
+	if p.log, err = os.Create(filepath.Join(logDir, strings.ReplaceAll(t.Name(), "/", "_")+".proxy.log")); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -113,31 +165,102 @@ func newProxy(t *testing.T, upstream string, extra ...string) *proxyProc {
 		}
 		p.log.Close()
 	})
-	p.start()
 	return p
+}
+
+// proxyEnv is the test's environment without what would configure the
+// proxy behind the test's back (its own variables, Phoenix's, the Go
+// runtime's memory settings, which would change the RSS measured), and
+// with XDG_STATE_HOME set to stateHome.
+func proxyEnv(stateHome string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		switch {
+		case strings.HasPrefix(name, "FEEDBACK_PROXY_"), strings.HasPrefix(name, "PHOENIX_"),
+			name == "XDG_STATE_HOME", name == "GOGC", name == "GOMEMLIMIT", name == "GODEBUG":
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, "XDG_STATE_HOME="+stateHome)
+}
+
+// memoryOnly reports whether the scenario asked for -data-dir=-.
+func (p *proxyProc) memoryOnly() bool {
+	for i, a := range p.args {
+		if a == "-data-dir=-" || a == "--data-dir=-" || ((a == "-data-dir" || a == "--data-dir") && i+1 < len(p.args) && p.args[i+1] == "-") {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *proxyProc) start() {
 	p.t.Helper()
-	p.mu.Lock()
-	p.cmd = exec.Command(proxyBin, p.args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
-		p.mu.Unlock()
+	if err := p.startErr(); err != nil {
 		p.t.Fatal(err)
 	}
+}
+
+// startErr starts the proxy and waits until it is ready: /readyz answers
+// 200 and, unless the scenario asked for memory only, its state file is in
+// the default data directory.
+func (p *proxyProc) startErr() error {
+	p.mu.Lock()
+	cmd := exec.Command(proxyBin, p.args...)
+	cmd.Env = p.env
+	cmd.Stdout, cmd.Stderr = p.log, p.log
+	if err := cmd.Start(); err != nil {
+		p.mu.Unlock()
+		return err
+	}
+	p.cmd = cmd
 	p.mu.Unlock()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
+		if processExited(cmd.Process.Pid) {
+			return fmt.Errorf("the proxy exited while starting (see its log)")
+		}
 		if resp, err := http.Get("http://" + p.admin + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				if p.memoryOnly() {
+					return nil
+				}
+				if _, err := os.Stat(filepath.Join(p.dataDir, "state.db")); err != nil {
+					return fmt.Errorf("the proxy is ready but does not keep its state in its default data directory: %v", err)
+				}
+				return nil
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	p.t.Fatal("the proxy did not become ready within 15s")
+	return fmt.Errorf("the proxy did not become ready within 15s")
+}
+
+// processExited reports whether pid is a zombie: exited, not yet waited for.
+func processExited(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// pid (comm) state ...: comm may hold spaces, the state follows the last ')'.
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] == 'Z'
+	}
+	return false
+}
+
+// pid returns the running proxy's process id, 0 if none.
+func (p *proxyProc) pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
 }
 
 // kill SIGKILLs the proxy: no shutdown, no flush.
