@@ -418,20 +418,24 @@ func TestReceiverShutdown(t *testing.T) {
 		if err := r.Start(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		httpDone, grpcDone := make(chan struct{}), make(chan struct{})
+		// Cut off, the clients hear a retryable answer, not a closed
+		// connection: their exporters retry elsewhere or later.
+		httpDone, grpcDone := make(chan string, 1), make(chan codes.Code, 1)
 		go func() {
-			defer close(httpDone)
 			tr := &http.Transport{}
 			defer tr.CloseIdleConnections()
 			resp, err := (&http.Client{Transport: tr}).Post("http://"+r.HTTPAddr().String()+TracesPath, contentTypeProto, nil)
-			if err == nil {
-				resp.Body.Close()
+			if err != nil {
+				httpDone <- err.Error()
+				return
 			}
+			resp.Body.Close()
+			httpDone <- resp.Status
 		}()
 		client := grpcClient(t, r)
 		go func() {
-			defer close(grpcDone)
-			_, _ = client.Export(context.Background(), sampleRequest(1))
+			_, err := client.Export(context.Background(), sampleRequest(1))
+			grpcDone <- status.Code(err)
 		}()
 		<-entered
 		<-entered
@@ -440,8 +444,12 @@ func TestReceiverShutdown(t *testing.T) {
 		if err := r.Shutdown(ctx); !errors.Is(err, context.Canceled) {
 			t.Errorf("Shutdown = %v; want context.Canceled", err)
 		}
-		<-httpDone
-		<-grpcDone
+		if got := <-httpDone; got != "503 Service Unavailable" {
+			t.Errorf("the HTTP export cut off at shutdown: %s, want 503 Service Unavailable", got)
+		}
+		if got := <-grpcDone; got != codes.Unavailable {
+			t.Errorf("the gRPC export cut off at shutdown: %v, want Unavailable", got)
+		}
 	})
 
 	t.Run("port in use", func(t *testing.T) {
