@@ -203,6 +203,17 @@ func (s *Service) writeSubmitError(w http.ResponseWriter, err error) {
 // at fault when it cannot.
 func decodeItem(b []byte) (Feedback, *FieldError) {
 	var f Feedback
+	// metadata is decoded into maps and slices of interfaces, many times
+	// the size of its text: its size is checked on the text first.
+	var raw struct {
+		Metadata json.RawMessage `json:"metadata"`
+	}
+	if json.Unmarshal(b, &raw) == nil && len(raw.Metadata) > MaxMetadataBytes {
+		var compact bytes.Buffer
+		if json.Compact(&compact, raw.Metadata) == nil && compact.Len() > MaxMetadataBytes {
+			return f, fieldErr("metadata", "at most %d bytes as JSON, got %d", MaxMetadataBytes, compact.Len())
+		}
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {

@@ -220,3 +220,44 @@ func TestWaitingFeedbackLeavesRoom(t *testing.T) {
 		wantState(t, h.one(t, "chatcmpl-seen"), feedback.Annotated)
 	})
 }
+
+// One batch is held to the caps as well as one feedback at a time: its
+// records are counted, before they are taken, as they will be held.
+func TestByteBudgetHoldsForABatch(t *testing.T) {
+	const maxBytes = 8 << 20
+	synctest.Test(t, func(t *testing.T) {
+		cfg := testConfig()
+		cfg.MaxBytes, cfg.MaxPending = maxBytes, 1<<20
+		h := newHarness(t, cfg, accept)
+		batch := make([]feedback.Feedback, 1700)
+		for i := range batch {
+			batch[i] = vote(fmt.Sprintf("made-up-%d", i), "up")
+		}
+		_, err := h.svc.Submit(batch)
+		pending := h.metric(t, "feedbackproxy_feedback_bytes", "state", "pending")
+		if err == nil && pending > maxBytes-maxBytes/4 {
+			t.Fatalf("a batch took %v bytes for feedback waiting for its span, over its share of %d", pending, maxBytes-maxBytes/4)
+		}
+		if err != nil && !errors.Is(err, feedback.ErrFull) {
+			t.Fatalf("Submit = %v, want nil or an ErrFull", err)
+		}
+	})
+}
+
+// Metadata over the limit is refused on its text, before it is decoded
+// into maps many times its size.
+func TestLargeMetadataRefusedBeforeDecoding(t *testing.T) {
+	h := newHarness(t, testConfig(), accept)
+	body := `{"response_id":"chatcmpl-1","thumbs":"up","metadata":{"x":[` + strings.Repeat("1,", 400_000) + `1]}}`
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	rec := h.serve("POST", "/feedback", body)
+	runtime.ReadMemStats(&after)
+	if rec.Code != 400 || !strings.Contains(rec.Body.String(), `"field":"metadata"`) {
+		t.Fatalf("%d %s; want 400 on metadata", rec.Code, rec.Body.String())
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 8*uint64(len(body)) {
+		t.Errorf("refusing %d bytes of metadata allocated %d bytes", len(body), alloc)
+	}
+}

@@ -323,7 +323,8 @@ func (s *Service) admitLocked(items []Feedback, votes []vote) error {
 			}
 			continue
 		}
-		n := (&record{key: k, vote: votes[i]}).bytes()
+		// Counted as countLocked will count it: pending, its writer too.
+		n := (&record{key: k, vote: votes[i], state: Pending}).bytes()
 		fresh++
 		grow += n
 		if _, known := s.resolver.Lookup(k.responseID); !known {
