@@ -1,6 +1,8 @@
 package otlp
 
 import (
+	"time"
+
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -11,10 +13,11 @@ const inflaterBytes = 48 << 10
 
 // zstd decoders are costly to make and their memory is set by the frame,
 // not by the proxy: a frame may ask for a window of hundreds of megabytes.
-// So the proxy keeps a few decoders with a capped window and reuses them;
-// a zstd body that finds none free is refused as an overload (429), and
-// their memory is bounded by zstdDecoderCount * zstdMaxWindow whatever the
-// clients send.
+// So the proxy keeps a few decoders with a capped window and reuses them,
+// each for a body already read (a client that stalls holds none); a zstd
+// body that finds none free within zstdWait is refused as an overload
+// (429), and their memory is bounded by zstdDecoderCount * zstdMaxWindow
+// whatever the clients send.
 const (
 	// zstdMaxWindow is the largest window a zstd frame may use: 8 MiB, what
 	// RFC 8878 (section 3.1.1.1.2) recommends decoders support at least.
@@ -38,23 +41,34 @@ func newDecoderPool(n int) *decoderPool {
 	return p
 }
 
-// get returns a decoder, or false when all are in use.
-func (p *decoderPool) get() (*zstd.Decoder, bool) {
+// zstdWait is how long a zstd body waits for a decoder: each decodes a
+// body already read in milliseconds.
+const zstdWait = time.Second
+
+// get returns a decoder, waiting up to wait for one; false when none came.
+func (p *decoderPool) get(wait time.Duration) (*zstd.Decoder, bool) {
+	var d *zstd.Decoder
 	select {
-	case d := <-p.free:
-		if d == nil {
-			var err error
-			d, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
-				zstd.WithDecoderMaxWindow(zstdMaxWindow), zstd.WithDecoderMaxMemory(zstdMaxWindow))
-			if err != nil { // only for invalid options
-				p.free <- nil
-				return nil, false
-			}
-		}
-		return d, true
+	case d = <-p.free:
 	default:
-		return nil, false
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case d = <-p.free:
+		case <-t.C:
+			return nil, false
+		}
 	}
+	if d == nil {
+		var err error
+		d, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(zstdMaxWindow), zstd.WithDecoderMaxMemory(zstdMaxWindow))
+		if err != nil { // only for invalid options
+			p.free <- nil
+			return nil, false
+		}
+	}
+	return d, true
 }
 
 // put gives d back, detached from the body it read.
