@@ -145,6 +145,9 @@ Flags:
 	}
 	switch c.DataDir {
 	case "":
+		if defaultDataDir(getenv) != "" {
+			return nil, errors.New("-data-dir: empty; give a directory, or -data-dir=- to keep everything in memory")
+		}
 		return nil, errors.New("-data-dir: no default data directory (neither XDG_STATE_HOME nor HOME is set); " +
 			"give one, or -data-dir=- to keep everything in memory")
 	case "-":

@@ -154,6 +154,15 @@ func TestParseConfig(t *testing.T) {
 			},
 		},
 		{
+			name: "an empty -data-dir is an error that says what to give",
+			args: []string{"-data-dir="},
+			check: func(t *testing.T, _ *options, err error) {
+				if err == nil || !strings.Contains(err.Error(), "empty") || !strings.Contains(err.Error(), "-data-dir=-") {
+					t.Fatalf("err = %v; want one saying it is empty and naming -data-dir=-", err)
+				}
+			},
+		},
+		{
 			name: "listener limits by flag and environment",
 			args: []string{"-read-timeout", "5s", "-max-connections", "64"},
 			env:  map[string]string{"FEEDBACK_PROXY_IDLE_TIMEOUT": "7s"},

@@ -72,6 +72,11 @@ type Reservation struct {
 	abort    func()
 	progress time.Time
 	aborted  bool
+	// reading is true from Track to Untrack; abortMu makes an abort and
+	// Untrack exclude each other, so that no abort lands once the request
+	// has read its body (on a kept-alive connection, on the next one).
+	abortMu sync.Mutex
+	reading bool
 	// wait is how long Grow waits for room (see SetWait).
 	wait time.Duration
 }
@@ -85,11 +90,23 @@ func (r *Reservation) SetWait(d time.Duration) { r.wait = d }
 // Track says r's request is reading its body, and how to abort the read
 // (e.g. a read deadline in the past) should the budget need its bytes.
 func (r *Reservation) Track(abort func()) {
+	r.abortMu.Lock()
+	r.reading = true
+	r.abortMu.Unlock()
 	b := r.b
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	r.abort, r.progress = abort, time.Now()
 	b.readers[r] = struct{}{}
+}
+
+// abortRead aborts r's read, unless it has ended.
+func (r *Reservation) abortRead() {
+	r.abortMu.Lock()
+	defer r.abortMu.Unlock()
+	if r.reading {
+		r.abort()
+	}
 }
 
 // Progress marks that r's request read more of its body.
@@ -103,6 +120,9 @@ func (r *Reservation) Progress() {
 // Untrack says r's request has read its body: it may wait on others now,
 // but is no longer a stalled reader.
 func (r *Reservation) Untrack() {
+	r.abortMu.Lock()
+	r.reading = false
+	r.abortMu.Unlock()
 	b := r.b
 	b.mu.Lock()
 	delete(b.readers, r)
@@ -147,7 +167,7 @@ func (r *Reservation) Grow(n int64) bool {
 		freed := b.freed
 		b.mu.Unlock()
 		if victim != nil {
-			victim.abort()
+			victim.abortRead()
 		}
 		if deadline.IsZero() {
 			deadline = time.Now().Add(max(r.wait, evictWait))

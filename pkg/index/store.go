@@ -86,6 +86,8 @@ func (ix *Index) Restore(st Store) (int, error) {
 		if ix.entries.full() {
 			ix.evictOldest(reasonCapacity)
 		}
+		// Written by a version that kept names whole, maybe.
+		e.Span.Project, e.Span.Name = cutName(e.Span.Project), cutName(e.Span.Name)
 		ix.entries.push(h, e.ResponseID, e.Span, seen)
 	}
 	n := ix.entries.live

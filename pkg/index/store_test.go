@@ -328,3 +328,29 @@ func BenchmarkIndexAddStore(b *testing.B) {
 		})
 	}
 }
+
+// loadedStore hands back entries as an earlier version may have written
+// them.
+type loadedStore struct{ entries []index.Entry }
+
+func (s *loadedStore) WriteIndex([]index.Change) error   { return nil }
+func (s *loadedStore) LoadIndex() ([]index.Entry, error) { return s.entries, nil }
+
+// Entries restored from a file an earlier version wrote, with names kept
+// whole, are cut as new ones are.
+func TestRestoreCutsLongNames(t *testing.T) {
+	ix, err := index.New(index.Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := llmEntry("chatcmpl-long", 2, 1, 10)
+	e.Span.Name, e.Span.Project = strings.Repeat("n", 5000), strings.Repeat("p", 5000)
+	e.Span.Seen = time.Now()
+	if _, err := ix.Restore(&loadedStore{entries: []index.Entry{e}}); err != nil {
+		t.Fatal(err)
+	}
+	s, ok := ix.Lookup("chatcmpl-long")
+	if !ok || len(s.Name) != index.MaxNameLen || len(s.Project) != index.MaxNameLen {
+		t.Fatalf("restored: found %v, name %d bytes, project %d; want both %d", ok, len(s.Name), len(s.Project), index.MaxNameLen)
+	}
+}
