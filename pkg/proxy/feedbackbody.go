@@ -36,9 +36,10 @@ func boundBodies(h http.Handler, b *budget.Budget, max int64) http.Handler {
 		}
 		res := b.Reserve()
 		defer res.Release()
-		// Feedback bodies are handled in milliseconds: a vote from a page
-		// waits a moment for room rather than be refused while others
-		// flood the API.
+		// Feedback bodies are handled in milliseconds (up to
+		// --feedback-sync-wait when the span is known): a vote from a
+		// page waits a moment for room rather than be refused while
+		// others flood the API.
 		res.SetWait(feedbackRoomWait)
 		rc := http.NewResponseController(w)
 		res.Track(func() { _ = rc.SetReadDeadline(time.Now()) })
