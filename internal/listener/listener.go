@@ -100,16 +100,55 @@ func (l Limits) HTTPServer(h http.Handler) *http.Server {
 // past it, a connection is accepted and closed at once, and refused is
 // called, instead of being left to wait in the kernel's backlog, where a
 // client could not tell a full proxy from a slow one.
+//
+// The listener returned is a Tracker: it tells when each of its open
+// connections last read bytes.
 func Listen(ctx context.Context, addr string, max int, refused func()) (net.Listener, error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
+	return newLimited(ln, max, refused), nil
+}
+
+func newLimited(ln net.Listener, max int, refused func()) *limited {
 	if max <= 0 {
 		max = DefaultMaxConnections
 	}
-	return &limited{Listener: ln, max: int64(max), refused: refused}, nil
+	return &limited{Listener: ln, max: int64(max), refused: refused, conns: map[connKey]*counted{}}
+}
+
+// Tracker is implemented by the listeners Listen returns: it finds one of
+// their open connections by its addresses, as a server reports them (for
+// gRPC, peer.Peer's LocalAddr and Addr).
+type Tracker interface {
+	// Activity returns the open connection accepted on local from remote,
+	// or false when there is none (closed, or not accepted here).
+	Activity(local, remote net.Addr) (Activity, bool)
+}
+
+// Activity is what a Tracker tells of one connection.
+type Activity interface {
+	// LastRead returns when the connection last read any bytes (when it
+	// was accepted, if it has read none yet). Any bytes count, HTTP/2
+	// control frames included: see the callers' notes on what that allows.
+	LastRead() time.Time
+}
+
+// connKey is a connection's addresses: on TCP, remote and local together
+// name one open connection.
+type connKey struct{ local, remote string }
+
+func keyOf(local, remote net.Addr) connKey {
+	var k connKey
+	if local != nil {
+		k.local = local.String()
+	}
+	if remote != nil {
+		k.remote = remote.String()
+	}
+	return k
 }
 
 type limited struct {
@@ -117,6 +156,9 @@ type limited struct {
 	max     int64
 	open    atomic.Int64
 	refused func()
+
+	mu    sync.Mutex
+	conns map[connKey]*counted // the open ones, until their Close
 }
 
 func (l *limited) Accept() (net.Conn, error) {
@@ -133,21 +175,61 @@ func (l *limited) Accept() (net.Conn, error) {
 			}
 			continue
 		}
-		return &counted{Conn: c, l: l}, nil
+		cc := &counted{Conn: c, l: l, key: keyOf(c.LocalAddr(), c.RemoteAddr())}
+		cc.lastRead.Store(int64(time.Since(epoch)))
+		l.mu.Lock()
+		l.conns[cc.key] = cc
+		l.mu.Unlock()
+		return cc, nil
 	}
 }
 
 // Open returns the connections open now.
 func (l *limited) Open() int64 { return l.open.Load() }
 
+// Activity implements Tracker.
+func (l *limited) Activity(local, remote net.Addr) (Activity, bool) {
+	l.mu.Lock()
+	c, ok := l.conns[keyOf(local, remote)]
+	l.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	return c, true
+}
+
+// epoch is what read times are counted from: a monotonic clock, so that
+// a change of the wall clock does not make a connection look stalled.
+var epoch = time.Now()
+
 type counted struct {
 	net.Conn
-	l    *limited
-	once sync.Once
+	l        *limited
+	key      connKey
+	lastRead atomic.Int64 // since epoch
+	once     sync.Once
 }
+
+func (c *counted) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.lastRead.Store(int64(time.Since(epoch)))
+	}
+	return n, err
+}
+
+// LastRead implements Activity.
+func (c *counted) LastRead() time.Time { return epoch.Add(time.Duration(c.lastRead.Load())) }
 
 func (c *counted) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { c.l.open.Add(-1) })
+	c.once.Do(func() {
+		c.l.open.Add(-1)
+		c.l.mu.Lock()
+		if c.l.conns[c.key] == c {
+			delete(c.l.conns, c.key)
+		}
+		c.l.mu.Unlock()
+	})
 	return err
 }

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
@@ -89,12 +90,14 @@ type grpcTraces struct {
 
 // export receives one export and answers it. The message is received only
 // once a reception slot is free (a few at once, each up to
-// MaxRequestBytes; see takeSlot); it must arrive within ReadTimeout, or the
-// call ends with DeadlineExceeded and what it held is freed. Until it is
-// received, a call buffers at most its flow control window.
+// MaxRequestBytes; see receptions); it must arrive within ReadTimeout, or
+// the call ends with DeadlineExceeded and what it held is freed. While
+// others wait for a slot, its connection must also keep reading, or the
+// call ends with Unavailable (retryable). Until it is received, a call
+// buffers at most its flow control window.
 func (g *grpcTraces) export(ss grpc.ServerStream) error {
 	r := g.r
-	h := r.receptions.acquire(ss.Context(), r.cfg.Limits.ReadTimeout)
+	h := r.receptions.acquire(ss.Context(), r.cfg.Limits.ReadTimeout, r.grpcConn(ss.Context()))
 	if h == nil {
 		r.overloaded("grpc")
 		return errReceptionsBusy.GRPCStatus().Err()
@@ -115,6 +118,23 @@ func (g *grpcTraces) export(ss grpc.ServerStream) error {
 		return err
 	}
 	return ss.SendMsg(&rawMessage{})
+}
+
+// grpcConn returns what the gRPC listener tells of the connection a call
+// came on, found by its addresses; nil when it does not know it.
+func (r *Receiver) grpcConn(ctx context.Context) lastReader {
+	if r.grpcConns == nil {
+		return nil
+	}
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return nil
+	}
+	a, ok := r.grpcConns.Activity(p.LocalAddr, p.Addr)
+	if !ok {
+		return nil
+	}
+	return a
 }
 
 // handle checks a received message and hands it on; the error is a gRPC
@@ -188,5 +208,5 @@ var (
 	errReceptionsBusy = &Error{Code: codes.ResourceExhausted, RetryAfter: time.Second,
 		Msg: "the proxy is receiving as many gRPC exports as it takes at once; retry later"}
 	errStalledReception = &Error{Code: codes.Unavailable, RetryAfter: time.Second,
-		Msg: "the export was coming too slowly while others waited; retry later"}
+		Msg: "the export stopped coming (nothing was received for a while) while others waited; retry later"}
 )

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -307,4 +308,198 @@ func TestStalledBodiesGiveWay(t *testing.T) {
 	if _, err := io.ReadFull(stalled[0], line); err != nil || string(line) != "HTTP/1.1 503" {
 		t.Errorf("the stalled request cut off: %q, %v; want HTTP/1.1 503", line, err)
 	}
+}
+
+// fakeConn is a connection's read clock, set by the test.
+type fakeConn struct {
+	mu   sync.Mutex
+	last time.Time
+}
+
+func (c *fakeConn) LastRead() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last
+}
+
+func (c *fakeConn) set(t time.Time) {
+	c.mu.Lock()
+	c.last = t
+	c.mu.Unlock()
+}
+
+func aborted(h *reception) bool {
+	select {
+	case <-h.abort:
+		return true
+	default:
+		return false
+	}
+}
+
+// The holder evicted is the one whose connection has read nothing for
+// longest, not the one that has held its slot longest; its silence counts
+// from when it took the slot at the earliest, and a holder on an unknown
+// connection is judged by its holding time.
+func TestReceptionsEvictTheQuietest(t *testing.T) {
+	const minHold = time.Second
+	rs := newReceptions(4, 1, minHold)
+	now := time.Now()
+	busy, quiet, longQuiet := &fakeConn{last: now}, &fakeConn{last: now.Add(-2 * time.Second)}, &fakeConn{last: now.Add(-time.Hour)}
+	take := func(conn lastReader, since time.Time) *reception {
+		h := rs.acquire(context.Background(), 0, conn)
+		if h == nil {
+			t.Fatal("refused with slots free")
+		}
+		h.since = since
+		return h
+	}
+	steady := take(busy, now.Add(-10*time.Second))        // held longest, still reading
+	stalled := take(quiet, now.Add(-5*time.Second))       // quiet for 2 s
+	unknown := take(nil, now.Add(-1500*time.Millisecond)) // held for 1.5 s
+	fresh := take(longQuiet, now)                         // quiet for long, but just took its slot
+
+	check := func(step string, want ...*reception) {
+		t.Helper()
+		for _, h := range []*reception{steady, stalled, unknown, fresh} {
+			w := false
+			for _, x := range want {
+				w = w || x == h
+			}
+			if aborted(h) != w {
+				t.Errorf("%s: holder since %s, quiet since %s: aborted %v, want %v",
+					step, now.Sub(h.since), now.Sub(h.quietSince()), aborted(h), w)
+			}
+		}
+	}
+	rs.evictStalled()
+	check("first", stalled)
+	rs.evictStalled()
+	check("second", stalled, unknown)
+	rs.evictStalled()
+	check("third: the steady one and the fresh one keep their slots", stalled, unknown)
+	busy.set(now.Add(-3 * time.Second)) // stops reading
+	rs.evictStalled()
+	check("fourth", stalled, unknown, steady)
+	for _, h := range []*reception{steady, stalled, unknown, fresh} {
+		rs.release(h)
+	}
+	if s, _ := rs.busy(); s != 0 {
+		t.Errorf("%d slots taken after all released", s)
+	}
+}
+
+// throttledConn writes at most chunk bytes at a time, pausing after each:
+// a slow but steady link.
+type throttledConn struct {
+	net.Conn
+	chunk int
+	pause time.Duration
+}
+
+func (c *throttledConn) Write(b []byte) (int, error) {
+	n := 0
+	for len(b) > 0 {
+		k := min(len(b), c.chunk)
+		m, err := c.Conn.Write(b[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		b = b[k:]
+		time.Sleep(c.pause)
+	}
+	return n, nil
+}
+
+// An export whose message arrives slowly but steadily, for many times
+// minHold, keeps its slot and is received while calls that send nothing
+// take and lose the other slots, and another exporter waiting is served
+// meanwhile. (Judged by holding time, it would be cut off as soon as
+// another call waited, on every retry.)
+func TestGRPCSlowSteadyExportKeepsItsSlot(t *testing.T) {
+	const minHold = 200 * time.Millisecond
+	r, rec, cc, ctx := grpcHarness(t, 20*time.Second, minHold)
+	slots := cap(r.receptions.slots)
+
+	// 8 KiB every 20 ms, far shorter pauses than minHold: 400 KiB/s.
+	slow, err := grpc.NewClient("passthrough:///"+r.GRPCAddr().String(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			var d net.Dialer
+			c, err := d.DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			return &throttledConn{Conn: c, chunk: 8 << 10, pause: 20 * time.Millisecond}, nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	big := sampleRequest(500)
+	size := len(marshalProto(t, big))
+	slowDone := make(chan error, 1)
+	var slowTook time.Duration
+	start := time.Now()
+	go func() {
+		_, err := ptraceotlp.NewGRPCClient(slow).Export(ctx, big)
+		slowTook = time.Since(start)
+		slowDone <- err
+	}()
+	waitBusy(t, r, 1, 0)
+
+	// The other slots taken by calls that send nothing, one more such
+	// call waiting, and an exporter waiting behind it.
+	ended := stallCalls(t, ctx, cc, slots)
+	waitBusy(t, r, slots, 1)
+	fastDone := make(chan error, 1)
+	go func() {
+		_, err := ptraceotlp.NewGRPCClient(cc).Export(ctx, sampleRequest(3))
+		fastDone <- err
+	}()
+
+	select {
+	case err := <-fastDone:
+		if err != nil {
+			t.Fatalf("an export waiting beside the slow one: %v, want it taken", err)
+		}
+	case err := <-slowDone:
+		t.Fatalf("the slow export ended (%v, after %s) before the waiting one was served", err, slowTook)
+	}
+	if err := <-slowDone; err != nil {
+		t.Fatalf("an export of %d bytes arriving steadily over %s while others waited: %v, want it received", size, slowTook, err)
+	}
+	if slowTook < 4*minHold {
+		t.Fatalf("the slow export took %s only; the test needs it to take many times minHold (%s)", slowTook, minHold)
+	}
+	if rec.calls() != 2 {
+		t.Errorf("consumer called %d times, want 2", rec.calls())
+	}
+	spans := 0
+	rec.mu.Lock()
+	for _, e := range rec.exports {
+		spans = max(spans, e.Spans)
+	}
+	rec.mu.Unlock()
+	if spans != 500 {
+		t.Errorf("the largest export received has %d spans, want 500", spans)
+	}
+	// The calls that sent nothing gave way meanwhile.
+	evicted := 0
+	for more := true; more; {
+		select {
+		case err := <-ended:
+			if c := code(err); c != codes.Unavailable {
+				t.Errorf("a stalled call ended with %v, want Unavailable", c)
+			}
+			evicted++
+		default:
+			more = false
+		}
+	}
+	if evicted == 0 {
+		t.Error("no stalled call was evicted while the slow export was received")
+	}
+	t.Logf("%d bytes received in %s; %d stalled calls evicted meanwhile", size, slowTook.Round(time.Millisecond), evicted)
 }

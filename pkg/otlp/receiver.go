@@ -179,7 +179,11 @@ type Receiver struct {
 	httpSrv *http.Server
 	grpcLn  net.Listener
 	httpLn  net.Listener
-	wg      sync.WaitGroup
+	// grpcConns tells when each gRPC connection last read bytes, so that
+	// receptions evicts calls that make no progress; nil if the listener
+	// cannot tell.
+	grpcConns listener.Tracker
+	wg        sync.WaitGroup
 }
 
 // NewReceiver returns a receiver that hands exports to consumer. It does no
@@ -202,9 +206,10 @@ func NewReceiver(cfg ReceiverConfig, consumer Consumer, metrics *Metrics, log *s
 	return r, nil
 }
 
-// minReceptionHold is how long a gRPC call holds its reception slot before
-// another that waits may take it: an export on loopback or a healthy link
-// arrives in milliseconds.
+// minReceptionHold is how long a gRPC call whose connection reads nothing
+// keeps its reception slot before another that waits may take it: a
+// client that sends pauses for far less between packets, even on a slow
+// link.
 const minReceptionHold = 500 * time.Millisecond
 
 // grpcWaiting is how many gRPC calls may wait for a reception slot: each
@@ -235,6 +240,7 @@ func (r *Receiver) Start(ctx context.Context) (err error) {
 		if r.grpcLn, err = listener.Listen(ctx, r.cfg.GRPCAddr, lim.MaxConnections, r.refusedConn("grpc")); err != nil {
 			return fmt.Errorf("otlp: gRPC listener: %w", err)
 		}
+		r.grpcConns, _ = r.grpcLn.(listener.Tracker)
 		r.grpcSrv = grpc.NewServer(
 			grpc.MaxRecvMsgSize(int(r.cfg.MaxRequestBytes)),
 			grpc.ForceServerCodecV2(rawCodec{encoding.GetCodecV2("proto")}),

@@ -13,11 +13,26 @@ import (
 // wait for one, and the rest are refused.
 //
 // A client that opens calls and sends nothing would hold every slot until
-// the read timeout. So when a call finds no free slot, the call that has
-// held one longest, if it has held it for at least minHold, is told to give
-// it up: a stalled call then holds a slot for about minHold at most while
-// others need it, and an export on a healthy link, received in
-// milliseconds, is never the one cut off. Safe for concurrent use.
+// the read timeout. So when a call finds no free slot, the holder whose
+// connection has read nothing for longest, if for at least minHold, is told
+// to give its slot up: a stalled call then holds a slot for about minHold
+// at most while others need it. A holder whose connection keeps reading
+// keeps its slot however long its message takes to come (until the read
+// timeout): an export arriving slowly but steadily, as a large one over a
+// slow link does, is received, not cut off and retried in vain. A holder's
+// silence counts from when it took its slot at the earliest, and a call
+// whose connection the listener does not know is judged by how long it has
+// held its slot.
+//
+// Progress is known per connection only, from the bytes the listener reads
+// (listener.Tracker), not per call: grpc-go tells nothing of a message
+// until all of it has come. So a stalled call keeps its slot while another
+// call on its connection sends; and a client can keep a connection
+// "reading" with HTTP/2 control frames alone (PING, SETTINGS,
+// WINDOW_UPDATE, or headers of calls refused at once), so that its stalled
+// calls are never evicted: then only the read timeout ends their hold, and
+// the slots such a client holds (up to all of them) are taken from others
+// for that long. Safe for concurrent use.
 type receptions struct {
 	slots   chan struct{}
 	waiting chan struct{}
@@ -27,11 +42,27 @@ type receptions struct {
 	holders map[*reception]struct{}
 }
 
+// lastReader tells when a connection last read bytes (listener.Activity).
+type lastReader interface{ LastRead() time.Time }
+
 // reception is one call's hold on a slot; abort is closed when it must give
 // the slot up.
 type reception struct {
 	since time.Time
+	conn  lastReader // the call's connection; nil if unknown
 	abort chan struct{}
+}
+
+// quietSince returns since when h has made no progress that can be seen:
+// its connection's last read, but not before it took its slot.
+func (h *reception) quietSince() time.Time {
+	if h.conn == nil {
+		return h.since
+	}
+	if t := h.conn.LastRead(); t.After(h.since) {
+		return t
+	}
+	return h.since
 }
 
 func newReceptions(slots, waiting int, minHold time.Duration) *receptions {
@@ -41,12 +72,12 @@ func newReceptions(slots, waiting int, minHold time.Duration) *receptions {
 	}
 }
 
-// acquire takes a slot, waiting up to wait (a waiter's place permitting)
-// or until ctx ends; nil when refused.
-func (rs *receptions) acquire(ctx context.Context, wait time.Duration) *reception {
+// acquire takes a slot for a call on conn (nil if unknown), waiting up to
+// wait (a waiter's place permitting) or until ctx ends; nil when refused.
+func (rs *receptions) acquire(ctx context.Context, wait time.Duration, conn lastReader) *reception {
 	select {
 	case rs.slots <- struct{}{}:
-		return rs.hold()
+		return rs.hold(conn)
 	default:
 	}
 	select {
@@ -59,13 +90,14 @@ func (rs *receptions) acquire(ctx context.Context, wait time.Duration) *receptio
 	rs.evictStalled()
 	t := time.NewTimer(wait)
 	defer t.Stop()
-	// Asked again while waiting: a slot held since may stall too.
-	tick := time.NewTicker(rs.minHold)
+	// Asked again while waiting: a holder may stall since. Twice per
+	// minHold, so that one is evicted within 1.5 minHold of going quiet.
+	tick := time.NewTicker(max(rs.minHold/2, time.Millisecond))
 	defer tick.Stop()
 	for {
 		select {
 		case rs.slots <- struct{}{}:
-			return rs.hold()
+			return rs.hold(conn)
 		case <-tick.C:
 			rs.evictStalled()
 		case <-t.C:
@@ -76,8 +108,8 @@ func (rs *receptions) acquire(ctx context.Context, wait time.Duration) *receptio
 	}
 }
 
-func (rs *receptions) hold() *reception {
-	h := &reception{since: time.Now(), abort: make(chan struct{})}
+func (rs *receptions) hold(conn lastReader) *reception {
+	h := &reception{since: time.Now(), conn: conn, abort: make(chan struct{})}
 	rs.mu.Lock()
 	rs.holders[h] = struct{}{}
 	rs.mu.Unlock()
@@ -92,22 +124,23 @@ func (rs *receptions) release(h *reception) {
 	<-rs.slots
 }
 
-// evictStalled tells the call that has held a slot longest, for at least
-// minHold, to give it up.
+// evictStalled tells the holder that has made no progress for longest, for
+// at least minHold, to give its slot up.
 func (rs *receptions) evictStalled() {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	var oldest *reception
+	var quietest *reception
+	var quietSince time.Time
 	for h := range rs.holders {
-		if oldest == nil || h.since.Before(oldest.since) {
-			oldest = h
+		if t := h.quietSince(); quietest == nil || t.Before(quietSince) {
+			quietest, quietSince = h, t
 		}
 	}
-	if oldest == nil || time.Since(oldest.since) < rs.minHold {
+	if quietest == nil || time.Since(quietSince) < rs.minHold {
 		return
 	}
-	close(oldest.abort)
-	delete(rs.holders, oldest) // told once; release frees its slot
+	close(quietest.abort)
+	delete(rs.holders, quietest) // told once; release frees its slot
 }
 
 // busy returns the slots and waiting places taken, for tests.
