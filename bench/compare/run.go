@@ -184,7 +184,7 @@ func env(extra ...string) []string {
 	var out []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "OTEL_") || strings.HasPrefix(k, "PHOENIX_") || strings.HasPrefix(k, "FEEDBACK_PROXY_") || k == "GOGC" || k == "GOMEMLIMIT" {
+		if strings.HasPrefix(k, "OTEL_") || strings.HasPrefix(k, "PHOENIX_") || strings.HasPrefix(k, "FEEDBACK_PROXY_") || k == "GOGC" || k == "GOMEMLIMIT" || k == "XDG_STATE_HOME" {
 			continue
 		}
 		out = append(out, kv)
@@ -274,7 +274,13 @@ func (r *runner) startSystem(ctx context.Context, sys, comp, logName string) (*e
 			"--phoenix-compression", comp,
 			"--feedback-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
 			"--log-level", "warn")
-		cmd.Env = env()
+		// Measured as users run it: durable state on, in its default
+		// data directory, a fresh one for every run.
+		state, err := os.MkdirTemp("", "bench-proxy-state")
+		if err != nil {
+			return nil, err
+		}
+		cmd.Env = env("XDG_STATE_HOME=" + state)
 	case sysCollector, sysCollectorBatch:
 		cfg := "otelcol-nobatch.yaml"
 		if sys == sysCollectorBatch {
