@@ -227,7 +227,9 @@ if [[ $status -ne 0 ]]; then
 fi
 
 span_url="$(sed -n 's/^Phoenix: *//p' "$demo_log" | head -n1)"
-response_id="$(sed -n 's/^Proxy: *feedback on \([^ ]*\) is annotated.*/\1/p' "$demo_log" | head -n1)"
+# Not anchored: on a terminal the answer to "Are you satisfied? (y/n) " is typed on the prompt's line,
+# so the proxy's first line follows the prompt in the log.
+response_id="$(sed -n 's/.*Proxy: *feedback on \([^ ]*\) is annotated.*/\1/p' "$demo_log" | head -n1)"
 cat >&2 <<EOF
 
 Where to look:
