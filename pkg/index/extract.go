@@ -27,7 +27,9 @@ const (
 )
 
 // MaxExtraKeys is how many Extractor.ExtraKeys are looked for.
-const MaxExtraKeys = 60
+// It is what wire.Span.Lookup takes besides the keys every span is read
+// for, so that the two cannot disagree.
+const MaxExtraKeys = wire.MaxLookupKeys - len(lookupKeys)
 
 // DefaultProject is where Phoenix puts spans that name no project.
 const DefaultProject = "default"

@@ -1,6 +1,7 @@
 package index
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -141,6 +142,20 @@ func TestExtract(t *testing.T) {
 				AttrGenAIResponseID: "chatcmpl-12", "app.feedback_key": "order-77", "app.same": "chatcmpl-12",
 			}}),
 			check: func(t *testing.T, got []Entry) { wantIDs(t, got, "chatcmpl-12", "order-77") },
+		},
+		{
+			name: "every one of MaxExtraKeys extra keys is looked for, the last too",
+			x: Extractor{ExtraKeys: func() []string {
+				keys := make([]string, MaxExtraKeys)
+				for i := range keys {
+					keys[i] = fmt.Sprintf("app.key%d", i)
+				}
+				return keys
+			}()},
+			td: traces("", testSpan{id: 13, attrs: map[string]any{
+				fmt.Sprintf("app.key%d", MaxExtraKeys-1): "order-last", "app.key0": "order-first",
+			}}),
+			check: func(t *testing.T, got []Entry) { wantIDs(t, got, "order-first", "order-last") },
 		},
 		{
 			name: "innermost span wins, whatever the order in the export",

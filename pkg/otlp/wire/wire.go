@@ -148,13 +148,18 @@ func (s *Span) Attributes() iter.Seq2[[]byte, Value] {
 	}
 }
 
+// MaxLookupKeys is how many keys Span.Lookup looks for: one bit each of
+// its mask of keys found.
+const MaxLookupKeys = 64
+
 // Lookup finds the first attribute of each of keys in one pass over the
 // span's attributes, and sets the value in the same place of vals (which
 // must be as long): where there is none, it leaves the zero Value, which is
 // of no type. It is Attributes for the hot path, where a few keys are
-// looked for on every span. Keys past the 64th are not looked for.
+// looked for on every span. Keys past the MaxLookupKeys-th are not looked
+// for.
 func (s *Span) Lookup(keys []string, vals []Value) {
-	keys = keys[:min(len(keys), 64)]
+	keys = keys[:min(len(keys), MaxLookupKeys)]
 	var found uint64
 	all := uint64(1)<<len(keys) - 1
 	for c := (cursor{b: s.msg}); c.next(); {
