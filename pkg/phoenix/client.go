@@ -91,7 +91,7 @@ func New(cfg Config) (*Client, error) {
 }
 
 // do sends one request with a JSON body (nil: none) and decodes a 2xx JSON answer into out
-// (nil: ignore it). path is already escaped; it starts with "/v1/".
+// (nil: ignore it). path is already escaped; it starts with "/v1/" or is "/graphql".
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
 	var body io.Reader
 	if in != nil {

@@ -16,7 +16,9 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -324,5 +326,111 @@ func TestVCRSpanAnnotationsUnknownSpan(t *testing.T) {
 	_, err = c.SpanAnnotations(ctx, "no-such-project", []string{spanRoot})
 	if !IsSpanNotFound(err) || err.(*APIError).Message != "Project with name no-such-project not found" {
 		t.Errorf("unknown project: err = %v, want Phoenix's 404", err)
+	}
+}
+
+func TestVCRProjects(t *testing.T) {
+	c := newVCRClient(t, "projects")
+	names, err := c.Projects(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A fresh Phoenix holds "default" and the project the seed created.
+	if !slices.Contains(names, vcrProject) || !slices.Contains(names, "default") {
+		t.Errorf("projects = %q, want %q and default among them", names, vcrProject)
+	}
+}
+
+func TestVCRSpansByResponseID(t *testing.T) {
+	c := newVCRClient(t, "spans_by_response_id")
+	ctx := context.Background()
+	seedStart := func(i int) time.Time {
+		return time.Unix(seedStartUnixSec, 0).Add(time.Duration(i) * time.Millisecond)
+	}
+	index := map[string]int{}
+	for i, s := range seedSpans {
+		index[s.id] = i
+	}
+
+	tests := []struct {
+		name, responseID string
+		wantSpanID       string // "": no span
+		wantName         string
+	}{
+		{"GenAI attribute", genAIResponseID, spanGenAI, "chat gpt-4o-mini"},
+		{"OpenInference chat completion", openInferRespID, spanOpenInfer, "ChatCompletion"},
+		{"OpenInference streamed, id last", streamedRespID, spanStreamed, "ChatCompletion"},
+		{"OpenInference responses API", responsesRespID, spanResponses, "Response"},
+		{"Anthropic message", anthropicRespID, spanAnthropic, "anthropic.messages.create"},
+		{"Google GenAI response_id", googleRespID, spanGoogle, "GenerateContent"},
+		// The decoy's output.value holds this id only nested: Phoenix's substring match finds
+		// the span, the client-side check drops it.
+		{"nested id is not the response id", nestedOnlyID, "", ""},
+		{"unknown id", "chatcmpl-nosuchid", "", ""},
+		// Phoenix sees this prefix of streamedRespID quoted nowhere: the quotes in the filter
+		// keep prefixes from matching.
+		{"prefix of an id", "chatcmpl-vcr000", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spans, err := c.SpansByResponseID(ctx, vcrProject, tt.responseID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.wantSpanID == "" {
+				if len(spans) != 0 {
+					t.Fatalf("spans = %+v, want none", spans)
+				}
+				return
+			}
+			if len(spans) != 1 {
+				t.Fatalf("got %d spans, want 1: %+v", len(spans), spans)
+			}
+			s := spans[0]
+			want := SpanContext{TraceID: seedTraceID, SpanID: tt.wantSpanID}
+			if s.Context != want || s.ParentID != spanRoot || s.Name != tt.wantName || s.SpanKind != "LLM" {
+				t.Errorf("span = %+v, want %+v, parent %s, name %q, kind LLM", s, want, spanRoot, tt.wantName)
+			}
+			if wantStart := seedStart(index[tt.wantSpanID]); !s.StartTime.Equal(wantStart) {
+				t.Errorf("StartTime = %v, want %v", s.StartTime, wantStart)
+			}
+		})
+	}
+
+	_, err := c.SpansByResponseID(ctx, "no-such-project", genAIResponseID)
+	if !IsSpanNotFound(err) || err.(*APIError).Message != "Project with name no-such-project not found" {
+		t.Errorf("unknown project: err = %v, want Phoenix's 404", err)
+	}
+}
+
+// Pinned: the attribute filter is an exact, case-sensitive match on the whole value, and a
+// JSON-quoted value is compared as a string.
+func TestVCRSpansAttributeFilter(t *testing.T) {
+	c := newVCRClient(t, "spans_attribute_filter")
+	ctx := context.Background()
+	count := func(key, value string) int {
+		t.Helper()
+		spans, err := c.Spans(ctx, vcrProject, SpanQuery{Attribute: AttributeFilter{Key: key, Value: value}, Limit: 20})
+		if err != nil {
+			t.Fatalf("%s:%s: %v", key, value, err)
+		}
+		return len(spans)
+	}
+	checks := []struct {
+		key, value string
+		want       int
+	}{
+		{"gen_ai.response.id", genAIResponseID, 1},
+		{"gen_ai.response.id", strings.ToUpper(genAIResponseID), 0},
+		{"gen_ai.response.id", "chatcmpl-vcr", 0},
+		{"gen_ai.response.id", "null", 0},
+		// Not a JSON id match: output.value is compared whole.
+		{"output.value", openInferRespID, 0},
+		{"llm.system", "anthropic", 1},
+	}
+	for _, ch := range checks {
+		if got := count(ch.key, ch.value); got != ch.want {
+			t.Errorf("attribute %s:%q matched %d spans, want %d", ch.key, ch.value, got, ch.want)
+		}
 	}
 }

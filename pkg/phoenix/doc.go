@@ -1,4 +1,5 @@
-// Package phoenix is a client for the Phoenix REST API: span and trace annotations, and reading spans back.
+// Package phoenix is a client for the Phoenix REST API: span and trace annotations, reading spans
+// back, and finding the span that carries a provider's response id (SpansByResponseID).
 //
 // It speaks to Arize Phoenix as its server answers (checked against arize-phoenix 20.26.1, see
 // testdata/README.md): annotations are written with sync=true so that an unknown span is a 404

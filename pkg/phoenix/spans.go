@@ -2,19 +2,25 @@ package phoenix
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
+	"time"
 )
 
 // Span is a span as GET /v1/projects/{project}/spans returns it (fields we use; Phoenix also
-// sends id, start_time, end_time, status_code, status_message and events).
+// sends id, end_time, status_code, status_message and events).
 type Span struct {
 	Name    string      `json:"name"`
 	Context SpanContext `json:"context"`
 	// ParentID is empty for a root span (Phoenix sends null).
 	ParentID string `json:"parent_id"`
+	// StartTime is when the span started (Phoenix sends RFC 3339 with an offset).
+	StartTime time.Time `json:"start_time"`
 	// SpanKind is the OpenInference span kind (LLM, CHAIN, ..., UNKNOWN). Phoenix moves the
 	// attribute openinference.span.kind here, and sets LLM for GenAI-convention chat spans.
 	SpanKind string `json:"span_kind"`
@@ -35,8 +41,37 @@ type SpanQuery struct {
 	TraceID string
 	SpanID  string
 	Name    string
+	// Attribute keeps the spans whose attribute Key holds exactly the string Value (Phoenix's
+	// attribute=key:value filter, case-sensitive, whole value). The zero value does not filter.
+	Attribute AttributeFilter
 	// Limit is the page size: 0 means Phoenix's default (100), at most 1000.
 	Limit int
+}
+
+// AttributeFilter is an exact match on one string attribute of a span.
+type AttributeFilter struct {
+	// Key is the dotted attribute name, e.g. "gen_ai.response.id". It cannot contain ':'.
+	Key string
+	// Value is the attribute's whole string value. It is sent JSON-quoted, so that Phoenix
+	// compares it as a string even when it looks like a number, a boolean or null (unquoted,
+	// Phoenix parses "12345" as an integer and "null" as a 422).
+	Value string
+}
+
+// param is the value of Phoenix's attribute query parameter: key:"value". Phoenix splits on the
+// first ':' and JSON-decodes the rest.
+func (f AttributeFilter) param() (string, error) {
+	if f.Key == "" {
+		return "", errors.New("phoenix: spans: attribute filter: key is empty")
+	}
+	if strings.Contains(f.Key, ":") {
+		return "", fmt.Errorf("phoenix: spans: attribute filter: key %q: want no ':'", f.Key)
+	}
+	v, err := json.Marshal(f.Value)
+	if err != nil {
+		return "", fmt.Errorf("phoenix: spans: attribute filter: %w", err)
+	}
+	return f.Key + ":" + string(v), nil
 }
 
 // maxSpansLimit is the largest limit Phoenix takes (more is a 422).
@@ -61,6 +96,13 @@ func (c *Client) Spans(ctx context.Context, project string, q SpanQuery) ([]Span
 	}
 	if q.Name != "" {
 		v.Set("name", q.Name)
+	}
+	if q.Attribute != (AttributeFilter{}) {
+		p, err := q.Attribute.param()
+		if err != nil {
+			return nil, err
+		}
+		v.Set("attribute", p)
 	}
 	if q.Limit > 0 {
 		v.Set("limit", strconv.Itoa(q.Limit))

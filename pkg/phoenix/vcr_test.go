@@ -47,10 +47,21 @@ const (
 	spanIdentifiers  = "5e6f708192a3b4c5"
 	spanReadBack     = "6f708192a3b4c5d6"
 	spanBatch        = "708192a3b4c5d6e7"
+	spanAnthropic    = "8192a3b4c5d6e7f8" // "anthropic.messages.create", msg_ id in output.value
+	spanGoogle       = "92a3b4c5d6e7f809" // "GenerateContent", response_id in output.value
+	spanResponses    = "a3b4c5d6e7f8091a" // "Response", resp_ id in output.value
+	spanStreamed     = "b4c5d6e7f8091a2b" // "ChatCompletion", streamed: "id" after the answer
+	spanDecoy        = "c5d6e7f8091a2b3c" // "ChatCompletion" quoting ids in its text, one nested
 	unknownSpanID    = "00000000deadbeef"
 	unknownTraceID   = "00000000000000000000000000c0ffee"
 	genAIResponseID  = "chatcmpl-vcr0001"
 	openInferRespID  = "chatcmpl-vcr0002"
+	anthropicRespID  = "msg_vcr0003"
+	googleRespID     = "vcr0004-gemini"
+	responsesRespID  = "resp_vcr0005"
+	nestedOnlyID     = "call_vcr0006" // only nested in spanDecoy's output.value, never top level
+	streamedRespID   = "chatcmpl-vcr0007"
+	decoyRespID      = "chatcmpl-vcr0009"
 	seedStartUnixSec = 1767225600 // 2026-01-01T00:00:00Z
 )
 
@@ -208,6 +219,38 @@ var seedSpans = []seedSpan{
 	{id: spanIdentifiers, parent: spanRoot, name: "identifiers"},
 	{id: spanReadBack, parent: spanRoot, name: "read back"},
 	{id: spanBatch, parent: spanRoot, name: "batch"},
+	{id: spanAnthropic, parent: spanRoot, name: "anthropic.messages.create", attrs: map[string]any{
+		"openinference.span.kind": "LLM",
+		"llm.system":              "anthropic",
+		"output.mime_type":        "application/json",
+		"output.value": `{"id":"` + anthropicRespID + `","type":"message","role":"assistant",` +
+			`"content":[{"type":"text","text":"Southern Ocean"}],"model":"claude-sonnet-4-5"}`,
+	}},
+	{id: spanGoogle, parent: spanRoot, name: "GenerateContent", attrs: map[string]any{
+		"openinference.span.kind": "LLM",
+		"llm.system":              "vertexai",
+		"output.mime_type":        "application/json",
+		"output.value":            `{"candidates":[{"content":{"parts":[{"text":"Southern Ocean"}]}}],"response_id":"` + googleRespID + `"}`,
+	}},
+	{id: spanResponses, parent: spanRoot, name: "Response", attrs: map[string]any{
+		"openinference.span.kind": "LLM",
+		"llm.system":              "openai",
+		"output.mime_type":        "application/json",
+		"output.value":            `{"id":"` + responsesRespID + `","object":"response","output":[{"id":"msg_vcr0005","type":"message"}]}`,
+	}},
+	{id: spanStreamed, parent: spanRoot, name: "ChatCompletion", attrs: map[string]any{
+		"openinference.span.kind": "LLM",
+		"llm.system":              "openai",
+		"output.mime_type":        "application/json",
+		"output.value":            `{"choices":[{"index":0,"message":{"role":"assistant","content":"Southern Ocean"}}],"id":"` + streamedRespID + `"}`,
+	}},
+	{id: spanDecoy, parent: spanRoot, name: "ChatCompletion", attrs: map[string]any{
+		"openinference.span.kind": "LLM",
+		"llm.system":              "openai",
+		"output.mime_type":        "application/json",
+		"output.value": `{"id":"` + decoyRespID + `","choices":[{"message":{"content":"Earlier answers: \"` +
+			openInferRespID + `\", \"` + anthropicRespID + `\"","tool_calls":[{"id":"` + nestedOnlyID + `"}]}}]}`,
+	}},
 }
 
 func seedTraces() ptrace.Traces {
