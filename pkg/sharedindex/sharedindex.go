@@ -1,0 +1,412 @@
+package sharedindex
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
+)
+
+//go:embed put.lua
+var putSource string
+
+// maxPipeline is the most scripts the writer sends in one round trip.
+const maxPipeline = 256
+
+// Index is this replica's handle on the shared index. It is safe for
+// concurrent use.
+type Index struct {
+	cfg     Config
+	rdb     *redis.Client
+	put     *redis.Script
+	metrics *Metrics
+	log     *slog.Logger
+	channel string
+
+	mu      sync.Mutex
+	backlog []index.Entry // oldest first, waiting to be written
+	health  health
+
+	wake   chan struct{}
+	pubsub *redis.PubSub // set by Start; closed by Close to end a blocked read
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	writer chan struct{} // closed when the writer has returned
+}
+
+// New returns a handle on the shared index at cfg.URL. It does no I/O:
+// Redis may be down when the proxy starts, and the index then works as
+// when it goes down later. metrics and log may be nil.
+func New(cfg Config, metrics *Metrics, log *slog.Logger) (*Index, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	opt, err := cfg.options()
+	if err != nil {
+		return nil, err
+	}
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	quietGoRedis()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Index{
+		cfg: cfg, rdb: redis.NewClient(opt), put: redis.NewScript(putSource),
+		metrics: metrics, log: log, channel: cfg.Prefix + "indexed",
+		wake: make(chan struct{}, 1), writer: make(chan struct{}),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	metrics.observe(s)
+	return s, nil
+}
+
+func (s *Index) key(responseID string) string { return s.cfg.Prefix + "r:" + responseID }
+
+// Start starts writing the backlog and listening for the entries other
+// replicas write: onIndexed is called with each (at most once: messages
+// sent while this replica was disconnected are lost), and onResubscribed
+// after every (re)connection, when the caller should read again the
+// entries it waits for. Both are called from one goroutine.
+func (s *Index) Start(onIndexed func(index.Entry), onResubscribed func()) {
+	ps := s.rdb.Subscribe(s.ctx, s.channel)
+	s.mu.Lock()
+	s.pubsub = ps
+	s.mu.Unlock()
+	s.wg.Go(func() { defer close(s.writer); s.writeLoop() })
+	s.wg.Go(func() { s.subscribeLoop(ps, onIndexed, onResubscribed) })
+}
+
+// Put queues entries to be written; it never waits for Redis. Entries of
+// ids already queued are queued again: the script keeps the inner span.
+func (s *Index) Put(entries []index.Entry) {
+	if len(entries) == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.backlog = append(s.backlog, entries...)
+	dropped := len(s.backlog) - s.cfg.MaxBacklog
+	if dropped > 0 {
+		// Resliced, not copied: append reallocates (and so frees the
+		// front) once the capacity is used, at most twice MaxBacklog;
+		// cleared, so that the front holds no strings meanwhile.
+		clear(s.backlog[:dropped])
+		s.backlog = s.backlog[dropped:]
+	}
+	first := dropped > 0 && !s.health.dropping
+	s.health.dropping = s.health.dropping || dropped > 0
+	s.mu.Unlock()
+	if dropped > 0 {
+		s.metrics.dropped.Add(float64(dropped))
+	}
+	if first {
+		// Once until the next write succeeds; the metric counts them all.
+		s.log.Warn("shared index backlog full: the oldest entries were not written to Redis (this replica's own index still resolves them)",
+			"dropped", dropped, "max_backlog", s.cfg.MaxBacklog)
+	}
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Backlog returns the number of entries waiting to be written.
+func (s *Index) Backlog() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.backlog)
+}
+
+// Find returns the entries the shared index holds for responseIDs, in one
+// round trip bounded by Config.Timeout.
+func (s *Index) Find(ctx context.Context, responseIDs []string) ([]index.Entry, error) {
+	if len(responseIDs) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	keys := make([]string, len(responseIDs))
+	for i, id := range responseIDs {
+		keys[i] = s.key(id)
+	}
+	start := time.Now()
+	vals, err := s.rdb.MGet(ctx, keys...).Result()
+	s.metrics.duration.WithLabelValues("lookup").Observe(time.Since(start).Seconds())
+	if err != nil {
+		s.metrics.lookups.WithLabelValues("error").Add(float64(len(responseIDs)))
+		s.setHealth(opLookup, err)
+		return nil, fmt.Errorf("sharedindex: lookup: %w", redactErr(err, s.cfg.URL))
+	}
+	s.setHealth(opLookup, nil)
+	var out []index.Entry
+	for i, v := range vals {
+		str, ok := v.(string)
+		if !ok {
+			s.metrics.lookups.WithLabelValues("miss").Inc()
+			continue
+		}
+		span, err := decode(str)
+		if err != nil {
+			s.metrics.lookups.WithLabelValues("unreadable").Inc()
+			s.log.Warn("shared index entry unreadable; ignored", "key", keys[i], "err", err)
+			continue
+		}
+		s.metrics.lookups.WithLabelValues("hit").Inc()
+		out = append(out, index.Entry{ResponseID: responseIDs[i], Span: span})
+	}
+	return out, nil
+}
+
+// Close stops listening, gives the writer until ctx ends to empty the
+// backlog, and closes the connections. Entries still queued then are
+// logged and left to this replica's own index.
+func (s *Index) Close(ctx context.Context) error {
+	s.mu.Lock()
+	closing := s.health.closing
+	s.health.closing = true
+	s.mu.Unlock()
+	if closing {
+		return nil
+	}
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	s.mu.Lock()
+	started := s.pubsub != nil
+	s.mu.Unlock()
+	if started {
+		select {
+		case <-s.writer:
+		case <-ctx.Done():
+		}
+	}
+	s.cancel()
+	s.mu.Lock()
+	if s.pubsub != nil {
+		_ = s.pubsub.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	if n := s.Backlog(); n > 0 {
+		s.log.Warn("entries not written to the shared index at shutdown; this replica's own index keeps them", "count", n)
+	}
+	return s.rdb.Close()
+}
+
+// writeLoop writes the backlog, a pipeline at a time, backing off while
+// Redis fails; once Close began it returns as soon as the backlog is empty.
+func (s *Index) writeLoop() {
+	backoff := time.Duration(0)
+	for {
+		batch := s.take()
+		if len(batch) == 0 {
+			if s.isClosing() {
+				return
+			}
+			select {
+			case <-s.wake:
+				continue
+			case <-s.ctx.Done():
+				return
+			}
+		}
+		err := s.write(s.ctx, batch)
+		s.setHealth(opWrite, err)
+		if err == nil {
+			backoff = 0
+			continue
+		}
+		s.giveBack(batch)
+		if s.ctx.Err() != nil {
+			return
+		}
+		backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+		s.log.Debug("shared index write failed; retrying", "err", err, "backoff", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			t.Stop()
+			return
+		}
+	}
+}
+
+func (s *Index) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.health.closing
+}
+
+func (s *Index) take() []index.Entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := min(len(s.backlog), maxPipeline)
+	if n == 0 {
+		return nil
+	}
+	batch := append([]index.Entry(nil), s.backlog[:n]...)
+	clear(s.backlog[:n])
+	s.backlog = s.backlog[n:]
+	return batch
+}
+
+// giveBack puts a batch that could not be written back in front of the
+// backlog, dropping the oldest past MaxBacklog.
+func (s *Index) giveBack(batch []index.Entry) {
+	s.mu.Lock()
+	s.backlog = append(batch, s.backlog...)
+	dropped := len(s.backlog) - s.cfg.MaxBacklog
+	if dropped > 0 {
+		s.backlog = s.backlog[dropped:]
+	}
+	s.mu.Unlock()
+	if dropped > 0 {
+		s.metrics.dropped.Add(float64(dropped))
+	}
+}
+
+// write runs put.lua for each entry in one pipeline. A server that lost
+// its scripts (restarted, or SCRIPT FLUSH) gets the script again and the
+// batch once more: writing an entry twice changes nothing.
+func (s *Index) write(ctx context.Context, batch []index.Entry) error {
+	err := s.pipeline(ctx, batch)
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		lctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+		err = s.put.Load(lctx, s.rdb).Err()
+		cancel()
+		if err == nil {
+			err = s.pipeline(ctx, batch)
+		}
+	}
+	if err != nil {
+		s.metrics.errors.WithLabelValues(opWrite).Inc()
+		return fmt.Errorf("sharedindex: write: %w", redactErr(err, s.cfg.URL))
+	}
+	return nil
+}
+
+func (s *Index) pipeline(ctx context.Context, batch []index.Entry) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	now := time.Now()
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, 0, len(batch))
+	expired := 0
+	for _, e := range batch {
+		ttl := s.cfg.MaxAge - now.Sub(e.Span.Seen)
+		if ttl < time.Millisecond {
+			expired++
+			continue
+		}
+		v := encode(e.Span)
+		cmds = append(cmds, s.put.EvalSha(ctx, pipe, []string{s.key(e.ResponseID)},
+			v, ttl.Milliseconds(), s.channel, v+"\n"+e.ResponseID))
+	}
+	s.metrics.writes.WithLabelValues("expired").Add(float64(expired))
+	if len(cmds) == 0 {
+		return nil
+	}
+	start := time.Now()
+	_, err := pipe.Exec(ctx)
+	s.metrics.duration.WithLabelValues(opWrite).Observe(time.Since(start).Seconds())
+	var firstErr error
+	written, kept := 0, 0
+	for _, c := range cmds {
+		n, cerr := c.Int()
+		switch {
+		case cerr != nil:
+			if firstErr == nil {
+				firstErr = cerr
+			}
+		case n == 1:
+			written++
+		default:
+			kept++
+		}
+	}
+	if firstErr == nil {
+		firstErr = err
+	}
+	if firstErr != nil {
+		return firstErr
+	}
+	s.metrics.writes.WithLabelValues("written").Add(float64(written))
+	s.metrics.writes.WithLabelValues("kept").Add(float64(kept))
+	return nil
+}
+
+// subscribeLoop listens on the channel until Close, and reconnects on its
+// own schedule when the connection fails.
+func (s *Index) subscribeLoop(ps *redis.PubSub, onIndexed func(index.Entry), onResubscribed func()) {
+	backoff := time.Duration(0)
+	for {
+		// A connection that died without a word is noticed by a PING
+		// when nothing came for a while.
+		msg, err := ps.ReceiveTimeout(s.ctx, 15*time.Second)
+		if s.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			var ne interface{ Timeout() bool }
+			if errors.As(err, &ne) && ne.Timeout() {
+				if perr := ps.Ping(s.ctx); perr == nil {
+					continue
+				}
+			}
+			s.metrics.errors.WithLabelValues(opSubscribe).Inc()
+			s.setHealth(opSubscribe, err)
+			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-s.ctx.Done():
+				t.Stop()
+				return
+			}
+			continue
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				backoff = 0
+				s.setHealth(opSubscribe, nil)
+				if onResubscribed != nil {
+					onResubscribed()
+				}
+			}
+		case *redis.Message:
+			e, ok := s.parseMessage(m.Payload)
+			if ok && onIndexed != nil {
+				s.metrics.notifications.Inc()
+				onIndexed(e)
+			}
+		}
+	}
+}
+
+func (s *Index) parseMessage(p string) (index.Entry, bool) {
+	v, id, ok := strings.Cut(p, "\n")
+	if !ok || id == "" {
+		s.log.Warn("shared index message unreadable; ignored", "err", "no response id")
+		return index.Entry{}, false
+	}
+	span, err := decode(v)
+	if err != nil {
+		s.log.Warn("shared index message unreadable; ignored", "response_id", id, "err", err)
+		return index.Entry{}, false
+	}
+	return index.Entry{ResponseID: id, Span: span}, true
+}
