@@ -187,6 +187,7 @@ func (r *record) status() Status {
 type Service struct {
 	cfg      Config
 	resolver Resolver
+	finder   Finder // nil: the Resolver is all there is
 	ann      Annotator
 	metrics  *Metrics
 	log      *slog.Logger
@@ -355,8 +356,12 @@ func waitingShare(limit int) int { return limit - limit/4 }
 
 // SubmitAndWait is Submit, then a wait of up to SyncWait for the feedbacks
 // whose span is known to be annotated, so that the caller learns the
-// outcome at once in the usual case.
+// outcome at once in the usual case. With a Finder (see UseFinder), the
+// spans the Resolver misses are looked for first.
 func (s *Service) SubmitAndWait(ctx context.Context, items []Feedback) ([]Status, error) {
+	if s.finder != nil {
+		s.findUnknown(ctx, items)
+	}
 	st, err := s.Submit(items)
 	if err != nil || s.cfg.SyncWait < 0 {
 		return st, err

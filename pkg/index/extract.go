@@ -347,3 +347,30 @@ func isAncestor(anc pcommon.SpanID, s Span, parents map[pcommon.SpanID]pcommon.S
 	}
 	return false
 }
+
+// Innermost returns the span that should carry a response id of all those
+// that do (see Index.Add): the deepest of one trace, following the parent
+// links among spans; the latest to start where they are unrelated or of
+// different traces. It is
+// what a lookup outside the index (Phoenix's span query) returns several
+// spans for. spans must not be empty.
+func Innermost(spans []Span) Span {
+	parents := make(map[pcommon.SpanID]pcommon.SpanID, len(spans))
+	for _, s := range spans {
+		parents[s.SpanID] = s.ParentID
+	}
+	best := spans[0]
+	for _, s := range spans[1:] {
+		if s.TraceID != best.TraceID {
+			// Two uses of one id: the later is the one feedback means.
+			if s.Start > best.Start {
+				best = s
+			}
+			continue
+		}
+		if innerThan(s, best, parents) {
+			best = s
+		}
+	}
+	return best
+}

@@ -1,0 +1,159 @@
+package seek
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"golang.org/x/time/rate"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/phoenix"
+)
+
+// PhoenixAPI is what the fallback asks Phoenix; *phoenix.Client is one.
+type PhoenixAPI interface {
+	Projects(ctx context.Context) ([]string, error)
+	SpansByResponseID(ctx context.Context, project, responseID string) ([]phoenix.Span, error)
+}
+
+// Defaults for PhoenixConfig.
+const (
+	// A lookup costs Phoenix 80 ms of CPU (an id in gen_ai.response.id)
+	// to 240 ms (one inside output.value, or none) on a project of 20,000
+	// spans, and grows with the project: docs/phoenix-lookup.md.
+	DefaultPhoenixRate        = 1
+	DefaultPhoenixBurst       = 3
+	DefaultPhoenixMaxProjects = 20
+	// projectsTTL is how long the list of Phoenix's projects is reused.
+	projectsTTL = time.Minute
+)
+
+// PhoenixConfig bounds the Phoenix fallback.
+type PhoenixConfig struct {
+	// Rate is the most lookups a second the fallback makes in Phoenix
+	// (one response id in one project, or one list of the projects),
+	// whatever the number of waiting feedbacks; Burst how many may go at
+	// once after a quiet time. Zero means the defaults.
+	Rate  float64
+	Burst int
+	// Projects are the projects to look in. Empty means every project
+	// Phoenix lists, up to MaxProjects (zero: DefaultPhoenixMaxProjects).
+	Projects    []string
+	MaxProjects int
+}
+
+// PhoenixSource looks response ids up in Phoenix's stored spans: the
+// fallback for a replica that never saw the span and has no shared index,
+// or whose index was lost.
+type PhoenixSource struct {
+	api     PhoenixAPI
+	cfg     PhoenixConfig
+	limiter *rate.Limiter
+
+	mu       sync.Mutex
+	projects []string
+	listed   time.Time
+}
+
+// NewPhoenixSource returns the fallback that asks api.
+func NewPhoenixSource(api PhoenixAPI, cfg PhoenixConfig) *PhoenixSource {
+	if cfg.Rate == 0 {
+		cfg.Rate = DefaultPhoenixRate
+	}
+	if cfg.Burst == 0 {
+		cfg.Burst = DefaultPhoenixBurst
+	}
+	if cfg.MaxProjects == 0 {
+		cfg.MaxProjects = DefaultPhoenixMaxProjects
+	}
+	return &PhoenixSource{api: api, cfg: cfg, limiter: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst)}
+}
+
+// Find asks every project for each id, one request each, each waiting for
+// its token; the first project holding spans of an id answers for it.
+func (p *PhoenixSource) Find(ctx context.Context, responseIDs []string) ([]index.Entry, error) {
+	projects, err := p.projectList(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []index.Entry
+	var errs []error
+	for _, id := range responseIDs {
+		for _, project := range projects {
+			if err := p.limiter.Wait(ctx); err != nil {
+				return out, err
+			}
+			spans, err := p.api.SpansByResponseID(ctx, project, id)
+			if err != nil {
+				if ae := (*phoenix.APIError)(nil); errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound {
+					continue // the project went away since it was listed
+				}
+				errs = append(errs, err)
+				continue
+			}
+			if e, ok := entryOf(id, project, spans); ok {
+				out = append(out, e)
+				break
+			}
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+func (p *PhoenixSource) projectList(ctx context.Context) ([]string, error) {
+	if len(p.cfg.Projects) > 0 {
+		return p.cfg.Projects, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.projects != nil && time.Since(p.listed) < projectsTTL {
+		return p.projects, nil
+	}
+	if err := p.limiter.Wait(ctx); err != nil {
+		return nil, err
+	}
+	list, err := p.api.Projects(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing Phoenix's projects: %w", err)
+	}
+	p.projects, p.listed = list[:min(len(list), p.cfg.MaxProjects)], time.Now()
+	return p.projects, nil
+}
+
+// entryOf turns the spans Phoenix holds for id into the entry of the one
+// feedback is for (index.Innermost).
+func entryOf(id, project string, spans []phoenix.Span) (index.Entry, bool) {
+	var cands []index.Span
+	for _, s := range spans {
+		var c index.Span
+		if decodeID(c.TraceID[:], s.Context.TraceID) != nil || decodeID(c.SpanID[:], s.Context.SpanID) != nil {
+			continue
+		}
+		if s.ParentID != "" {
+			_ = decodeID(c.ParentID[:], s.ParentID) // unreadable: taken as a root
+		}
+		c.Project, c.Name = project, s.Name
+		if !s.StartTime.IsZero() {
+			c.Start = pcommon.NewTimestampFromTime(s.StartTime)
+		}
+		cands = append(cands, c)
+	}
+	if len(cands) == 0 {
+		return index.Entry{}, false
+	}
+	return index.Entry{ResponseID: id, Span: index.Innermost(cands)}, true
+}
+
+func decodeID(dst []byte, s string) error {
+	if len(s) != 2*len(dst) {
+		return errors.New("bad length")
+	}
+	_, err := hex.Decode(dst, []byte(s))
+	return err
+}
