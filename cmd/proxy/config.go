@@ -17,6 +17,8 @@ import (
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/proxy"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/seek"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/sharedindex"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/store"
 )
 
@@ -101,6 +103,14 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*opt
 	fs.BoolVar(&c.DataSync, "data-sync", false, "fsync every write to the data directory, so it also survives a power loss or kernel crash "+
 		"(costs a few milliseconds of fsync per POST /feedback and per export with an LLM span); without it a crash of the proxy still loses nothing")
 
+	fs.StringVar(&c.Shared.URL, "redis-url", "", "Redis or Valkey that replicas share the response-id index on (redis://[user:password@]host:port/db, or rediss:// for TLS; "+
+		"prefer the environment variable, which keeps the password out of ps): feedback then resolves whichever replica receives it. Empty: this replica's own index only")
+	fs.DurationVar(&c.Shared.Timeout, "redis-timeout", sharedindex.DefaultTimeout, "with --redis-url: timeout of every call to Redis (the export path never waits for one)")
+	fs.IntVar(&c.Shared.MaxBacklog, "redis-max-backlog", sharedindex.DefaultMaxBacklog, "with --redis-url: index entries kept to be written while Redis is unreachable; past it the oldest are not written (this replica still resolves them)")
+	noLookup := fs.Bool("no-phoenix-lookup", false, "never ask Phoenix for the span of a response id no index holds (a replica that never saw the span, an index lost with its data directory)")
+	fs.Float64Var(&c.PhoenixLookup.Rate, "phoenix-lookup-rate", seek.DefaultPhoenixRate, "most span queries a second sent to Phoenix for feedback no index resolves, whatever the feedback received")
+	lookupProjects := fs.String("phoenix-lookup-projects", "", fmt.Sprintf("comma-separated Phoenix projects the lookup asks (default: every project Phoenix lists, up to %d)", seek.DefaultPhoenixMaxProjects))
+
 	fs.DurationVar(&c.Limits.ReadHeaderTimeout, "read-header-timeout", listener.DefaultReadHeaderTimeout,
 		"OTLP, feedback and admin listeners: time a client has to send a request's header (on gRPC, to set up its connection)")
 	fs.DurationVar(&c.Limits.ReadTimeout, "read-timeout", listener.DefaultReadTimeout,
@@ -175,6 +185,20 @@ Flags:
 		}
 		if n := len(c.Extractor.ExtraKeys); n > index.MaxExtraKeys {
 			return nil, fmt.Errorf("-index-extra-keys: %d keys; expected at most %d", n, index.MaxExtraKeys)
+		}
+	}
+	c.NoPhoenixLookup = *noLookup
+	for _, p := range strings.Split(*lookupProjects, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			c.PhoenixLookup.Projects = append(c.PhoenixLookup.Projects, p)
+		}
+	}
+	if c.PhoenixLookup.Rate <= 0 {
+		return nil, fmt.Errorf("-phoenix-lookup-rate %g: expected a positive number of queries a second (-no-phoenix-lookup turns the lookup off)", c.PhoenixLookup.Rate)
+	}
+	if c.Shared.URL != "" {
+		if err := c.Shared.Validate(); err != nil {
+			return nil, fmt.Errorf("-redis-url: %w", err)
 		}
 	}
 	if err := o.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {

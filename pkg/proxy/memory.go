@@ -7,6 +7,7 @@ import (
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/sharedindex"
 )
 
 // Estimates of what the proxy holds besides its budgets.
@@ -45,7 +46,11 @@ func MemoryBound(cfg Config) int64 {
 	if r.HTTPAddr != "-" {
 		listeners++
 	}
-	return inflight +
+	var shared int64
+	if cfg.Shared.URL != "" {
+		shared = int64(cmp.Or(cfg.Shared.MaxBacklog, sharedindex.DefaultMaxBacklog)) * sharedindex.BacklogEntryBytes
+	}
+	return inflight + shared +
 		2*int64(otlp.GRPCReceivers(maxReq, inflight))*maxReq +
 		zstdBytes +
 		cmp.Or(cfg.FeedbackInflightBytes, DefaultFeedbackInflightBytes) +

@@ -27,6 +27,8 @@ import (
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/phoenix"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/queue"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/seek"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/sharedindex"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/store"
 )
 
@@ -70,6 +72,17 @@ type Config struct {
 	// Phoenix answered it (the app's exporter must retry through an
 	// outage). cmd/proxy sets a directory by default.
 	DataDir string
+	// Shared, when its URL is set, is the index replicas share on Redis or
+	// Valkey: every entry this replica indexes is written there, and
+	// feedback for a response this replica never saw resolves through it
+	// (pkg/sharedindex, pkg/seek). Its MaxAge defaults to Index.MaxAge.
+	Shared sharedindex.Config
+	// PhoenixLookup bounds the fallback that asks Phoenix for the span of
+	// a response id no index holds (a replica that never saw it, with no
+	// shared index or one that misses too; an index lost with its data
+	// directory). NoPhoenixLookup turns it off.
+	PhoenixLookup   seek.PhoenixConfig
+	NoPhoenixLookup bool
 	// DataSync makes every write to DataDir wait for the disk (fsync), so
 	// that it survives a power loss too, not only a crash of the proxy.
 	DataSync bool
@@ -105,6 +118,10 @@ type Proxy struct {
 	// queued takes the exports when there is a DataDir (chosen in New); nil
 	// when they go straight to Phoenix.
 	queued *queuedForwarder
+	// shared and seeker are nil without a shared index, and without both
+	// it and the Phoenix fallback.
+	shared *sharedindex.Index
+	seeker *seek.Seeker
 
 	mu       sync.Mutex
 	warnings []string // what /readyz reports besides being ready
@@ -156,11 +173,14 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The path of a span, decided here once: straight to Phoenix, or
-	// through the disk queue while Phoenix is unavailable.
-	x := &indexer{extractor: cfg.Extractor, index: ix, indexed: fb.Indexed}
 	p := &Proxy{cfg: cfg, log: log, reg: reg, index: ix, feedback: fb,
 		exporter: exporter, clients: []*http.Client{exportClient, restClient}}
+	if err := p.newSeeker(client); err != nil {
+		return nil, err
+	}
+	// The path of a span, decided here once: straight to Phoenix, or
+	// through the disk queue while Phoenix is unavailable.
+	x := &indexer{extractor: cfg.Extractor, index: ix, indexed: p.indexed}
 	var consumer otlp.Consumer = direct{upstream: exporter, delivered: x.delivered}
 	if cfg.DataDir != "" {
 		p.queued = newQueuedForwarder(exporter, x.delivered, reg, log.With("component", "queue"))
@@ -212,6 +232,7 @@ func (p *Proxy) Start(ctx context.Context) (err error) {
 	if err = p.receiver.Start(ctx); err != nil {
 		return err
 	}
+	p.startSeeker()
 	p.ready.Store(true)
 	p.log.Info("proxy started",
 		"otlp_grpc", addrString(p.receiver.GRPCAddr()), "otlp_http", addrString(p.receiver.HTTPAddr()),
@@ -296,6 +317,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	} else if p.feedbackLn != nil {
 		err = errors.Join(err, p.feedbackLn.Close())
 	}
+	err = errors.Join(err, p.stopSeeker(ctx))
 	err = errors.Join(err, p.feedback.Shutdown(ctx))
 	if p.store != nil {
 		// The feedback service has stopped writing; the receiver has
@@ -386,6 +408,11 @@ func (p *Proxy) adminHandler() http.Handler {
 		}
 		for _, msg := range p.Warnings() {
 			b.WriteString("warning: " + msg + "\n")
+		}
+		if p.shared != nil {
+			if msg := p.shared.Degraded(); msg != "" {
+				b.WriteString("warning: " + msg + "\n")
+			}
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(code)

@@ -120,6 +120,9 @@ func localConfig(phoenixURL string) Config {
 		Feedback:     feedback.Config{MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
 		FeedbackAddr: "127.0.0.1:0",
 		AdminAddr:    "127.0.0.1:0",
+		// The fake Phoenix has no span query; replicas_test.go turns the
+		// fallback on where it is tested.
+		NoPhoenixLookup: true,
 	}
 }
 
