@@ -17,8 +17,9 @@ lint:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/... ./faults/...
 
-## unit: go test ./... (offline: no Phoenix, no network)
+## unit: go test ./... (offline: no Phoenix, no network; the shared-index tests run Debian's redis-server, installed if missing)
 unit:
+	scripts/redis.sh install
 	$(GO) test -count=1 -race ./...
 
 ## e2e: the end-to-end suite and the fault suite (short outages); start and stop their own Phoenix (scripts/e2e.sh)
