@@ -7,9 +7,11 @@ import (
 	"debug/elf"
 	"errors"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -338,10 +340,11 @@ func TestCompose(t *testing.T) {
 			t.Errorf("%s builds target %v", svc, got)
 		}
 	}
-	for _, svc := range []string{"phoenix", "proxy"} {
-		for _, p := range at(t, c, "services", svc, "ports").([]any) {
+	for name, svc := range at(t, c, "services").(map[string]any) {
+		ports, _ := svc.(map[string]any)["ports"].([]any)
+		for _, p := range ports {
 			if !strings.HasPrefix(p.(string), "127.0.0.1:") {
-				t.Errorf("%s publishes %v beyond loopback", svc, p)
+				t.Errorf("%s publishes %v beyond loopback", name, p)
 			}
 		}
 	}
@@ -351,6 +354,62 @@ func TestCompose(t *testing.T) {
 	}
 	if got := at(t, c, "services", "proxy", "environment", "PHOENIX_COLLECTOR_ENDPOINT"); got != "http://phoenix:6006" {
 		t.Errorf("the proxy exports to %v", got)
+	}
+
+	// The replicas profile: a second proxy sharing the index with the first on Valkey. Outside the
+	// profile the proxy has no shared index unless told.
+	if got := at(t, c, "services", "proxy", "environment", "FEEDBACK_PROXY_REDIS_URL"); got != "${FEEDBACK_PROXY_REDIS_URL:-}" {
+		t.Errorf("proxy's FEEDBACK_PROXY_REDIS_URL is %v; want it empty unless the variable is set", got)
+	}
+	for _, svc := range []string{"proxy-2", "valkey"} {
+		if got := at(t, c, "services", svc, "profiles"); !reflect.DeepEqual(got, []any{"replicas"}) {
+			t.Errorf("%s: profiles %v, want [replicas]", svc, got)
+		}
+	}
+	for _, k := range []string{"build", "image"} {
+		if a, b := at(t, c, "services", "proxy", k), at(t, c, "services", "proxy-2", k); !reflect.DeepEqual(a, b) {
+			t.Errorf("proxy-2's %s %v differs from proxy's %v", k, b, a)
+		}
+	}
+	if got := at(t, c, "services", "proxy-2", "environment", "FEEDBACK_PROXY_REDIS_URL"); got != "redis://valkey:6379/0" {
+		t.Errorf("proxy-2's FEEDBACK_PROXY_REDIS_URL is %v, want the valkey service", got)
+	}
+	if got := at(t, c, "services", "proxy-2", "depends_on", "valkey", "condition"); got != "service_healthy" {
+		t.Errorf("proxy-2 starts on valkey %v", got)
+	}
+	if !strings.HasPrefix(at(t, c, "services", "valkey", "image").(string), "valkey/valkey:") {
+		t.Errorf("valkey image %v", at(t, c, "services", "valkey", "image"))
+	}
+	checkPersistent(t, "compose valkey", strs(t, at(t, c, "services", "valkey", "command")))
+	if got := at(t, c, "services", "valkey", "volumes"); !reflect.DeepEqual(got, []any{"valkey-data:/data"}) {
+		t.Errorf("valkey volumes %v: want its append-only file in a named volume", got)
+	}
+}
+
+// strs converts a decoded YAML list of strings.
+func strs(t *testing.T, v any) []string {
+	t.Helper()
+	l, ok := v.([]any)
+	if !ok {
+		t.Fatalf("%v: not a list", v)
+	}
+	out := make([]string, len(l))
+	for i, x := range l {
+		if out[i], ok = x.(string); !ok {
+			t.Fatalf("%v: item %d is not a string", v, i)
+		}
+	}
+	return out
+}
+
+// checkPersistent checks that a Valkey command line keeps its data across a restart: the
+// append-only file on, fsynced every second.
+func checkPersistent(t *testing.T, what string, args []string) {
+	t.Helper()
+	for _, opt := range [][2]string{{"--appendonly", "yes"}, {"--appendfsync", "everysec"}} {
+		if i := slices.Index(args, opt[0]); i < 0 || i+1 >= len(args) || args[i+1] != opt[1] {
+			t.Errorf("%s: %q lacks %s %s", what, args, opt[0], opt[1])
+		}
 	}
 }
 
@@ -380,9 +439,93 @@ func TestKubernetes(t *testing.T) {
 	}
 
 	pod := at(t, job, "spec", "template", "spec")
+	checkSidecar(t, "Job/feedback-demo", pod)
+	app := at(t, pod, "containers", 0).(map[string]any)
+	for _, e := range app["env"].([]any) {
+		m := e.(map[string]any)
+		if m["name"] == "OTEL_EXPORTER_OTLP_ENDPOINT" && m["value"] != "http://localhost:4318" {
+			t.Errorf("the app exports to %v, not its sidecar", m["value"])
+		}
+	}
+
+	checkReplicas(t, kinds)
+}
+
+// checkReplicas checks the app with several replicas and the Valkey its sidecars share the index
+// on: each sidecar gets FEEDBACK_PROXY_REDIS_URL from the Secret, and that URL reaches the Valkey
+// Service with the password Valkey requires.
+func checkReplicas(t *testing.T, kinds map[string]map[string]any) {
+	t.Helper()
+	app, valkey, svc, secret := kinds["Deployment/llm-app"], kinds["Deployment/valkey"], kinds["Service/valkey"], kinds["Secret/valkey"]
+	if app == nil || valkey == nil || svc == nil || secret == nil {
+		t.Fatal("want Deployment/llm-app, Deployment/valkey, Service/valkey and Secret/valkey")
+	}
+	if n, _ := at(t, app, "spec", "replicas").(int); n < 2 {
+		t.Errorf("llm-app has %v replicas; the example is of several", at(t, app, "spec", "replicas"))
+	}
+	pod := at(t, app, "spec", "template", "spec")
+	sidecar := checkSidecar(t, "Deployment/llm-app", pod)
+	data := at(t, secret, "stringData").(map[string]any)
+	fromSecret := func(env any, name string) string {
+		t.Helper()
+		for _, e := range env.([]any) {
+			m := e.(map[string]any)
+			if m["name"] != name {
+				continue
+			}
+			ref, ok := at(t, m, "valueFrom", "secretKeyRef").(map[string]any)
+			if !ok || ref["name"] != "valkey" {
+				t.Fatalf("%s is not taken from Secret/valkey: %v", name, m)
+			}
+			v, ok := data[ref["key"].(string)].(string)
+			if !ok {
+				t.Fatalf("%s: Secret/valkey has no key %v", name, ref["key"])
+			}
+			return v
+		}
+		t.Fatalf("no %s", name)
+		return ""
+	}
+	raw := fromSecret(sidecar["env"], "FEEDBACK_PROXY_REDIS_URL")
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatalf("Secret/valkey url %q: %v", raw, err)
+	}
+	password, _ := u.User.Password()
+	if u.Scheme != "redis" || u.Hostname() != "valkey" || u.Port() != strconv.Itoa(at(t, svc, "spec", "ports", 0, "port").(int)) || u.Path != "/0" {
+		t.Errorf("the sidecars' URL %q does not name Service/valkey and its port", raw)
+	}
+
+	vpod := at(t, valkey, "spec", "template", "spec")
+	c := at(t, vpod, "containers", 0).(map[string]any)
+	if !strings.HasPrefix(c["image"].(string), "valkey/valkey:") {
+		t.Errorf("valkey image %v", c["image"])
+	}
+	if want := fromSecret(c["env"], "VALKEY_PASSWORD"); password != want || want == "" {
+		t.Errorf("the sidecars' URL has password %q, Valkey is given %q", password, want)
+	}
+	args := strs(t, c["args"])
+	if i := slices.Index(args, "--requirepass"); i < 0 || i+1 >= len(args) || args[i+1] != "$(VALKEY_PASSWORD)" {
+		t.Errorf("valkey args %q: want --requirepass $(VALKEY_PASSWORD)", args)
+	}
+	checkPersistent(t, "Deployment/valkey", args)
+	if at(t, valkey, "spec", "replicas") != 1 || at(t, valkey, "spec", "strategy", "type") != "Recreate" {
+		t.Errorf("Valkey: want one replica, replaced (Recreate), not rolled")
+	}
+	if !reflect.DeepEqual(at(t, svc, "spec", "selector"), at(t, valkey, "spec", "template", "metadata", "labels")) {
+		t.Errorf("Service/valkey selects %v, not the Valkey pods", at(t, svc, "spec", "selector"))
+	}
+	if at(t, svc, "spec", "ports", 0, "targetPort") != at(t, c, "ports", 0, "name") || at(t, c, "ports", 0, "containerPort") != 6379 {
+		t.Errorf("Service/valkey targets %v; Valkey listens on %v", at(t, svc, "spec", "ports", 0, "targetPort"), c["ports"])
+	}
+}
+
+// checkSidecar checks the proxy sidecar of a pod spec and returns it.
+func checkSidecar(t *testing.T, what string, pod any) map[string]any {
+	t.Helper()
 	sidecar := at(t, pod, "initContainers", 0).(map[string]any)
 	if sidecar["name"] != "feedback-proxy" || sidecar["restartPolicy"] != "Always" {
-		t.Errorf("the proxy should be a native sidecar: %v", sidecar)
+		t.Errorf("%s: the proxy should be a native sidecar: %v", what, sidecar)
 	}
 	env := map[string]string{}
 	for _, e := range sidecar["env"].([]any) {
@@ -394,26 +537,20 @@ func TestKubernetes(t *testing.T) {
 	// GOMEMLIMIT is a soft limit for the GC: it must sit below the
 	// container's hard one, or the kernel kills the proxy first.
 	if soft, hard := mebibytes(t, env["GOMEMLIMIT"]), mebibytes(t, at(t, sidecar, "resources", "limits", "memory").(string)); soft >= hard || soft < hard/2 {
-		t.Errorf("GOMEMLIMIT %q against limits.memory %v: want it below, and not far below", env["GOMEMLIMIT"], hard)
+		t.Errorf("%s: GOMEMLIMIT %q against limits.memory %v: want it below, and not far below", what, env["GOMEMLIMIT"], hard)
 	}
 	if env["FEEDBACK_PROXY_ADMIN_ADDR"] != ":8888" || at(t, sidecar, "ports", 0, "containerPort") != 8888 || at(t, sidecar, "ports", 0, "name") != "admin" {
-		t.Errorf("the admin listener (%q) and the probed port (%v) disagree", env["FEEDBACK_PROXY_ADMIN_ADDR"], sidecar["ports"])
+		t.Errorf("%s: the admin listener (%q) and the probed port (%v) disagree", what, env["FEEDBACK_PROXY_ADMIN_ADDR"], sidecar["ports"])
 	}
 	for probe, path := range map[string]string{"startupProbe": "/readyz", "readinessProbe": "/readyz", "livenessProbe": "/healthz"} {
 		if got := at(t, sidecar, probe, "httpGet", "path"); got != path {
-			t.Errorf("%s path %v, want %s", probe, got, path)
+			t.Errorf("%s: %s path %v, want %s", what, probe, got, path)
 		}
 		if got := at(t, sidecar, probe, "httpGet", "port"); got != "admin" {
-			t.Errorf("%s port %v, want the admin listener", probe, got)
+			t.Errorf("%s: %s port %v, want the admin listener", what, probe, got)
 		}
 	}
-	app := at(t, pod, "containers", 0).(map[string]any)
-	for _, e := range app["env"].([]any) {
-		m := e.(map[string]any)
-		if m["name"] == "OTEL_EXPORTER_OTLP_ENDPOINT" && m["value"] != "http://localhost:4318" {
-			t.Errorf("the app exports to %v, not its sidecar", m["value"])
-		}
-	}
+	return sidecar
 }
 
 // mebibytes reads a size as Kubernetes ("256Mi") or Go's GOMEMLIMIT
