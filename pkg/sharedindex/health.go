@@ -71,7 +71,7 @@ func (s *Index) Degraded() string {
 			msg += fmt.Sprintf(" %s failing since %s (%s);", op, f.since.UTC().Format(time.RFC3339), f.err)
 		}
 	}
-	return msg + fmt.Sprintf(" %d entries waiting to be written", len(s.backlog))
+	return msg + fmt.Sprintf(" %d entries waiting to be written", len(s.backlog)+s.writing)
 }
 
 // up is 1 when Degraded is "", for the metric.

@@ -33,9 +33,11 @@ type Index struct {
 
 	mu      sync.Mutex
 	backlog []index.Entry // oldest first, waiting to be written
+	writing int           // entries taken from the backlog, being written
 	health  health
 
 	wake   chan struct{}
+	back   chan struct{} // the subscription (re)connected
 	pubsub *redis.PubSub // set by Start; closed by Close to end a blocked read
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -65,7 +67,7 @@ func New(cfg Config, metrics *Metrics, log *slog.Logger) (*Index, error) {
 	s := &Index{
 		cfg: cfg, rdb: redis.NewClient(opt), put: redis.NewScript(putSource),
 		metrics: metrics, log: log, channel: cfg.Prefix + "indexed",
-		wake: make(chan struct{}, 1), writer: make(chan struct{}),
+		wake: make(chan struct{}, 1), back: make(chan struct{}, 1), writer: make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	metrics.observe(s)
@@ -121,11 +123,12 @@ func (s *Index) Put(entries []index.Entry) {
 	}
 }
 
-// Backlog returns the number of entries waiting to be written.
+// Backlog returns the number of entries waiting to be written, those being
+// written included.
 func (s *Index) Backlog() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.backlog)
+	return len(s.backlog) + s.writing
 }
 
 // Find returns the entries the shared index holds for responseIDs, in one
@@ -225,6 +228,9 @@ func (s *Index) writeLoop() {
 		err := s.write(s.ctx, batch)
 		s.setHealth(opWrite, err)
 		if err == nil {
+			s.mu.Lock()
+			s.writing = 0
+			s.mu.Unlock()
 			backoff = 0
 			continue
 		}
@@ -237,6 +243,9 @@ func (s *Index) writeLoop() {
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:
+		case <-s.back:
+			// The subscription reconnected: Redis is back, write now.
+			t.Stop()
 		case <-s.ctx.Done():
 			t.Stop()
 			return
@@ -260,6 +269,7 @@ func (s *Index) take() []index.Entry {
 	batch := append([]index.Entry(nil), s.backlog[:n]...)
 	clear(s.backlog[:n])
 	s.backlog = s.backlog[n:]
+	s.writing = n
 	return batch
 }
 
@@ -267,6 +277,7 @@ func (s *Index) take() []index.Entry {
 // backlog, dropping the oldest past MaxBacklog.
 func (s *Index) giveBack(batch []index.Entry) {
 	s.mu.Lock()
+	s.writing = 0
 	s.backlog = append(batch, s.backlog...)
 	dropped := len(s.backlog) - s.cfg.MaxBacklog
 	if dropped > 0 {
@@ -383,6 +394,10 @@ func (s *Index) subscribeLoop(ps *redis.PubSub, onIndexed func(index.Entry), onR
 			if m.Kind == "subscribe" {
 				backoff = 0
 				s.setHealth(opSubscribe, nil)
+				select {
+				case s.back <- struct{}{}:
+				default:
+				}
 				if onResubscribed != nil {
 					onResubscribed()
 				}
