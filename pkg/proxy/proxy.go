@@ -122,6 +122,7 @@ type Proxy struct {
 	// it and the Phoenix fallback.
 	shared *sharedindex.Index
 	seeker *seek.Seeker
+	lookup *seek.PhoenixSource // nil with NoPhoenixLookup
 
 	mu       sync.Mutex
 	warnings []string // what /readyz reports besides being ready

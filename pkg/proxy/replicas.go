@@ -29,7 +29,8 @@ func (p *Proxy) newSeeker(client *phoenix.Client) error {
 		p.shared, shared = s, s
 	}
 	if !p.cfg.NoPhoenixLookup {
-		fallback = seek.NewPhoenixSource(client, p.cfg.PhoenixLookup)
+		p.lookup = seek.NewPhoenixSource(client, p.cfg.PhoenixLookup)
+		fallback = p.lookup
 	}
 	if shared == nil && fallback == nil {
 		return nil
@@ -44,6 +45,11 @@ func (p *Proxy) newSeeker(client *phoenix.Client) error {
 // indexed is told of the entries this replica indexed from its own spans.
 func (p *Proxy) indexed(added []index.Entry) {
 	p.feedback.Indexed(added)
+	if p.lookup != nil {
+		for _, e := range added {
+			p.lookup.Saw(e.Span.Project)
+		}
+	}
 	if p.shared != nil {
 		p.shared.Put(added)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -42,8 +43,10 @@ type PhoenixConfig struct {
 	// once after a quiet time. Zero means the defaults.
 	Rate  float64
 	Burst int
-	// Projects are the projects to look in. Empty means every project
-	// Phoenix lists, up to MaxProjects (zero: DefaultPhoenixMaxProjects).
+	// Projects are the projects to look in. Empty means those this
+	// replica's own spans went to (see Saw), then those Phoenix lists,
+	// newest first, up to MaxProjects in all (zero:
+	// DefaultPhoenixMaxProjects).
 	Projects    []string
 	MaxProjects int
 }
@@ -59,6 +62,27 @@ type PhoenixSource struct {
 	mu       sync.Mutex
 	projects []string
 	listed   time.Time
+	// seen are the projects of this replica's own spans, most recent
+	// last: those of the app it serves, asked first.
+	seen []string
+}
+
+// Saw notes the project of a span this replica indexed: the replicas of
+// an app export to the same projects, so the span another replica saw is
+// most likely in one of them.
+func (p *PhoenixSource) Saw(project string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.seen); n > 0 && p.seen[n-1] == project {
+		return
+	}
+	if i := slices.Index(p.seen, project); i >= 0 {
+		p.seen = slices.Delete(p.seen, i, i+1)
+	}
+	p.seen = append(p.seen, project)
+	if len(p.seen) > p.cfg.MaxProjects {
+		p.seen = slices.Delete(p.seen, 0, 1)
+	}
 }
 
 // NewPhoenixSource returns the fallback that asks api.
@@ -112,18 +136,34 @@ func (p *PhoenixSource) projectList(ctx context.Context) ([]string, error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.projects != nil && time.Since(p.listed) < projectsTTL {
-		return p.projects, nil
+	if p.projects == nil || time.Since(p.listed) >= projectsTTL {
+		if err := p.limiter.Wait(ctx); err != nil {
+			return nil, err
+		}
+		list, err := p.api.Projects(ctx)
+		if err != nil && len(list) == 0 {
+			if len(p.seen) > 0 {
+				return slices.Clone(p.seen), nil
+			}
+			return nil, fmt.Errorf("listing Phoenix's projects: %w", err)
+		}
+		p.projects, p.listed = list, time.Now()
 	}
-	if err := p.limiter.Wait(ctx); err != nil {
-		return nil, err
+	// The projects this replica saw first, newest first, then those
+	// Phoenix lists (newest first), up to MaxProjects.
+	out := make([]string, 0, p.cfg.MaxProjects)
+	for i := len(p.seen) - 1; i >= 0; i-- {
+		out = append(out, p.seen[i])
 	}
-	list, err := p.api.Projects(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("listing Phoenix's projects: %w", err)
+	for _, pr := range p.projects {
+		if len(out) == p.cfg.MaxProjects {
+			break
+		}
+		if !slices.Contains(out, pr) {
+			out = append(out, pr)
+		}
 	}
-	p.projects, p.listed = list[:min(len(list), p.cfg.MaxProjects)], time.Now()
-	return p.projects, nil
+	return out, nil
 }
 
 // entryOf turns the spans Phoenix holds for id into the entry of the one

@@ -307,3 +307,18 @@ func TestPhoenixSourcePicksTheInnermostSpan(t *testing.T) {
 		t.Fatalf("found %+v, want the ChatCompletion span of project p", got)
 	}
 }
+
+func TestPhoenixSourceAsksTheProjectsItSawFirst(t *testing.T) {
+	f := &fakePhoenix{projects: []string{"newest", "mine", "old"}}
+	p := NewPhoenixSource(f, PhoenixConfig{MaxProjects: 3})
+	p.Saw("other")
+	p.Saw("mine")
+	p.Saw("mine")
+	got, err := p.projectList(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"mine", "other", "newest"}; !slices.Equal(got, want) {
+		t.Fatalf("projects asked = %v, want %v", got, want)
+	}
+}
