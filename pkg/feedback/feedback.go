@@ -143,6 +143,10 @@ const (
 	Failed State = "failed"
 	// Expired: neither the span nor Phoenix's acceptance came in time.
 	Expired State = "expired"
+	// Superseded: another replica took a newer vote for the same response,
+	// name and identifier (see Ordering); that one is written, this one
+	// is not.
+	Superseded State = "superseded"
 )
 
 // Status is what the API says of one feedback.

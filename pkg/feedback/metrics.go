@@ -34,7 +34,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		ended: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "feedbackproxy_feedback_total",
-			Help: "Feedbacks that ended, by outcome: annotated, failed or expired.",
+			Help: "Feedbacks that ended, by outcome: annotated, failed, expired or superseded (a newer vote for the same key, taken by another replica, is written instead).",
 		}, []string{"outcome"}),
 		attempts: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "feedbackproxy_feedback_annotate_attempts_total",
@@ -51,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		reg: reg,
 	}
-	for _, o := range []State{Annotated, Failed, Expired} {
+	for _, o := range []State{Annotated, Failed, Expired, Superseded} {
 		m.ended.WithLabelValues(string(o))
 	}
 	for _, r := range []string{evictedCount, evictedBytes} {

@@ -187,7 +187,8 @@ func (r *record) status() Status {
 type Service struct {
 	cfg      Config
 	resolver Resolver
-	finder   Finder // nil: the Resolver is all there is
+	finder   Finder   // nil: the Resolver is all there is
+	order    Ordering // nil: one replica, or unordered
 	ann      Annotator
 	metrics  *Metrics
 	log      *slog.Logger
@@ -362,6 +363,9 @@ func (s *Service) SubmitAndWait(ctx context.Context, items []Feedback) ([]Status
 	if s.finder != nil {
 		s.findUnknown(ctx, items)
 	}
+	if s.order != nil {
+		s.recordVotes(ctx, items)
+	}
 	st, err := s.Submit(items)
 	if err != nil || s.cfg.SyncWait < 0 {
 		return st, err
@@ -513,7 +517,7 @@ func (s *Service) expireWaiting(r *record) {
 func (s *Service) deliver(r *record) {
 	backoff := s.cfg.MinBackoff
 	for {
-		ann, version := s.nextAttempt(r)
+		ann, version, digest := s.nextAttempt(r)
 		select {
 		case s.sem <- struct{}{}:
 		case <-s.stopping:
@@ -523,10 +527,24 @@ func (s *Service) deliver(r *record) {
 			<-s.sem
 			return
 		}
-		ids, err := s.ann.AnnotateSpans(s.ctx, []phoenix.SpanAnnotation{ann})
+		var ids []string
+		var err error
+		write := func() error {
+			ids, err = s.ann.AnnotateSpans(s.ctx, []phoenix.SpanAnnotation{ann})
+			return err
+		}
+		superseded := false
+		if s.order == nil {
+			_ = write()
+		} else {
+			superseded, _ = s.order.Write(s.ctx, orderKey(r.key), digest, write)
+		}
 		<-s.sem
 		if s.ctx.Err() != nil {
 			return // shutting down: the record stays pending and is reported
+		}
+		if superseded && s.endSuperseded(r, version) {
+			return
 		}
 
 		d := s.settleAttempt(r, version, attempt{ids: ids, err: err, backoff: backoff})
@@ -548,8 +566,24 @@ func (s *Service) deliver(r *record) {
 	}
 }
 
-// nextAttempt returns the annotation of r's latest vote and its version.
-func (s *Service) nextAttempt(r *record) (phoenix.SpanAnnotation, int) {
+// endSuperseded ends r, whose vote at version another replica's newer
+// vote superseded, unless r took a newer vote itself since (then that one
+// is written next, and reports false).
+func (s *Service) endSuperseded(r *record, version int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r.version != version || r.state != Pending {
+		return false
+	}
+	r.attempts++
+	r.updated = time.Now()
+	s.endLocked(r, Superseded, "another replica took a newer vote for the same response, name and identifier, and writes that one")
+	return true
+}
+
+// nextAttempt returns the annotation of r's latest vote, its version and
+// its digest.
+func (s *Service) nextAttempt(r *record) (phoenix.SpanAnnotation, int, string) {
 	s.mu.Lock()
 	v, version := r.vote, r.version
 	s.mu.Unlock()
@@ -560,7 +594,7 @@ func (s *Service) nextAttempt(r *record) (phoenix.SpanAnnotation, int) {
 		s.log.Error("feedback metadata kept in memory cannot be decoded; the annotation is written with what could be",
 			"response_id", r.key.responseID, "err", err)
 	}
-	return ann, version
+	return ann, version, v.digest()
 }
 
 // settleAttempt applies what the attempt at version of r's vote leads to
@@ -625,6 +659,8 @@ func (s *Service) endLocked(r *record, st State, reason string) {
 		s.log.Info("feedback annotated", append(args, "annotation_id", r.annID)...)
 	case st == Annotated:
 		s.log.Warn("feedback annotated, but Phoenix's answer could not be read", append(args, "reason", reason)...)
+	case st == Superseded:
+		s.log.Info("feedback superseded by a newer vote another replica took", args...)
 	default:
 		s.log.Warn("feedback not annotated", append(args, "state", st, "reason", reason)...)
 	}

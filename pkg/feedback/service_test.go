@@ -204,11 +204,12 @@ func TestService(t *testing.T) {
 					}
 				}
 				const want = `
-# HELP feedbackproxy_feedback_total Feedbacks that ended, by outcome: annotated, failed or expired.
+# HELP feedbackproxy_feedback_total Feedbacks that ended, by outcome: annotated, failed, expired or superseded (a newer vote for the same key, taken by another replica, is written instead).
 # TYPE feedbackproxy_feedback_total counter
 feedbackproxy_feedback_total{outcome="annotated"} 0
 feedbackproxy_feedback_total{outcome="expired"} 1
 feedbackproxy_feedback_total{outcome="failed"} 0
+feedbackproxy_feedback_total{outcome="superseded"} 0
 `
 				if err := testutil.GatherAndCompare(h.reg, strings.NewReader(want), "feedbackproxy_feedback_total"); err != nil {
 					t.Error(err)

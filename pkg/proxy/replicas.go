@@ -38,6 +38,7 @@ func (p *Proxy) newSeeker(client *phoenix.Client) error {
 	p.seeker = seek.New(p.feedback, p.learn, shared, fallback, seek.NewMetrics(p.reg), p.log.With("component", "seek"))
 	if p.shared != nil {
 		p.feedback.UseFinder(p.seeker)
+		p.feedback.UseOrdering(p.shared.Votes())
 	}
 	return nil
 }

@@ -192,3 +192,39 @@ func TestSharedIndexDown(t *testing.T) {
 		t.Fatalf("feedback through B after Redis came back = %+v, want annotated", st)
 	}
 }
+
+// TestReplicasKeepTheLatestVote: a user votes up through B, then down
+// through C, before the span came through A; both wake up when A indexes
+// it, and only the latest vote is written: B's ends superseded.
+func TestReplicasKeepTheLatestVote(t *testing.T) {
+	redis := redistest.Start(t)
+	fp := &fakePhoenix{t: t, spans: map[string]bool{}}
+	phx := httptest.NewServer(fp)
+	defer phx.Close()
+	a := startReplica(t, phx.URL, redis.URL())
+	b := startReplica(t, phx.URL, redis.URL())
+	c := startReplica(t, phx.URL, redis.URL())
+
+	post := func(r *replica, thumbs string) {
+		t.Helper()
+		code, body := r.do("POST", "http://"+r.Addrs().Feedback+"/feedback", "application/json",
+			[]byte(`{"response_id":"chatcmpl-revote","thumbs":"`+thumbs+`","identifier":"u1"}`))
+		if code != http.StatusAccepted {
+			t.Fatalf("POST /feedback: %d %s", code, body)
+		}
+	}
+	post(b, "up")
+	post(c, "down")
+	a.export("chatcmpl-revote")
+	if st := b.waitEnded("chatcmpl-revote"); st.State != feedback.Superseded {
+		t.Fatalf("B's older vote = %+v, want superseded", st)
+	}
+	if st := c.waitEnded("chatcmpl-revote"); st.State != feedback.Annotated {
+		t.Fatalf("C's newer vote = %+v, want annotated", st)
+	}
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	if len(fp.annotations) != 1 || *fp.annotations[0].Result.Label != "thumbs-down" {
+		t.Fatalf("annotations written = %+v, want thumbs-down once", fp.annotations)
+	}
+}

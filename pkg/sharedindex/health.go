@@ -10,6 +10,7 @@ const (
 	opWrite     = "write"
 	opLookup    = "lookup"
 	opSubscribe = "subscribe"
+	opVote      = "vote"
 )
 
 // health is what the last call of each kind said. Guarded by Index.mu.

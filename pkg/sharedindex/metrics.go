@@ -12,6 +12,8 @@ type Metrics struct {
 	errors        *prometheus.CounterVec
 	dropped       prometheus.Counter
 	notifications prometheus.Counter
+	superseded    prometheus.Counter
+	unordered     prometheus.Counter
 	duration      *prometheus.HistogramVec
 	reg           prometheus.Registerer
 }
@@ -31,7 +33,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"result"}),
 		errors: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "feedbackproxy_shared_index_errors_total",
-			Help: "Calls to Redis that failed, by operation: write, lookup, subscribe.",
+			Help: "Calls to Redis that failed, by operation: write, lookup, subscribe, vote.",
 		}, []string{"op"}),
 		dropped: f.NewCounter(prometheus.CounterOpts{
 			Name: "feedbackproxy_shared_index_backlog_dropped_total",
@@ -40,6 +42,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		notifications: f.NewCounter(prometheus.CounterOpts{
 			Name: "feedbackproxy_shared_index_notifications_total",
 			Help: "Entries other replicas (or this one) announced on the shared index's channel.",
+		}),
+		superseded: f.NewCounter(prometheus.CounterOpts{
+			Name: "feedbackproxy_shared_index_votes_superseded_total",
+			Help: "Votes not written because another replica took a newer vote for the same response, name and identifier.",
+		}),
+		unordered: f.NewCounter(prometheus.CounterOpts{
+			Name: "feedbackproxy_shared_index_votes_unordered_total",
+			Help: "Votes recorded or written without ordering against other replicas' (Redis unreachable, or a lock held past its time).",
 		}),
 		duration: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "feedbackproxy_shared_index_call_duration_seconds",

@@ -339,3 +339,98 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestVotesKeepTheLatest(t *testing.T) {
+	srv := redistest.Start(t)
+	b, mb := newIndex(t, srv.URL())
+	c, _ := newIndex(t, srv.URL())
+	ctx := context.Background()
+	wrote := func(who string, out *[]string) func() error {
+		return func() error { *out = append(*out, who); return nil }
+	}
+	var writes []string
+
+	// B takes "up", then C takes "down" for the same key: B's is superseded.
+	if err := b.Votes().Voted(ctx, "k1", "up"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Votes().Voted(ctx, "k1", "down"); err != nil {
+		t.Fatal(err)
+	}
+	if sup, err := b.Votes().Write(ctx, "k1", "up", wrote("b", &writes)); err != nil || !sup {
+		t.Fatalf("B's older vote: superseded %v, err %v; want superseded", sup, err)
+	}
+	if sup, err := c.Votes().Write(ctx, "k1", "down", wrote("c", &writes)); err != nil || sup {
+		t.Fatalf("C's newer vote: superseded %v, err %v", sup, err)
+	}
+	if len(writes) != 1 || writes[0] != "c" {
+		t.Fatalf("writes = %v, want C's only", writes)
+	}
+	if v := testutil.ToFloat64(mb.superseded); v != 1 {
+		t.Errorf("superseded = %v", v)
+	}
+
+	// The same content from two replicas: both may write (the same
+	// annotation twice).
+	_ = b.Votes().Voted(ctx, "k2", "up")
+	_ = c.Votes().Voted(ctx, "k2", "up")
+	writes = nil
+	for _, r := range []*Index{b, c} {
+		if sup, err := r.Votes().Write(ctx, "k2", "up", wrote("x", &writes)); sup || err != nil {
+			t.Fatalf("same vote: superseded %v, err %v", sup, err)
+		}
+	}
+	if len(writes) != 2 {
+		t.Fatalf("writes = %v", writes)
+	}
+
+	// A key whose latest vote Redis forgot is written.
+	if sup, err := b.Votes().Write(ctx, "k3", "up", func() error { return nil }); sup || err != nil {
+		t.Fatalf("unknown key: superseded %v, err %v", sup, err)
+	}
+
+	// While one replica writes, the other waits for the lock: the two
+	// writes never overlap.
+	_ = b.Votes().Voted(ctx, "k4", "up")
+	var mu sync.Mutex
+	inside, overlap := 0, false
+	slow := func() error {
+		mu.Lock()
+		inside++
+		overlap = overlap || inside > 1
+		mu.Unlock()
+		time.Sleep(100 * time.Millisecond)
+		mu.Lock()
+		inside--
+		mu.Unlock()
+		return nil
+	}
+	var wg sync.WaitGroup
+	for _, r := range []*Index{b, c} {
+		wg.Go(func() { _, _ = r.Votes().Write(ctx, "k4", "up", slow) })
+	}
+	wg.Wait()
+	if overlap {
+		t.Fatal("two replicas wrote the same key at once")
+	}
+	if got := srv.Do("EXISTS", DefaultPrefix+"l:k4"); got != ":0" {
+		t.Fatalf("lock left behind: EXISTS = %s", got)
+	}
+}
+
+func TestVotesUnorderedWhenRedisIsDown(t *testing.T) {
+	srv := redistest.Start(t)
+	b, mb := newIndex(t, srv.URL())
+	srv.Stop()
+	ctx := context.Background()
+	if err := b.Votes().Voted(ctx, "k", "up"); err == nil {
+		t.Fatal("Voted with Redis down: no error")
+	}
+	ran := false
+	if sup, err := b.Votes().Write(ctx, "k", "up", func() error { ran = true; return nil }); sup || err != nil || !ran {
+		t.Fatalf("Write with Redis down: superseded %v, err %v, ran %v; want written anyway", sup, err, ran)
+	}
+	if v := testutil.ToFloat64(mb.unordered); v != 2 {
+		t.Fatalf("unordered = %v, want 2", v)
+	}
+}

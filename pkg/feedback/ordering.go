@@ -1,0 +1,91 @@
+package feedback
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"math"
+)
+
+// Ordering keeps the last vote the one Phoenix holds when several replicas
+// take votes for the same (response, name, identifier): a user votes up
+// through replica B, changes it to down through C, and both then write.
+// Phoenix upserts on (name, span, identifier), so the order of the writes
+// decides; without Ordering, B's older vote, written last, would win.
+// *sharedindex.Votes is one.
+type Ordering interface {
+	// Voted records that the vote with digest is now the latest for key.
+	// It is called before the vote is taken.
+	Voted(ctx context.Context, key, digest string) error
+	// Write runs write unless the latest vote for key is no longer the one
+	// with digest, while no other replica writes key. It reports
+	// superseded, without running write, when another replica took a
+	// newer vote. An implementation that cannot tell (its store is down)
+	// runs write anyway: a vote is never lost for want of ordering.
+	Write(ctx context.Context, key, digest string, write func() error) (superseded bool, err error)
+}
+
+// UseOrdering makes the service record every vote it takes with o, and
+// write an annotation only while its vote is the latest (see Ordering).
+// Call it before the first Submit.
+func (s *Service) UseOrdering(o Ordering) { s.order = o }
+
+// orderKey names a key in the Ordering: a hash, so that it is short and
+// holds nothing of the identifier.
+func orderKey(k key) string {
+	h := sha256.New()
+	for _, part := range []string{k.responseID, k.name, k.identifier} {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
+		h.Write(n[:])
+		h.Write([]byte(part))
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// digest names the content of a vote: two votes with the same digest write
+// the same annotation.
+func (v *vote) digest() string {
+	h := sha256.New()
+	field := func(b []byte) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	opt := func(p *string) {
+		if p == nil {
+			field([]byte{0})
+			return
+		}
+		field(append([]byte{1}, *p...))
+	}
+	field([]byte(v.kind))
+	opt(v.result.Label)
+	if v.result.Score == nil {
+		field([]byte{0})
+	} else {
+		var b [9]byte
+		b[0] = 1
+		binary.BigEndian.PutUint64(b[1:], math.Float64bits(*v.result.Score))
+		field(b[:])
+	}
+	opt(v.result.Explanation)
+	field(v.metadata)
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// recordVotes tells the Ordering of the votes of items, before they are
+// taken. A vote the Ordering could not record is still taken: it is
+// written unordered, which the Ordering counts.
+func (s *Service) recordVotes(ctx context.Context, items []Feedback) {
+	for _, f := range items {
+		g := f
+		v, ferr := prepare(&g, MaxMetadataBytes)
+		if ferr != nil {
+			continue // Submit refuses it
+		}
+		_ = s.order.Voted(ctx, orderKey(keyOf(g)), v.digest())
+	}
+}
