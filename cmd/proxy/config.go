@@ -140,6 +140,11 @@ kill -9) resumes them, and exports wait in a disk queue and go on, in order,
 when Phoenix is back. --data-dir=- keeps everything in memory instead: a
 restart loses it, and an export is answered only once Phoenix answered it.
 
+Several replicas of an app, each with this proxy beside it: give them all the
+same --redis-url (Redis or Valkey) and feedback resolves whichever replica
+receives it. Without one, a replica asks Phoenix for spans it never saw
+(slower; --phoenix-lookup-rate bounds it).
+
 Every flag can also be set by the environment variable %s<FLAG>, e.g.
 %s. Phoenix's client variables are honoured too:
 PHOENIX_COLLECTOR_ENDPOINT, PHOENIX_ENDPOINT, PHOENIX_API_KEY (sent as

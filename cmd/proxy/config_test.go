@@ -95,6 +95,38 @@ func TestParseConfig(t *testing.T) {
 			},
 		},
 		{
+			name: "the shared index from the environment; the Phoenix lookup on by default",
+			env:  map[string]string{"FEEDBACK_PROXY_REDIS_URL": "rediss://app:s3cret@valkey:6380/2", "FEEDBACK_PROXY_PHOENIX_LOOKUP_PROJECTS": "support, billing"},
+			check: func(t *testing.T, o *options, err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := o.cfg
+				if c.Shared.URL != "rediss://app:s3cret@valkey:6380/2" || c.NoPhoenixLookup || c.PhoenixLookup.Rate != 1 ||
+					strings.Join(c.PhoenixLookup.Projects, "|") != "support|billing" {
+					t.Errorf("shared %+v, lookup off %v, lookup %+v", c.Shared, c.NoPhoenixLookup, c.PhoenixLookup)
+				}
+			},
+		},
+		{
+			name: "a Redis URL that is not one, without its password in the error",
+			args: []string{"-redis-url", "http://app:s3cret@valkey:6379"},
+			check: func(t *testing.T, _ *options, err error) {
+				if err == nil || !strings.Contains(err.Error(), "-redis-url") || strings.Contains(err.Error(), "s3cret") {
+					t.Fatalf("err = %v; want a -redis-url error without the password", err)
+				}
+			},
+		},
+		{
+			name: "a lookup rate of zero",
+			args: []string{"-phoenix-lookup-rate", "0"},
+			check: func(t *testing.T, _ *options, err error) {
+				if err == nil || !strings.Contains(err.Error(), "-no-phoenix-lookup") {
+					t.Fatalf("err = %v; want a pointer to -no-phoenix-lookup", err)
+				}
+			},
+		},
+		{
 			name: "too many extra keys",
 			args: []string{"-index-extra-keys", strings.Repeat("k,", 61) + "k"},
 			check: func(t *testing.T, _ *options, err error) {
