@@ -32,6 +32,10 @@ type Config struct {
 	// index's own max age (index.DefaultMaxAge when zero), so that Redis
 	// forgets it when each replica would.
 	MaxAge time.Duration
+	// VoteTTL is how long the latest vote of a key is remembered (see
+	// Votes): as long as a feedback may stay pending, after which no
+	// replica writes it. Zero means an hour (feedback.DefaultMaxAge).
+	VoteTTL time.Duration
 	// Timeout bounds every call to Redis: connecting, and each command or
 	// pipeline read and written. Zero means DefaultTimeout.
 	Timeout time.Duration
@@ -54,6 +58,9 @@ func (c *Config) setDefaults() {
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
+	if c.VoteTTL == 0 {
+		c.VoteTTL = time.Hour
+	}
 	if c.MaxBacklog == 0 {
 		c.MaxBacklog = DefaultMaxBacklog
 	}
@@ -70,8 +77,8 @@ func (c Config) Validate() error {
 	} else if _, err := redis.ParseURL(c.URL); err != nil {
 		errs = append(errs, fmt.Errorf("sharedindex: Redis URL: %w (want redis://[user:password@]host:port/db or rediss://...)", redactErr(err, c.URL)))
 	}
-	if c.MaxAge < 0 || c.Timeout < 0 {
-		errs = append(errs, fmt.Errorf("sharedindex: MaxAge and Timeout must be positive, got %s and %s", c.MaxAge, c.Timeout))
+	if c.MaxAge < 0 || c.Timeout < 0 || c.VoteTTL < 0 {
+		errs = append(errs, fmt.Errorf("sharedindex: MaxAge, VoteTTL and Timeout must be positive, got %s, %s and %s", c.MaxAge, c.VoteTTL, c.Timeout))
 	}
 	if c.MaxBacklog < 0 {
 		errs = append(errs, fmt.Errorf("sharedindex: MaxBacklog must be positive, got %d", c.MaxBacklog))
@@ -93,6 +100,9 @@ func (c Config) options() (*redis.Options, error) {
 	opt.PoolTimeout = c.Timeout
 	opt.ContextTimeoutEnabled = true
 	opt.MaxRetries = -1 // none: the writer and the seeker retry on their own schedule
+	// One dial a call, not five 100 ms apart: a Redis that refuses
+	// connections must cost a feedback milliseconds, not half a second.
+	opt.DialerRetries = 1
 	opt.PoolSize = 8
 	opt.DisableIdentity = true // no CLIENT SETINFO: older servers and proxies refuse it
 	return opt, nil

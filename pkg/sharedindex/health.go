@@ -1,6 +1,7 @@
 package sharedindex
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
@@ -25,6 +26,28 @@ type health struct {
 type failure struct {
 	err   string
 	since time.Time
+	last  time.Time // of the last call that failed
+}
+
+// quiet is how long after a failed call the calls a feedback waits for
+// (lookups, votes) fail at once instead of asking a Redis that just did
+// not answer: with Redis slow or blackholed, each would otherwise cost its
+// whole timeout. The writer and the subscription keep trying on their own.
+const quiet = time.Second
+
+// errQuiet is what a call skipped during the quiet time returns.
+var errQuiet = errors.New("sharedindex: Redis failed less than a second ago; not asked")
+
+// unavailable reports whether calls of op's pool failed within quiet.
+func (s *Index) unavailable() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, op := range []string{opWrite, opLookup} {
+		if f, ok := s.health.failing[op]; ok && time.Since(f.last) < quiet {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Index) setHealth(op string, err error) {
@@ -51,8 +74,12 @@ func (s *Index) setHealth(op string, err error) {
 	if s.health.failing == nil {
 		s.health.failing = map[string]failure{}
 	}
-	if _, ok := s.health.failing[op]; !ok {
-		s.health.failing[op] = failure{err: redactString(err.Error(), s.cfg.URL), since: time.Now()}
+	if f, ok := s.health.failing[op]; ok {
+		f.last = time.Now()
+		s.health.failing[op] = f
+	} else {
+		now := time.Now()
+		s.health.failing[op] = failure{err: redactString(err.Error(), s.cfg.URL), since: now, last: now}
 		s.log.Warn("shared index degraded: Redis calls fail; spans still reach Phoenix and this replica's own index still resolves what it saw",
 			"op", op, "err", redactString(err.Error(), s.cfg.URL))
 	}

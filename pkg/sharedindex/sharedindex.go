@@ -137,6 +137,10 @@ func (s *Index) Find(ctx context.Context, responseIDs []string) ([]index.Entry, 
 	if len(responseIDs) == 0 {
 		return nil, nil
 	}
+	if s.unavailable() {
+		s.metrics.lookups.WithLabelValues("error").Add(float64(len(responseIDs)))
+		return nil, errQuiet
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	keys := make([]string, len(responseIDs))
