@@ -16,7 +16,7 @@ import (
 // *sharedindex.Votes is one.
 type Ordering interface {
 	// Voted records that the vote with digest is now the latest for key.
-	// It is called before the vote is taken.
+	// It is called once the vote is taken, before it may be written.
 	Voted(ctx context.Context, key, digest string) error
 	// Write runs write unless the latest vote for key is no longer the one
 	// with digest, while no other replica writes key. It reports
@@ -74,18 +74,4 @@ func (v *vote) digest() string {
 	opt(v.result.Explanation)
 	field(v.metadata)
 	return hex.EncodeToString(h.Sum(nil)[:16])
-}
-
-// recordVotes tells the Ordering of the votes of items, before they are
-// taken. A vote the Ordering could not record is still taken: it is
-// written unordered, which the Ordering counts.
-func (s *Service) recordVotes(ctx context.Context, items []Feedback) {
-	for _, f := range items {
-		g := f
-		v, ferr := prepare(&g, MaxMetadataBytes)
-		if ferr != nil {
-			continue // Submit refuses it
-		}
-		_ = s.order.Voted(ctx, orderKey(keyOf(g)), v.digest())
-	}
 }

@@ -165,8 +165,11 @@ type record struct {
 	updated  time.Time
 	deadline time.Time
 	expiry   *time.Timer // while waiting for the span
-	done     chan struct{}
-	size     int // what the record is counted for in Service.mem
+	// gate, with an Ordering, is closed once the vote is recorded there;
+	// it is not written before.
+	gate chan struct{}
+	done chan struct{}
+	size int // what the record is counted for in Service.mem
 }
 
 func (r *record) status() Status {
@@ -284,26 +287,49 @@ func (s *Service) Submit(items []Feedback) ([]Status, error) {
 		}
 		votes[i] = v
 	}
+	out, gates, err := s.submit(items, votes)
+	if err != nil || s.order == nil {
+		return out, err
+	}
+	// Recorded once taken, so that refused feedback leaves nothing in the
+	// Ordering; the gate holds the writing of each until its vote is.
+	for i := range items {
+		_ = s.order.Voted(context.Background(), orderKey(keyOf(items[i])), votes[i].digest())
+		close(gates[i])
+	}
+	return out, nil
+}
+
+func (s *Service) submit(items []Feedback, votes []vote) ([]Status, []chan struct{}, error) {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, errors.New("feedback: the service is shutting down")
+		return nil, nil, errors.New("feedback: the service is shutting down")
 	}
 	if err := s.admitLocked(items, votes); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if s.store != nil {
 		if err := s.saveLocked(items, now); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	out := make([]Status, len(items))
+	var gates []chan struct{}
+	if s.order != nil {
+		gates = make([]chan struct{}, len(items))
+	}
 	for i, f := range items {
-		out[i] = s.submitLocked(f, votes[i], now).status()
+		var gate chan struct{}
+		if gates != nil {
+			gate = make(chan struct{})
+			gates[i] = gate
+		}
+		out[i] = s.submitLocked(f, votes[i], gate, now).status()
 	}
 	s.metrics.received.Add(float64(len(items)))
-	return out, nil
+	return out, gates, nil
 }
 
 // admitLocked refuses a batch that would take pending feedback past
@@ -363,9 +389,6 @@ func (s *Service) SubmitAndWait(ctx context.Context, items []Feedback) ([]Status
 	if s.finder != nil {
 		s.findUnknown(ctx, items)
 	}
-	if s.order != nil {
-		s.recordVotes(ctx, items)
-	}
 	st, err := s.Submit(items)
 	if err != nil || s.cfg.SyncWait < 0 {
 		return st, err
@@ -406,17 +429,18 @@ func (s *Service) refresh(st []Status) []Status {
 
 func keyOf(f Feedback) key { return key{f.ResponseID, f.Name, f.Identifier} }
 
-func (s *Service) submitLocked(f Feedback, v vote, now time.Time) *record {
+func (s *Service) submitLocked(f Feedback, v vote, gate chan struct{}, now time.Time) *record {
 	k := keyOf(f)
 	if r, ok := s.byResponse[k.responseID][k]; ok && r.state == Pending {
 		s.uncountLocked(r)
-		r.vote = v
+		r.vote, r.gate = v, gate
 		r.version++
 		r.updated = now
 		s.countLocked(r)
 		return r
 	}
 	r := s.addLocked(k, v, now, now.Add(s.cfg.MaxAge))
+	r.gate = gate
 	s.resolveLocked(r, now)
 	return r
 }
@@ -517,7 +541,14 @@ func (s *Service) expireWaiting(r *record) {
 func (s *Service) deliver(r *record) {
 	backoff := s.cfg.MinBackoff
 	for {
-		ann, version, digest := s.nextAttempt(r)
+		ann, version, digest, gate := s.nextAttempt(r)
+		if gate != nil {
+			select {
+			case <-gate:
+			case <-s.stopping:
+				return
+			}
+		}
 		select {
 		case s.sem <- struct{}{}:
 		case <-s.stopping:
@@ -583,9 +614,9 @@ func (s *Service) endSuperseded(r *record, version int) bool {
 
 // nextAttempt returns the annotation of r's latest vote, its version and
 // its digest.
-func (s *Service) nextAttempt(r *record) (phoenix.SpanAnnotation, int, string) {
+func (s *Service) nextAttempt(r *record) (phoenix.SpanAnnotation, int, string, chan struct{}) {
 	s.mu.Lock()
-	v, version := r.vote, r.version
+	v, version, gate := r.vote, r.version, r.gate
 	s.mu.Unlock()
 	// Decoded outside the lock: metadata may be 16 KiB of JSON.
 	ann, err := r.annotation(v)
@@ -594,7 +625,7 @@ func (s *Service) nextAttempt(r *record) (phoenix.SpanAnnotation, int, string) {
 		s.log.Error("feedback metadata kept in memory cannot be decoded; the annotation is written with what could be",
 			"response_id", r.key.responseID, "err", err)
 	}
-	return ann, version, v.digest()
+	return ann, version, v.digest(), gate
 }
 
 // settleAttempt applies what the attempt at version of r's vote leads to
@@ -638,7 +669,7 @@ func (s *Service) endLocked(r *record, st State, reason string) {
 	s.uncountLocked(r)
 	r.state, r.reason, r.updated = st, clip(reason, maxReasonBytes), time.Now()
 	// From now on r is history for GET, which shows nothing of the vote.
-	r.vote, r.expiry = vote{}, nil
+	r.vote, r.expiry, r.gate = vote{}, nil, nil
 	s.pending--
 	s.countLocked(r)
 	s.removeLocked(r)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/phoenix"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/seek"
@@ -22,6 +23,7 @@ func (p *Proxy) newSeeker(client *phoenix.Client) error {
 	if p.cfg.Shared.URL != "" {
 		cfg := p.cfg.Shared
 		cfg.MaxAge = cmp.Or(cfg.MaxAge, p.cfg.Index.MaxAge, index.DefaultMaxAge)
+		cfg.VoteTTL = cmp.Or(cfg.VoteTTL, p.cfg.Feedback.MaxAge, feedback.DefaultMaxAge)
 		s, err := sharedindex.New(cfg, sharedindex.NewMetrics(p.reg), p.log.With("component", "shared-index"))
 		if err != nil {
 			return err

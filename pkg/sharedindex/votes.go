@@ -13,8 +13,9 @@ import (
 // Votes orders the votes replicas take for one (response, name,
 // identifier), so that Phoenix ends with the latest (feedback.Ordering).
 //
-// Each vote is recorded before it is taken: "fbp:v:" + key holds the
-// digest of the latest, for as long as an index entry lives. A replica
+// Each vote is recorded once it is taken, before it may be written:
+// "fbp:v:" + key holds the digest of the latest, for as long as a feedback
+// may stay pending (VoteTTL). A replica
 // writes an annotation only holding "fbp:l:" + key (SET NX, expiring
 // after lockTTL) and only if the latest vote is still its own: so of two
 // replicas with different votes, the one superseded either sees it before
@@ -39,9 +40,13 @@ var release = redis.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then ret
 // Voted records digest as the latest vote for key.
 func (v *Votes) Voted(ctx context.Context, key, digest string) error {
 	s := v.s
+	if s.unavailable() {
+		s.metrics.unordered.Inc()
+		return errQuiet
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	err := s.rdb.Set(ctx, s.cfg.Prefix+"v:"+key, digest, s.cfg.MaxAge).Err()
+	err := s.rdb.Set(ctx, s.cfg.Prefix+"v:"+key, digest, s.cfg.VoteTTL).Err()
 	s.setHealth(opLookup, err)
 	if err != nil {
 		s.metrics.errors.WithLabelValues(opVote).Inc()
@@ -62,6 +67,10 @@ func (v *Votes) Write(ctx context.Context, key, digest string, write func() erro
 	_, _ = rand.Read(tok[:])
 	token := hex.EncodeToString(tok[:])
 	deadline := time.Now().Add(lockTTL)
+	if s.unavailable() {
+		s.metrics.unordered.Inc()
+		return false, write()
+	}
 	for {
 		cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 		ok, err := s.rdb.SetNX(cctx, lock, token, lockTTL).Result()
