@@ -62,7 +62,9 @@ func (s *Server) start() {
 	s.cmd = exec.Command(s.bin,
 		"--port", fmt.Sprint(s.port), "--bind", "127.0.0.1", "--dir", s.dir,
 		"--appendonly", "yes", "--appendfsync", "always", "--save", "",
-		"--daemonize", "no", "--logfile", filepath.Join(s.dir, "redis.log"))
+		"--daemonize", "no", "--logfile", filepath.Join(s.dir, "redis.log"),
+		// DEBUG SLEEP makes the server stall, for tests of a slow Redis.
+		"--enable-debug-command", "local")
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("redistest: start %s: %v", s.bin, err)
 	}

@@ -434,3 +434,32 @@ func TestVotesUnorderedWhenRedisIsDown(t *testing.T) {
 		t.Fatalf("unordered = %v, want 2", v)
 	}
 }
+
+// TestRedisSlow: a Redis that stalls (DEBUG SLEEP) costs a lookup its
+// timeout at most, and Put nothing: entries wait and are written after.
+func TestRedisSlow(t *testing.T) {
+	srv := redistest.Start(t)
+	s, _ := newIndex(t, srv.URL(), func(c *Config) { c.Timeout = 200 * time.Millisecond })
+	s.Start(nil, nil)
+	stalled := make(chan struct{})
+	go func() { srv.Do("DEBUG", "SLEEP", "2"); close(stalled) }()
+	time.Sleep(100 * time.Millisecond)
+
+	start := time.Now()
+	s.Put([]index.Entry{{ResponseID: "chatcmpl-slow", Span: span(trace1, inner, outer, 1, "llm")}})
+	if d := time.Since(start); d > 50*time.Millisecond {
+		t.Errorf("Put took %s while Redis stalled", d)
+	}
+	start = time.Now()
+	if _, err := s.Find(context.Background(), []string{"chatcmpl-x"}); err == nil {
+		t.Error("Find answered while Redis stalled")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Find took %s with a 200 ms timeout", d)
+	}
+	<-stalled
+	written(t, s)
+	if _, ok := get(t, s, "chatcmpl-slow"); !ok {
+		t.Fatal("the entry put while Redis stalled was not written")
+	}
+}
