@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"math"
+	"time"
 )
 
 // Ordering keeps the last vote the one Phoenix holds when several replicas
@@ -15,20 +16,18 @@ import (
 // decides; without Ordering, B's older vote, written last, would win.
 // *sharedindex.Votes is one.
 type Ordering interface {
-	// Voted records that the vote with digest is now the latest for key.
-	// It is called once the vote is taken, before it may be written.
-	Voted(ctx context.Context, key, digest string) error
-	// Write runs write unless the latest vote for key is no longer the one
-	// with digest, while no other replica writes key. It reports
-	// superseded, without running write, when another replica took a
-	// newer vote. An implementation that cannot tell (its store is down)
-	// runs write anyway: a vote is never lost for want of ordering.
-	Write(ctx context.Context, key, digest string, write func() error) (superseded bool, err error)
+	// Write runs write unless a later vote for key, with another digest,
+	// was claimed by another replica; it reports superseded then, without
+	// running write. voted is when this vote was received. It holds other
+	// replicas' writes of key off while write runs. An implementation
+	// that cannot tell (its store is down) runs write anyway: a vote is
+	// never lost for want of ordering.
+	Write(ctx context.Context, key, digest string, voted time.Time, write func() error) (superseded bool, err error)
 }
 
-// UseOrdering makes the service record every vote it takes with o, and
-// write an annotation only while its vote is the latest (see Ordering).
-// Call it before the first Submit.
+// UseOrdering makes the service write each annotation through o, so that
+// of the votes replicas hold for one key the latest is the one Phoenix
+// keeps (see Ordering). Call it before the first Submit.
 func (s *Service) UseOrdering(o Ordering) { s.order = o }
 
 // orderKey names a key in the Ordering: a hash, so that it is short and

@@ -2,35 +2,29 @@ package feedback_test
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
 )
 
-// fakeOrdering plays sharedindex.Votes: the latest digest of each key, and
-// keys another replica is said to have a newer vote for.
+// fakeOrdering plays sharedindex.Votes: the latest (time, digest) claimed
+// for each key, and keys another replica is said to hold a later vote for.
 type fakeOrdering struct {
 	mu       sync.Mutex
-	latest   map[string]string
-	voted    []string // digests, in order
+	claims   []string // digests, in the order they were claimed
+	times    []time.Time
 	writes   int
-	newerFor map[string]bool // key -> a newer vote elsewhere
+	newerFor bool // another replica claimed a later vote for every key
 }
 
-func (o *fakeOrdering) Voted(_ context.Context, key, digest string) error {
+func (o *fakeOrdering) Write(_ context.Context, key, digest string, voted time.Time, write func() error) (bool, error) {
 	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.latest[key] = digest
-	o.voted = append(o.voted, digest)
-	return nil
-}
-
-func (o *fakeOrdering) Write(_ context.Context, key, digest string, write func() error) (bool, error) {
-	o.mu.Lock()
-	if o.newerFor[key] || o.latest[key] != digest {
+	o.claims = append(o.claims, digest)
+	o.times = append(o.times, voted)
+	if o.newerFor {
 		o.mu.Unlock()
 		return true, nil
 	}
@@ -39,46 +33,11 @@ func (o *fakeOrdering) Write(_ context.Context, key, digest string, write func()
 	return false, write()
 }
 
-func (o *fakeOrdering) supersedeAll() {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	for k := range o.latest {
-		o.newerFor[k] = true
-	}
-}
-
-func newOrdering() *fakeOrdering {
-	return &fakeOrdering{latest: map[string]string{}, newerFor: map[string]bool{}}
-}
-
-func TestOrderingRecordsOnlyTakenVotes(t *testing.T) {
-	cfg := testConfig()
-	cfg.MaxPending = 1
-	h := newHarness(t, cfg)
-	o := newOrdering()
-	h.svc.UseOrdering(o)
-	h.submit(t, vote("chatcmpl-1", "up"))
-	if _, err := h.svc.Submit([]feedback.Feedback{vote("chatcmpl-2", "up")}); !errors.Is(err, feedback.ErrFull) {
-		t.Fatalf("second feedback: %v, want ErrFull", err)
-	}
-	if len(o.voted) != 1 {
-		t.Fatalf("%d votes recorded, want 1: refused feedback must leave nothing in the Ordering", len(o.voted))
-	}
-	// The same vote has the same digest; another vote another.
-	h.submit(t, vote("chatcmpl-1", "up"))
-	h.submit(t, vote("chatcmpl-1", "down"))
-	if len(o.voted) != 3 || o.voted[0] != o.voted[1] || o.voted[1] == o.voted[2] {
-		t.Fatalf("digests %v: want the first two equal, the third different", o.voted)
-	}
-	_ = h.svc.Shutdown(context.Background())
-}
-
 func TestSupersededVoteIsNotWritten(t *testing.T) {
 	inBubble(t, testConfig(), nil, func(t *testing.T, h *harness) {
-		o := newOrdering()
+		o := &fakeOrdering{newerFor: true}
 		h.svc.UseOrdering(o)
 		h.submit(t, vote("chatcmpl-s", "up")) // waits for its span
-		o.supersedeAll()                      // another replica took a newer vote
 		h.indexSpan("chatcmpl-s", 1)
 		synctest.Wait()
 		st := h.one(t, "chatcmpl-s")
@@ -94,15 +53,29 @@ func TestSupersededVoteIsNotWritten(t *testing.T) {
 	})
 }
 
-func TestOrderedVoteIsWritten(t *testing.T) {
+// Each vote is claimed with the time it came in and a digest of its
+// content: the same vote, the same digest; a new vote, a new one, later.
+func TestOrderedVotesCarryTimeAndDigest(t *testing.T) {
 	inBubble(t, testConfig(), nil, func(t *testing.T, h *harness) {
-		o := newOrdering()
+		o := &fakeOrdering{}
 		h.svc.UseOrdering(o)
 		h.indexSpan("chatcmpl-w", 1)
 		h.submit(t, vote("chatcmpl-w", "down"))
 		synctest.Wait()
-		if st := h.one(t, "chatcmpl-w"); st.State != feedback.Annotated || o.writes != 1 {
-			t.Fatalf("state = %s, writes through the Ordering %d; want annotated once", st.State, o.writes)
+		time.Sleep(time.Second)
+		h.submit(t, vote("chatcmpl-w", "down"))
+		synctest.Wait()
+		time.Sleep(time.Second)
+		h.submit(t, vote("chatcmpl-w", "up"))
+		synctest.Wait()
+		if st := h.one(t, "chatcmpl-w"); st.State != feedback.Annotated || o.writes != 3 {
+			t.Fatalf("state = %s, writes through the Ordering %d; want annotated, 3 writes", st.State, o.writes)
+		}
+		if o.claims[0] != o.claims[1] || o.claims[1] == o.claims[2] {
+			t.Fatalf("digests %v: want the first two equal, the third different", o.claims)
+		}
+		if !o.times[0].Before(o.times[1]) || !o.times[1].Before(o.times[2]) {
+			t.Fatalf("vote times %v: want each later", o.times)
 		}
 	})
 }

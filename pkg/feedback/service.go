@@ -165,11 +165,11 @@ type record struct {
 	updated  time.Time
 	deadline time.Time
 	expiry   *time.Timer // while waiting for the span
-	// gate, with an Ordering, is closed once the vote is recorded there;
-	// it is not written before.
-	gate chan struct{}
-	done chan struct{}
-	size int // what the record is counted for in Service.mem
+	// voted is when the vote was received: what orders it against the
+	// votes other replicas hold for the same key (see Ordering).
+	voted time.Time
+	done  chan struct{}
+	size  int // what the record is counted for in Service.mem
 }
 
 func (r *record) status() Status {
@@ -287,49 +287,26 @@ func (s *Service) Submit(items []Feedback) ([]Status, error) {
 		}
 		votes[i] = v
 	}
-	out, gates, err := s.submit(items, votes)
-	if err != nil || s.order == nil {
-		return out, err
-	}
-	// Recorded once taken, so that refused feedback leaves nothing in the
-	// Ordering; the gate holds the writing of each until its vote is.
-	for i := range items {
-		_ = s.order.Voted(context.Background(), orderKey(keyOf(items[i])), votes[i].digest())
-		close(gates[i])
-	}
-	return out, nil
-}
-
-func (s *Service) submit(items []Feedback, votes []vote) ([]Status, []chan struct{}, error) {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, nil, errors.New("feedback: the service is shutting down")
+		return nil, errors.New("feedback: the service is shutting down")
 	}
 	if err := s.admitLocked(items, votes); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if s.store != nil {
 		if err := s.saveLocked(items, now); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	out := make([]Status, len(items))
-	var gates []chan struct{}
-	if s.order != nil {
-		gates = make([]chan struct{}, len(items))
-	}
 	for i, f := range items {
-		var gate chan struct{}
-		if gates != nil {
-			gate = make(chan struct{})
-			gates[i] = gate
-		}
-		out[i] = s.submitLocked(f, votes[i], gate, now).status()
+		out[i] = s.submitLocked(f, votes[i], now).status()
 	}
 	s.metrics.received.Add(float64(len(items)))
-	return out, gates, nil
+	return out, nil
 }
 
 // admitLocked refuses a batch that would take pending feedback past
@@ -429,18 +406,17 @@ func (s *Service) refresh(st []Status) []Status {
 
 func keyOf(f Feedback) key { return key{f.ResponseID, f.Name, f.Identifier} }
 
-func (s *Service) submitLocked(f Feedback, v vote, gate chan struct{}, now time.Time) *record {
+func (s *Service) submitLocked(f Feedback, v vote, now time.Time) *record {
 	k := keyOf(f)
 	if r, ok := s.byResponse[k.responseID][k]; ok && r.state == Pending {
 		s.uncountLocked(r)
-		r.vote, r.gate = v, gate
+		r.vote, r.voted = v, now
 		r.version++
 		r.updated = now
 		s.countLocked(r)
 		return r
 	}
 	r := s.addLocked(k, v, now, now.Add(s.cfg.MaxAge))
-	r.gate = gate
 	s.resolveLocked(r, now)
 	return r
 }
@@ -449,7 +425,7 @@ func (s *Service) submitLocked(f Feedback, v vote, gate chan struct{}, now time.
 // kept for k, if any.
 func (s *Service) addLocked(k key, v vote, received, deadline time.Time) *record {
 	r := &record{
-		key: k, vote: v, state: Pending,
+		key: k, vote: v, state: Pending, voted: received,
 		received: received, updated: received, deadline: deadline,
 		done: make(chan struct{}),
 	}
@@ -541,14 +517,7 @@ func (s *Service) expireWaiting(r *record) {
 func (s *Service) deliver(r *record) {
 	backoff := s.cfg.MinBackoff
 	for {
-		ann, version, digest, gate := s.nextAttempt(r)
-		if gate != nil {
-			select {
-			case <-gate:
-			case <-s.stopping:
-				return
-			}
-		}
+		ann, version, digest, voted := s.nextAttempt(r)
 		select {
 		case s.sem <- struct{}{}:
 		case <-s.stopping:
@@ -568,7 +537,7 @@ func (s *Service) deliver(r *record) {
 		if s.order == nil {
 			_ = write()
 		} else {
-			superseded, _ = s.order.Write(s.ctx, orderKey(r.key), digest, write)
+			superseded, _ = s.order.Write(s.ctx, orderKey(r.key), digest, voted, write)
 		}
 		<-s.sem
 		if s.ctx.Err() != nil {
@@ -613,10 +582,10 @@ func (s *Service) endSuperseded(r *record, version int) bool {
 }
 
 // nextAttempt returns the annotation of r's latest vote, its version and
-// its digest.
-func (s *Service) nextAttempt(r *record) (phoenix.SpanAnnotation, int, string, chan struct{}) {
+// its digest and time.
+func (s *Service) nextAttempt(r *record) (phoenix.SpanAnnotation, int, string, time.Time) {
 	s.mu.Lock()
-	v, version, gate := r.vote, r.version, r.gate
+	v, version, voted := r.vote, r.version, r.voted
 	s.mu.Unlock()
 	// Decoded outside the lock: metadata may be 16 KiB of JSON.
 	ann, err := r.annotation(v)
@@ -625,7 +594,7 @@ func (s *Service) nextAttempt(r *record) (phoenix.SpanAnnotation, int, string, c
 		s.log.Error("feedback metadata kept in memory cannot be decoded; the annotation is written with what could be",
 			"response_id", r.key.responseID, "err", err)
 	}
-	return ann, version, v.digest(), gate
+	return ann, version, v.digest(), voted
 }
 
 // settleAttempt applies what the attempt at version of r's vote leads to
@@ -669,7 +638,7 @@ func (s *Service) endLocked(r *record, st State, reason string) {
 	s.uncountLocked(r)
 	r.state, r.reason, r.updated = st, clip(reason, maxReasonBytes), time.Now()
 	// From now on r is history for GET, which shows nothing of the vote.
-	r.vote, r.expiry, r.gate = vote{}, nil, nil
+	r.vote, r.expiry = vote{}, nil
 	s.pending--
 	s.countLocked(r)
 	s.removeLocked(r)

@@ -19,6 +19,9 @@ type Saved struct {
 	// it expires (Received + MaxAge at the time). A later vote for the same
 	// key replaces Feedback and keeps both.
 	Received, Deadline time.Time
+	// Voted is when Feedback, the latest vote, came in (zero when kept by
+	// a version that did not say: Received stands for it).
+	Voted time.Time
 }
 
 // Store keeps pending feedback across restarts; *store.Store is one. A
@@ -69,6 +72,9 @@ func (s *Service) Restore(st Store) (int, error) {
 		// Kept whatever MaxPending and MaxBytes say: it was accepted.
 		r := s.addLocked(k, v, sv.Received, sv.Deadline)
 		r.updated = now
+		if !sv.Voted.IsZero() {
+			r.voted = sv.Voted
+		}
 		switch {
 		case ferr != nil:
 			// Written by a version of the proxy that checked less.
@@ -105,7 +111,7 @@ func (s *Service) saveLocked(items []Feedback, now time.Time) error {
 		if r, ok := s.byResponse[k.responseID][k]; ok && r.state == Pending {
 			received, deadline = r.received, r.deadline
 		}
-		saved[i] = Saved{Feedback: f, Received: received, Deadline: deadline}
+		saved[i] = Saved{Feedback: f, Received: received, Deadline: deadline, Voted: now}
 	}
 	if err := s.store.SaveFeedback(saved); err != nil {
 		s.log.Error("feedback refused: cannot write it to the data directory", "count", len(items), "err", err)

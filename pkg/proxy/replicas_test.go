@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -195,7 +196,9 @@ func TestSharedIndexDown(t *testing.T) {
 
 // TestReplicasKeepTheLatestVote: a user votes up through B, then down
 // through C, before the span came through A; both wake up when A indexes
-// it, and only the latest vote is written: B's ends superseded.
+// it, and Phoenix ends with the latest vote: B's is either superseded (not
+// written) or written first and overwritten (Phoenix upserts on name, span
+// and identifier), never written after C's.
 func TestReplicasKeepTheLatestVote(t *testing.T) {
 	redis := redistest.Start(t)
 	fp := &fakePhoenix{t: t, spans: map[string]bool{}}
@@ -205,26 +208,60 @@ func TestReplicasKeepTheLatestVote(t *testing.T) {
 	b := startReplica(t, phx.URL, redis.URL())
 	c := startReplica(t, phx.URL, redis.URL())
 
-	post := func(r *replica, thumbs string) {
-		t.Helper()
-		code, body := r.do("POST", "http://"+r.Addrs().Feedback+"/feedback", "application/json",
-			[]byte(`{"response_id":"chatcmpl-revote","thumbs":"`+thumbs+`","identifier":"u1"}`))
-		if code != http.StatusAccepted {
-			t.Fatalf("POST /feedback: %d %s", code, body)
+	for round := range 5 {
+		id := fmt.Sprintf("chatcmpl-revote-%d", round)
+		post := func(r *replica, thumbs string) {
+			t.Helper()
+			code, body := r.do("POST", "http://"+r.Addrs().Feedback+"/feedback", "application/json",
+				[]byte(`{"response_id":"`+id+`","thumbs":"`+thumbs+`","identifier":"u1"}`))
+			if code != http.StatusAccepted {
+				t.Fatalf("POST /feedback: %d %s", code, body)
+			}
+		}
+		post(b, "up")
+		post(c, "down")
+		a.export(id)
+		stB, stC := b.waitEnded(id), c.waitEnded(id)
+		if stC.State != feedback.Annotated || (stB.State != feedback.Annotated && stB.State != feedback.Superseded) {
+			t.Fatalf("B's older vote %s, C's newer %s; want C annotated, B annotated or superseded", stB.State, stC.State)
+		}
+		fp.mu.Lock()
+		last := fp.annotations[len(fp.annotations)-1]
+		n := len(fp.annotations)
+		fp.mu.Unlock()
+		if *last.Result.Label != "thumbs-down" {
+			t.Fatalf("round %d: the last annotation written is %s (of %d), want thumbs-down", round, *last.Result.Label, n)
 		}
 	}
-	post(b, "up")
-	post(c, "down")
-	a.export("chatcmpl-revote")
-	if st := b.waitEnded("chatcmpl-revote"); st.State != feedback.Superseded {
-		t.Fatalf("B's older vote = %+v, want superseded", st)
+}
+
+// TestShutdownWithRedisDown: entries waiting for a Redis that is down do
+// not hold a shutdown: one attempt, then they are logged and left to the
+// replica's own index.
+func TestShutdownWithRedisDown(t *testing.T) {
+	redis := redistest.Start(t)
+	fp := &fakePhoenix{t: t, spans: map[string]bool{}}
+	phx := httptest.NewServer(fp)
+	defer phx.Close()
+	cfg := localConfig(phx.URL)
+	cfg.Shared.URL = redis.URL()
+	p, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if st := c.waitEnded("chatcmpl-revote"); st.State != feedback.Annotated {
-		t.Fatalf("C's newer vote = %+v, want annotated", st)
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
 	}
-	fp.mu.Lock()
-	defer fp.mu.Unlock()
-	if len(fp.annotations) != 1 || *fp.annotations[0].Result.Label != "thumbs-down" {
-		t.Fatalf("annotations written = %+v, want thumbs-down once", fp.annotations)
+	r := &replica{Proxy: p, t: t, client: &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}}
+	defer r.client.CloseIdleConnections()
+	redis.Stop()
+	r.export("chatcmpl-at-shutdown")
+	if p.shared.Backlog() == 0 {
+		t.Fatal("nothing waiting for Redis")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown with Redis down: %v (it should not wait for Redis)", err)
 	}
 }

@@ -345,53 +345,52 @@ func TestVotesKeepTheLatest(t *testing.T) {
 	b, mb := newIndex(t, srv.URL())
 	c, _ := newIndex(t, srv.URL())
 	ctx := context.Background()
-	wrote := func(who string, out *[]string) func() error {
-		return func() error { *out = append(*out, who); return nil }
-	}
+	t0 := time.Now()
 	var writes []string
-
-	// B takes "up", then C takes "down" for the same key: B's is superseded.
-	if err := b.Votes().Voted(ctx, "k1", "up"); err != nil {
-		t.Fatal(err)
+	wrote := func(who string) func() error {
+		return func() error { writes = append(writes, who); return nil }
 	}
-	if err := c.Votes().Voted(ctx, "k1", "down"); err != nil {
-		t.Fatal(err)
-	}
-	if sup, err := b.Votes().Write(ctx, "k1", "up", wrote("b", &writes)); err != nil || !sup {
-		t.Fatalf("B's older vote: superseded %v, err %v; want superseded", sup, err)
-	}
-	if sup, err := c.Votes().Write(ctx, "k1", "down", wrote("c", &writes)); err != nil || sup {
-		t.Fatalf("C's newer vote: superseded %v, err %v", sup, err)
-	}
-	if len(writes) != 1 || writes[0] != "c" {
-		t.Fatalf("writes = %v, want C's only", writes)
-	}
-	if v := testutil.ToFloat64(mb.superseded); v != 1 {
-		t.Errorf("superseded = %v", v)
-	}
-
-	// The same content from two replicas: both may write (the same
-	// annotation twice).
-	_ = b.Votes().Voted(ctx, "k2", "up")
-	_ = c.Votes().Voted(ctx, "k2", "up")
-	writes = nil
-	for _, r := range []*Index{b, c} {
-		if sup, err := r.Votes().Write(ctx, "k2", "up", wrote("x", &writes)); sup || err != nil {
-			t.Fatalf("same vote: superseded %v, err %v", sup, err)
+	write := func(r *Index, key, digest string, at time.Time, who string) bool {
+		t.Helper()
+		sup, err := r.Votes().Write(ctx, key, digest, at, wrote(who))
+		if err != nil {
+			t.Fatal(err)
 		}
+		return sup
+	}
+
+	// B holds "up" (t0), C "down" (t0+1s). Whichever writes first, Phoenix
+	// ends with C's: B first is overwritten, B second is superseded.
+	if write(b, "k1", "up", t0, "b") || write(c, "k1", "down", t0.Add(time.Second), "c") {
+		t.Fatal("a vote was superseded though it came first")
+	}
+	if !write(b, "k1", "up", t0, "b") {
+		t.Fatal("B's older vote, claimed after C's, was not superseded")
+	}
+	if write(c, "k2", "down", t0.Add(time.Second), "c") {
+		t.Fatal("C's vote, first on k2, was superseded")
+	}
+	if !write(b, "k2", "up", t0, "b") {
+		t.Fatal("B's older vote, after C wrote the newer, was not superseded")
+	}
+	if got := strings.Join(writes, ","); got != "b,c,c" {
+		t.Fatalf("writes = %s, want b,c,c", got)
+	}
+	if v := testutil.ToFloat64(mb.superseded); v != 2 {
+		t.Errorf("superseded = %v, want 2", v)
+	}
+
+	// The same content from two replicas, whatever its times: both write.
+	writes = nil
+	if write(c, "k3", "up", t0.Add(time.Second), "c") || write(b, "k3", "up", t0, "b") {
+		t.Fatal("the same vote was superseded")
 	}
 	if len(writes) != 2 {
 		t.Fatalf("writes = %v", writes)
 	}
 
-	// A key whose latest vote Redis forgot is written.
-	if sup, err := b.Votes().Write(ctx, "k3", "up", func() error { return nil }); sup || err != nil {
-		t.Fatalf("unknown key: superseded %v, err %v", sup, err)
-	}
-
 	// While one replica writes, the other waits for the lock: the two
-	// writes never overlap.
-	_ = b.Votes().Voted(ctx, "k4", "up")
+	// writes never overlap, and no lock is left behind.
 	var mu sync.Mutex
 	inside, overlap := 0, false
 	slow := func() error {
@@ -407,7 +406,7 @@ func TestVotesKeepTheLatest(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	for _, r := range []*Index{b, c} {
-		wg.Go(func() { _, _ = r.Votes().Write(ctx, "k4", "up", slow) })
+		wg.Go(func() { _, _ = r.Votes().Write(ctx, "k4", "up", t0, slow) })
 	}
 	wg.Wait()
 	if overlap {
@@ -416,22 +415,32 @@ func TestVotesKeepTheLatest(t *testing.T) {
 	if got := srv.Do("EXISTS", DefaultPrefix+"l:k4"); got != ":0" {
 		t.Fatalf("lock left behind: EXISTS = %s", got)
 	}
+	// The latest vote is kept for VoteTTL (an hour by default).
+	if ttl := srv.Do("PTTL", DefaultPrefix+"v:k4"); !strings.HasPrefix(ttl, ":35") && !strings.HasPrefix(ttl, ":36") {
+		t.Errorf("PTTL = %s, want about an hour", ttl)
+	}
 }
 
 func TestVotesUnorderedWhenRedisIsDown(t *testing.T) {
 	srv := redistest.Start(t)
 	b, mb := newIndex(t, srv.URL())
 	srv.Stop()
-	ctx := context.Background()
-	if err := b.Votes().Voted(ctx, "k", "up"); err == nil {
-		t.Fatal("Voted with Redis down: no error")
+	ran := 0
+	for range 2 {
+		sup, err := b.Votes().Write(context.Background(), "k", "up", time.Now(), func() error { ran++; return nil })
+		if sup || err != nil {
+			t.Fatalf("Write with Redis down: superseded %v, err %v; want written anyway", sup, err)
+		}
 	}
-	ran := false
-	if sup, err := b.Votes().Write(ctx, "k", "up", func() error { ran = true; return nil }); sup || err != nil || !ran {
-		t.Fatalf("Write with Redis down: superseded %v, err %v, ran %v; want written anyway", sup, err, ran)
+	if ran != 2 {
+		t.Fatalf("written %d times, want 2", ran)
 	}
 	if v := testutil.ToFloat64(mb.unordered); v != 2 {
 		t.Fatalf("unordered = %v, want 2", v)
+	}
+	// The second was not even asked: Redis had just failed.
+	if v := testutil.ToFloat64(mb.errors.WithLabelValues(opVote)); v != 1 {
+		t.Fatalf("vote errors = %v, want 1", v)
 	}
 }
 

@@ -270,6 +270,9 @@ type savedJSON struct {
 	Feedback feedback.Feedback `json:"feedback"`
 	Received time.Time         `json:"received"`
 	Deadline time.Time         `json:"deadline"`
+	// Voted: when the latest vote came in (absent from records of
+	// versions before it, which read as zero).
+	Voted time.Time `json:"voted,omitzero"`
 }
 
 // SaveFeedback writes feedbacks in one transaction.
@@ -277,7 +280,7 @@ func (s *Store) SaveFeedback(saved []feedback.Saved) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketFeedback)
 		for _, sv := range saved {
-			v, err := json.Marshal(savedJSON{V: 1, Feedback: sv.Feedback, Received: sv.Received, Deadline: sv.Deadline})
+			v, err := json.Marshal(savedJSON{V: 1, Feedback: sv.Feedback, Received: sv.Received, Deadline: sv.Deadline, Voted: sv.Voted})
 			if err != nil {
 				return err
 			}
@@ -323,7 +326,7 @@ func (s *Store) LoadFeedback() ([]feedback.Saved, error) {
 				bad = append(bad, k)
 				return nil
 			}
-			out = append(out, feedback.Saved{Feedback: sj.Feedback, Received: sj.Received, Deadline: sj.Deadline})
+			out = append(out, feedback.Saved{Feedback: sj.Feedback, Received: sj.Received, Deadline: sj.Deadline, Voted: sj.Voted})
 			return nil
 		})
 		if err != nil {
