@@ -13,9 +13,12 @@
 //     1 s to 1 min, because announcements are at most once;
 //   - Phoenix: from 5 s after the feedback arrived (the span needs the
 //     app's batch delay and Phoenix's asynchronous ingest to show up),
-//     then 3x further apart up to every 10 min, with every request to
-//     Phoenix drawn from one token bucket (PhoenixConfig.Rate), so that
-//     feedback for made-up ids cannot turn into load on Phoenix.
+//     then 3x further apart, six times in all (up to 10 min after); from
+//     30 s, four times, behind a shared index, which finds at once what
+//     other replicas indexed. Every request to Phoenix is drawn from one
+//     token bucket (PhoenixConfig.Rate), ids asked about least first, so
+//     that feedback for made-up ids cannot turn into load on Phoenix nor
+//     hold back real feedback.
 //
 // What it finds it adds to the replica's own index and tells the feedback
 // service (Seeker's learn function), exactly as if the span had come

@@ -37,10 +37,12 @@ const (
 
 // PhoenixConfig bounds the Phoenix fallback.
 type PhoenixConfig struct {
-	// Rate is the most lookups a second the fallback makes in Phoenix
-	// (one response id in one project, or one list of the projects),
-	// whatever the number of waiting feedbacks; Burst how many may go at
-	// once after a quiet time. Zero means the defaults.
+	// Rate is the most lookups a second this replica makes in Phoenix
+	// (one response id in one project: two HTTP requests when the id is
+	// not in gen_ai.response.id, more when the GraphQL search pages; or
+	// one list of the projects), whatever the number of waiting
+	// feedbacks; Burst how many may go at once after a quiet time. Zero
+	// means the defaults.
 	Rate  float64
 	Burst int
 	// Projects are the projects to look in. Empty means those this
@@ -59,20 +61,24 @@ type PhoenixSource struct {
 	cfg     PhoenixConfig
 	limiter *rate.Limiter
 
-	mu       sync.Mutex
+	// listMu guards the list of Phoenix's projects; only the Seeker's
+	// Phoenix loop takes it, and holds it while it asks Phoenix.
+	listMu   sync.Mutex
 	projects []string
 	listed   time.Time
-	// seen are the projects of this replica's own spans, most recent
-	// last: those of the app it serves, asked first.
-	seen []string
+	// seenMu guards seen: the projects of this replica's own spans, most
+	// recent last, asked first. Saw takes it on the export path, so
+	// nothing slow ever holds it.
+	seenMu sync.Mutex
+	seen   []string
 }
 
 // Saw notes the project of a span this replica indexed: the replicas of
 // an app export to the same projects, so the span another replica saw is
 // most likely in one of them.
 func (p *PhoenixSource) Saw(project string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.seenMu.Lock()
+	defer p.seenMu.Unlock()
 	if n := len(p.seen); n > 0 && p.seen[n-1] == project {
 		return
 	}
@@ -109,6 +115,11 @@ func (p *PhoenixSource) Find(ctx context.Context, responseIDs []string) ([]index
 	var out []index.Entry
 	var errs []error
 	for _, id := range responseIDs {
+		if phoenix.CheckResponseID(id) != nil {
+			// Phoenix could not be asked for it (see CheckResponseID): no
+			// token spent, and never found.
+			continue
+		}
 		for _, project := range projects {
 			if err := p.limiter.Wait(ctx); err != nil {
 				return out, err
@@ -134,16 +145,20 @@ func (p *PhoenixSource) projectList(ctx context.Context) ([]string, error) {
 	if len(p.cfg.Projects) > 0 {
 		return p.cfg.Projects, nil
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.seenMu.Lock()
+	seen := slices.Clone(p.seen)
+	p.seenMu.Unlock()
+	p.listMu.Lock()
+	defer p.listMu.Unlock()
 	if p.projects == nil || time.Since(p.listed) >= projectsTTL {
 		if err := p.limiter.Wait(ctx); err != nil {
 			return nil, err
 		}
 		list, err := p.api.Projects(ctx)
 		if err != nil && len(list) == 0 {
-			if len(p.seen) > 0 {
-				return slices.Clone(p.seen), nil
+			if len(seen) > 0 {
+				slices.Reverse(seen)
+				return seen, nil
 			}
 			return nil, fmt.Errorf("listing Phoenix's projects: %w", err)
 		}
@@ -152,8 +167,8 @@ func (p *PhoenixSource) projectList(ctx context.Context) ([]string, error) {
 	// The projects this replica saw first, newest first, then those
 	// Phoenix lists (newest first), up to MaxProjects.
 	out := make([]string, 0, p.cfg.MaxProjects)
-	for i := len(p.seen) - 1; i >= 0; i-- {
-		out = append(out, p.seen[i])
+	for i := len(seen) - 1; i >= 0; i-- {
+		out = append(out, seen[i])
 	}
 	for _, pr := range p.projects {
 		if len(out) == p.cfg.MaxProjects {

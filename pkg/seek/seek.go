@@ -30,11 +30,18 @@ type schedule struct {
 	factor float64
 	max    time.Duration
 	batch  int // ids per Find
+	tries  int // lookups of an id before it is left alone; 0: no end
 }
 
 var (
-	sharedSchedule  = schedule{first: 0, factor: 2, max: time.Minute, batch: 256}
-	phoenixSchedule = schedule{first: 5 * time.Second, factor: 3, max: 10 * time.Minute, batch: 16}
+	sharedSchedule = schedule{first: 0, factor: 2, max: time.Minute, batch: 256}
+	// Phoenix: at 5, 10, 25, 70, 205 and 610 s after the feedback came,
+	// then no more: a span Phoenix does not hold ten minutes on is not
+	// coming, and each lookup scans a project.
+	phoenixSchedule = schedule{first: 5 * time.Second, factor: 3, max: 10 * time.Minute, batch: 16, tries: 6}
+	// With a shared index, which finds what other replicas indexed at
+	// once, Phoenix is only asked about what it misses: from 30 s on.
+	phoenixBehindShared = schedule{first: 30 * time.Second, factor: 3, max: 10 * time.Minute, batch: 16, tries: 4}
 )
 
 // tick is how often a source's loop looks at what is due.
@@ -68,7 +75,11 @@ func New(waiters Waiters, learn func([]index.Entry), shared, phoenix Source, met
 		k.shared = newRun("shared", shared, sharedSchedule)
 	}
 	if phoenix != nil {
-		k.phoenix = newRun("phoenix", phoenix, phoenixSchedule)
+		sched := phoenixSchedule
+		if shared != nil {
+			sched = phoenixBehindShared
+		}
+		k.phoenix = newRun("phoenix", phoenix, sched)
 	}
 	metrics.observe(k)
 	return k
@@ -203,6 +214,8 @@ type run struct {
 type due struct {
 	at    time.Time
 	delay time.Duration
+	tries int
+	spent bool // the schedule's tries are used up: no more lookups
 }
 
 func newRun(name string, src Source, s schedule) *run {
@@ -241,16 +254,24 @@ func (r *run) dueBatch(now time.Time) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	type item struct {
-		id string
-		at time.Time
+		id    string
+		at    time.Time
+		tries int
 	}
 	var items []item
 	for id, d := range r.due {
-		if !d.at.After(now) {
-			items = append(items, item{id, d.at})
+		if !d.spent && !d.at.After(now) {
+			items = append(items, item{id, d.at, d.tries})
 		}
 	}
-	slices.SortFunc(items, func(a, b item) int { return a.at.Compare(b.at) })
+	// Ids asked about least first: a flood of feedback for made-up ids,
+	// asked again and again, never holds back one that just came.
+	slices.SortFunc(items, func(a, b item) int {
+		if a.tries != b.tries {
+			return a.tries - b.tries
+		}
+		return a.at.Compare(b.at)
+	})
 	n := min(len(items), r.sched.batch)
 	batch := make([]string, n)
 	for i := range n {
@@ -270,6 +291,8 @@ func (r *run) reschedule(ids []string, now time.Time) {
 		if !ok {
 			continue
 		}
+		d.tries++
+		d.spent = r.sched.tries > 0 && d.tries >= r.sched.tries
 		d.at = now.Add(d.delay)
 		d.delay = min(time.Duration(float64(d.delay)*r.sched.factor), r.sched.max)
 	}

@@ -152,13 +152,14 @@ func TestScheduleBacksOffAndFindsLateSpans(t *testing.T) {
 		if d := asked[0].Sub(start); d > tick {
 			t.Errorf("first shared lookup after %s, want at once", d)
 		}
-		// Phoenix: not before 5 s, then 3x further apart.
-		pa := ph.times("msg_phoenix")
-		if len(pa) == 0 || pa[0].Sub(start) < 5*time.Second {
-			t.Fatalf("Phoenix asked at %v, want a first lookup after 5 s", pa)
+		// Phoenix, behind the shared index: not before 30 s.
+		if pa := ph.times("msg_phoenix"); len(pa) != 0 {
+			t.Fatalf("Phoenix asked at %v, want not before 30 s", pa)
 		}
-		if len(pa) > 2 {
-			t.Fatalf("Phoenix asked %d times in 10 s, want at most 2", len(pa))
+		time.Sleep(25 * time.Second)
+		synctest.Wait()
+		if pa := ph.times("msg_phoenix"); len(pa) != 1 || pa[0].Sub(start) < 30*time.Second {
+			t.Fatalf("Phoenix asked at %v, want once, at 30 s", pa)
 		}
 
 		// The span shows up in the shared index: found within the backoff.
@@ -320,5 +321,44 @@ func TestPhoenixSourceAsksTheProjectsItSawFirst(t *testing.T) {
 	}
 	if want := []string{"mine", "other", "newest"}; !slices.Equal(got, want) {
 		t.Fatalf("projects asked = %v, want %v", got, want)
+	}
+}
+
+// Without a shared index Phoenix is asked from 5 s on, six times at most,
+// and ids asked about least go first.
+func TestPhoenixScheduleEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWaiters("chatcmpl-never")
+		ph := newSource()
+		k := New(w, w.learn, nil, ph, nil, nil)
+		start := time.Now()
+		k.Start()
+		defer k.Stop()
+		time.Sleep(30 * time.Minute)
+		synctest.Wait()
+		var at []time.Duration
+		for _, a := range ph.times("chatcmpl-never") {
+			at = append(at, a.Sub(start).Round(time.Second))
+		}
+		want := []time.Duration{5 * time.Second, 10 * time.Second, 25 * time.Second, 70 * time.Second, 205 * time.Second, 610 * time.Second}
+		if len(at) != len(want) {
+			t.Fatalf("asked at %v, want %v", at, want)
+		}
+		for i := range at {
+			if d := at[i] - want[i]; d < 0 || d > time.Second {
+				t.Fatalf("asked at %v, want %v", at, want)
+			}
+		}
+	})
+}
+
+func TestFewestTriesFirst(t *testing.T) {
+	r := newRun("x", newSource(), schedule{batch: 1, factor: 2, max: time.Minute})
+	now := time.Now()
+	r.sync([]string{"old"}, now.Add(-time.Hour))
+	r.reschedule([]string{"old"}, now.Add(-time.Hour)) // one try, due long ago
+	r.sync([]string{"old", "new"}, now)
+	if got := r.dueBatch(now.Add(time.Second)); len(got) != 1 || got[0] != "new" {
+		t.Fatalf("first due = %v, want the id never asked about", got)
 	}
 }
