@@ -318,8 +318,11 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	} else if p.feedbackLn != nil {
 		err = errors.Join(err, p.feedbackLn.Close())
 	}
-	err = errors.Join(err, p.stopSeeker(ctx))
+	err = errors.Join(err, p.stopSeeker())
 	err = errors.Join(err, p.feedback.Shutdown(ctx))
+	// After the feedback service: its last writes take the shared
+	// index's vote locks.
+	err = errors.Join(err, p.closeShared(ctx))
 	if p.store != nil {
 		// The feedback service has stopped writing; the receiver has
 		// stopped adding to the index.

@@ -78,12 +78,17 @@ func (p *Proxy) startSeeker() {
 	}
 }
 
-// stopSeeker stops the lookups, then gives the shared index until ctx ends
-// to write what it holds; it runs once the receiver stopped adding.
-func (p *Proxy) stopSeeker(ctx context.Context) error {
+// stopSeeker stops the lookups; it runs once the receiver stopped adding.
+func (p *Proxy) stopSeeker() error {
 	if p.seeker != nil {
 		p.seeker.Stop()
 	}
+	return nil
+}
+
+// closeShared gives the shared index until ctx ends to write what it
+// holds (one attempt, with Redis down), then closes it.
+func (p *Proxy) closeShared(ctx context.Context) error {
 	if p.shared != nil {
 		return p.shared.Close(ctx)
 	}

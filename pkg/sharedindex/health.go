@@ -50,6 +50,16 @@ func (s *Index) unavailable() bool {
 	return false
 }
 
+// clearFailure forgets op's failure, as a success of op would.
+func (s *Index) clearFailure(op string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, was := s.health.failing[op]; was {
+		s.log.Info("shared index recovered", "op", op)
+		delete(s.health.failing, op)
+	}
+}
+
 func (s *Index) setHealth(op string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -83,6 +83,8 @@ func (s *Index) key(responseID string) string { return s.cfg.Prefix + "r:" + res
 // entries it waits for. Both are called from one goroutine.
 func (s *Index) Start(onIndexed func(index.Entry), onResubscribed func()) {
 	ps := s.rdb.Subscribe(s.ctx, s.channel)
+	// subscribeLoop may replace it (resubscribe); Close closes the one
+	// in s.pubsub.
 	s.mu.Lock()
 	s.pubsub = ps
 	s.mu.Unlock()
@@ -193,10 +195,12 @@ func (s *Index) Close(ctx context.Context) error {
 	s.mu.Lock()
 	started := s.pubsub != nil
 	s.mu.Unlock()
+	var err error
 	if started {
 		select {
 		case <-s.writer:
 		case <-ctx.Done():
+			err = fmt.Errorf("sharedindex: the backlog was still being written at shutdown: %w", ctx.Err())
 		}
 	}
 	s.cancel()
@@ -209,7 +213,7 @@ func (s *Index) Close(ctx context.Context) error {
 	if n := s.Backlog(); n > 0 {
 		s.log.Warn("entries not written to the shared index at shutdown; this replica's own index keeps them", "count", n)
 	}
-	return s.rdb.Close()
+	return errors.Join(err, s.rdb.Close())
 }
 
 // writeLoop writes the backlog, a pipeline at a time, backing off while
@@ -229,8 +233,10 @@ func (s *Index) writeLoop() {
 				return
 			}
 		}
-		err := s.write(s.ctx, batch)
-		s.setHealth(opWrite, err)
+		sent, err := s.write(s.ctx, batch)
+		if sent || err != nil {
+			s.setHealth(opWrite, err)
+		}
 		if err == nil {
 			s.mu.Lock()
 			s.writing = 0
@@ -239,7 +245,8 @@ func (s *Index) writeLoop() {
 			continue
 		}
 		s.giveBack(batch)
-		if s.ctx.Err() != nil {
+		if s.ctx.Err() != nil || s.isClosing() {
+			// Closing: one attempt, no backoff; what is left is logged.
 			return
 		}
 		backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
@@ -296,24 +303,24 @@ func (s *Index) giveBack(batch []index.Entry) {
 // write runs put.lua for each entry in one pipeline. A server that lost
 // its scripts (restarted, or SCRIPT FLUSH) gets the script again and the
 // batch once more: writing an entry twice changes nothing.
-func (s *Index) write(ctx context.Context, batch []index.Entry) error {
-	err := s.pipeline(ctx, batch)
+func (s *Index) write(ctx context.Context, batch []index.Entry) (sent bool, err error) {
+	sent, err = s.pipeline(ctx, batch)
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 		lctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 		err = s.put.Load(lctx, s.rdb).Err()
 		cancel()
 		if err == nil {
-			err = s.pipeline(ctx, batch)
+			sent, err = s.pipeline(ctx, batch)
 		}
 	}
 	if err != nil {
 		s.metrics.errors.WithLabelValues(opWrite).Inc()
-		return fmt.Errorf("sharedindex: write: %w", redactErr(err, s.cfg.URL))
+		return sent, fmt.Errorf("sharedindex: write: %w", redactErr(err, s.cfg.URL))
 	}
-	return nil
+	return sent, nil
 }
 
-func (s *Index) pipeline(ctx context.Context, batch []index.Entry) error {
+func (s *Index) pipeline(ctx context.Context, batch []index.Entry) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	now := time.Now()
@@ -332,7 +339,7 @@ func (s *Index) pipeline(ctx context.Context, batch []index.Entry) error {
 	}
 	s.metrics.writes.WithLabelValues("expired").Add(float64(expired))
 	if len(cmds) == 0 {
-		return nil
+		return false, nil // nothing asked of Redis: no news of its health
 	}
 	start := time.Now()
 	_, err := pipe.Exec(ctx)
@@ -356,33 +363,46 @@ func (s *Index) pipeline(ctx context.Context, batch []index.Entry) error {
 		firstErr = err
 	}
 	if firstErr != nil {
-		return firstErr
+		return true, firstErr
 	}
 	s.metrics.writes.WithLabelValues("written").Add(float64(written))
 	s.metrics.writes.WithLabelValues("kept").Add(float64(kept))
-	return nil
+	return true, nil
 }
 
 // subscribeLoop listens on the channel until Close, and reconnects on its
 // own schedule when the connection fails.
 func (s *Index) subscribeLoop(ps *redis.PubSub, onIndexed func(index.Entry), onResubscribed func()) {
 	backoff := time.Duration(0)
+	pinged := false
 	for {
-		// A connection that died without a word is noticed by a PING
-		// when nothing came for a while.
-		msg, err := ps.ReceiveTimeout(s.ctx, 15*time.Second)
+		// A connection that died without a word (a host gone, no RST) is
+		// noticed by a PING when nothing came for a while, and its
+		// missing PONG by the next wait.
+		msg, err := ps.ReceiveTimeout(s.ctx, subscriptionIdle)
 		if s.ctx.Err() != nil {
 			return
 		}
 		if err != nil {
 			var ne interface{ Timeout() bool }
 			if errors.As(err, &ne) && ne.Timeout() {
-				if perr := ps.Ping(s.ctx); perr == nil {
-					continue
+				if !pinged {
+					if perr := ps.Ping(s.ctx); perr == nil {
+						pinged = true
+						continue
+					}
+				} else {
+					err = errors.New("no answer to a PING on the subscription")
 				}
 			}
 			s.metrics.errors.WithLabelValues(opSubscribe).Inc()
 			s.setHealth(opSubscribe, err)
+			// A fresh connection: go-redis would reconnect on its own
+			// after an error, but not after a PING that went unanswered.
+			if ps = s.resubscribe(ps); ps == nil {
+				return
+			}
+			pinged = false
 			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
 			t := time.NewTimer(backoff)
 			select {
@@ -393,11 +413,14 @@ func (s *Index) subscribeLoop(ps *redis.PubSub, onIndexed func(index.Entry), onR
 			}
 			continue
 		}
+		pinged = false
 		switch m := msg.(type) {
+		case *redis.Pong:
+			s.answered()
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
 				backoff = 0
-				s.setHealth(opSubscribe, nil)
+				s.answered()
 				select {
 				case s.back <- struct{}{}:
 				default:
@@ -413,6 +436,35 @@ func (s *Index) subscribeLoop(ps *redis.PubSub, onIndexed func(index.Entry), onR
 				onIndexed(e)
 			}
 		}
+	}
+}
+
+// subscriptionIdle is how long the subscription may hear nothing before
+// it is checked with a PING.
+const subscriptionIdle = 15 * time.Second
+
+// resubscribe replaces ps with a fresh subscription; nil once Close began.
+func (s *Index) resubscribe(ps *redis.PubSub) *redis.PubSub {
+	_ = ps.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.health.closing || s.ctx.Err() != nil {
+		return nil
+	}
+	s.pubsub = s.rdb.Subscribe(s.ctx, s.channel)
+	return s.pubsub
+}
+
+// answered notes that Redis answered on the subscription: it is up, so a
+// lookup that failed before is no reason to call it degraded now (the
+// writer clears its own failures when it writes).
+func (s *Index) answered() {
+	s.setHealth(opSubscribe, nil)
+	s.mu.Lock()
+	_, failing := s.health.failing[opLookup]
+	s.mu.Unlock()
+	if failing {
+		s.clearFailure(opLookup)
 	}
 }
 
