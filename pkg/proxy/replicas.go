@@ -70,6 +70,7 @@ func (p *Proxy) learn(found []index.Entry) {
 // kept in the data directory is back (it may wait for spans too).
 func (p *Proxy) startSeeker() {
 	if p.shared != nil {
+		p.shared.Want(p.feedback.IsWaiting)
 		p.shared.Start(p.seeker.Notified, p.seeker.Resync)
 		p.log.Info("shared index", "url", sharedindex.Redacted(p.cfg.Shared.URL))
 	}

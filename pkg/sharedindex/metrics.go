@@ -41,7 +41,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		notifications: f.NewCounter(prometheus.CounterOpts{
 			Name: "feedbackproxy_shared_index_notifications_total",
-			Help: "Entries other replicas (or this one) announced on the shared index's channel.",
+			Help: "Announcements of entries written by any replica (this one included) received on the shared index's channel; only those of ids this replica waits for are decoded.",
 		}),
 		superseded: f.NewCounter(prometheus.CounterOpts{
 			Name: "feedbackproxy_shared_index_votes_superseded_total",

@@ -37,8 +37,9 @@ type Index struct {
 	health  health
 
 	wake   chan struct{}
-	back   chan struct{} // the subscription (re)connected
-	pubsub *redis.PubSub // set by Start; closed by Close to end a blocked read
+	back   chan struct{}        // the subscription (re)connected
+	wanted func(id string) bool // nil: every announcement is decoded
+	pubsub *redis.PubSub        // set by Start; closed by Close to end a blocked read
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -91,6 +92,12 @@ func (s *Index) Start(onIndexed func(index.Entry), onResubscribed func()) {
 	s.wg.Go(func() { defer close(s.writer); s.writeLoop() })
 	s.wg.Go(func() { s.subscribeLoop(ps, onIndexed, onResubscribed) })
 }
+
+// Want makes the subscription decode and hand on only the announcements
+// of ids wanted says it waits for: every replica hears every other one's
+// (and its own) announcements, and most are of no use to it. Call it
+// before Start.
+func (s *Index) Want(wanted func(responseID string) bool) { s.wanted = wanted }
 
 // Put queues entries to be written; it never waits for Redis. Entries of
 // ids already queued are queued again: the script keeps the inner span.
@@ -228,6 +235,7 @@ func (s *Index) writeLoop() {
 			}
 			select {
 			case <-s.wake:
+				s.gather()
 				continue
 			case <-s.ctx.Done():
 				return
@@ -261,6 +269,25 @@ func (s *Index) writeLoop() {
 			t.Stop()
 			return
 		}
+	}
+}
+
+// gatherDelay is how long the writer lets entries gather after the first
+// arrives, so that a pipeline carries the LLM spans of many exports rather
+// than of one: a round trip costs both processes system calls, whatever
+// it carries. Feedback comes seconds after the span; a few milliseconds
+// more before other replicas see it cost nothing.
+const gatherDelay = 5 * time.Millisecond
+
+func (s *Index) gather() {
+	if s.Backlog() >= maxPipeline || s.isClosing() {
+		return
+	}
+	t := time.NewTimer(gatherDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.ctx.Done():
 	}
 }
 
@@ -430,9 +457,14 @@ func (s *Index) subscribeLoop(ps *redis.PubSub, onIndexed func(index.Entry), onR
 				}
 			}
 		case *redis.Message:
+			s.metrics.notifications.Inc()
+			if s.wanted != nil {
+				if _, id, _ := strings.Cut(m.Payload, "\n"); !s.wanted(id) {
+					continue
+				}
+			}
 			e, ok := s.parseMessage(m.Payload)
 			if ok && onIndexed != nil {
-				s.metrics.notifications.Inc()
 				onIndexed(e)
 			}
 		}

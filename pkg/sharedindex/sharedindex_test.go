@@ -472,3 +472,31 @@ func TestRedisSlow(t *testing.T) {
 		t.Fatal("the entry put while Redis stalled was not written")
 	}
 }
+
+func TestWantFiltersAnnouncements(t *testing.T) {
+	srv := redistest.Start(t)
+	a, _ := newIndex(t, srv.URL())
+	b, mb := newIndex(t, srv.URL())
+	got := make(chan string, 4)
+	subscribed := make(chan struct{}, 4)
+	b.Want(func(id string) bool { return id == "chatcmpl-wanted" })
+	a.Start(nil, nil)
+	b.Start(func(e index.Entry) { got <- e.ResponseID }, func() { subscribed <- struct{}{} })
+	<-subscribed
+	a.Put([]index.Entry{
+		{ResponseID: "chatcmpl-other", Span: span(trace1, inner, outer, 1, "llm")},
+		{ResponseID: "chatcmpl-wanted", Span: span(trace2, inner, outer, 1, "llm")},
+	})
+	select {
+	case id := <-got:
+		if id != "chatcmpl-wanted" {
+			t.Fatalf("handed on %s", id)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the wanted announcement did not come")
+	}
+	time.Sleep(100 * time.Millisecond)
+	if len(got) != 0 || testutil.ToFloat64(mb.notifications) != 2 {
+		t.Fatalf("%d more handed on, %v received; want the wanted one only handed on, both received", len(got), testutil.ToFloat64(mb.notifications))
+	}
+}
