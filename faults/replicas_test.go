@@ -41,7 +41,9 @@ func redisCtl(t *testing.T, verb string) {
 	}
 }
 
-// replicas starts n proxies sharing the suite's Redis.
+// replicas starts n proxies sharing the suite's Redis. The Phoenix lookup
+// is off, so that what they resolve they resolve through Redis:
+// TestReplicasWithoutRedis tests the lookup.
 func replicas(t *testing.T, n int) []*proxyProc {
 	t.Helper()
 	u := redisURL(t)
@@ -49,7 +51,7 @@ func replicas(t *testing.T, n int) []*proxyProc {
 	t.Cleanup(func() { _ = exec.Command(os.Getenv("E2E_REDIS_SCRIPT"), "start").Run() })
 	ps := make([]*proxyProc, n)
 	for i := range ps {
-		ps[i] = newProxy(t, phoenixURL, "-redis-url", u)
+		ps[i] = newProxy(t, phoenixURL, "-redis-url", u, "-no-phoenix-lookup")
 	}
 	return ps
 }

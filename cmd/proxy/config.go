@@ -108,7 +108,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*opt
 	fs.DurationVar(&c.Shared.Timeout, "redis-timeout", sharedindex.DefaultTimeout, "with --redis-url: timeout of every call to Redis (the export path never waits for one)")
 	fs.IntVar(&c.Shared.MaxBacklog, "redis-max-backlog", sharedindex.DefaultMaxBacklog, "with --redis-url: index entries kept to be written while Redis is unreachable; past it the oldest are not written (this replica still resolves them)")
 	noLookup := fs.Bool("no-phoenix-lookup", false, "never ask Phoenix for the span of a response id no index holds (a replica that never saw the span, an index lost with its data directory)")
-	fs.Float64Var(&c.PhoenixLookup.Rate, "phoenix-lookup-rate", seek.DefaultPhoenixRate, "most span queries a second sent to Phoenix for feedback no index resolves, whatever the feedback received")
+	fs.Float64Var(&c.PhoenixLookup.Rate, "phoenix-lookup-rate", seek.DefaultPhoenixRate, "most lookups a second this replica makes in Phoenix for feedback no index resolves (one response id in one project, one to a few HTTP requests, each a scan of the project), whatever the feedback received")
 	lookupProjects := fs.String("phoenix-lookup-projects", "", fmt.Sprintf("comma-separated Phoenix projects the lookup asks (default: every project Phoenix lists, up to %d)", seek.DefaultPhoenixMaxProjects))
 
 	fs.DurationVar(&c.Limits.ReadHeaderTimeout, "read-header-timeout", listener.DefaultReadHeaderTimeout,

@@ -2,7 +2,6 @@ package feedback
 
 import (
 	"context"
-	"slices"
 )
 
 // Finder looks up, beyond the Resolver, the spans of responses this
@@ -25,8 +24,16 @@ func (s *Service) UseFinder(f Finder) { s.finder = f }
 // misses.
 func (s *Service) findUnknown(ctx context.Context, items []Feedback) {
 	var unknown []string
+	seen := make(map[string]struct{}, min(len(items), maxFind))
 	for _, f := range items {
-		if _, ok := s.resolver.Lookup(f.ResponseID); !ok && f.ResponseID != "" && !slices.Contains(unknown, f.ResponseID) {
+		if len(unknown) == maxFind {
+			break // the rest wait for the Finder's own lookups
+		}
+		if _, dup := seen[f.ResponseID]; dup || f.ResponseID == "" {
+			continue
+		}
+		seen[f.ResponseID] = struct{}{}
+		if _, ok := s.resolver.Lookup(f.ResponseID); !ok {
 			unknown = append(unknown, f.ResponseID)
 		}
 	}
@@ -34,6 +41,11 @@ func (s *Service) findUnknown(ctx context.Context, items []Feedback) {
 		s.finder.Find(ctx, unknown)
 	}
 }
+
+// maxFind is the most response ids of one request looked up before it is
+// answered: one round trip's worth; a batch of thousands of unknown ids is
+// looked up after, by the Finder's schedule.
+const maxFind = 256
 
 // Waiting returns the response ids that pending feedback waits for: their
 // span is not in the Resolver's index yet.

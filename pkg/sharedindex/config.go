@@ -44,7 +44,8 @@ type Config struct {
 	// (counted and logged; each replica's own index keeps them). Zero
 	// means DefaultMaxBacklog: at 1,000 LLM spans a second, 20 s of
 	// Redis down; at what real apps make (an LLM call takes seconds),
-	// minutes. An entry takes up to BacklogEntryBytes.
+	// minutes. An entry takes up to BacklogEntryBytes. The entries of
+	// the pipeline being written (up to 256) come on top.
 	MaxBacklog int
 	// Prefix starts every key and the channel, so that one Redis can hold
 	// several independent indexes. Empty means DefaultPrefix.

@@ -27,7 +27,9 @@
 // new span is its parent, or started earlier), the rule pkg/index applies
 // within one replica. So an outer span that copied the id, exported by
 // another replica or later, never takes over from the LLM span, in any
-// order of arrival.
+// order of arrival. Of two spans of different traces (an id used again),
+// the one that started later is kept, so that a backlog written after an
+// outage does not undo a newer use.
 //
 // # Redis down or slow
 //

@@ -1,6 +1,7 @@
 -- Writes one entry of the shared index, unless the entry already stored is
--- an inner span of the same trace (the rule of pkg/index's innerThan), and
--- publishes what it wrote.
+-- an inner span of the same trace (the rule of pkg/index's innerThan), or
+-- a span of another trace that started later (the newer use of the id: a
+-- backlog written late must not undo it), and publishes what it wrote.
 --
 -- KEYS[1]  the response id's key
 -- ARGV[1]  the new value (see encode in value.go: fixed-width fields first)
@@ -11,7 +12,11 @@
 -- Returns 1 when it wrote, 0 when it kept what was stored.
 local new = ARGV[1]
 local old = redis.call('GET', KEYS[1])
-if old and string.sub(old, 1, 1) == '1' and string.sub(old, 2, 33) == string.sub(new, 2, 33) then
+if old and string.sub(old, 1, 1) == '1' and string.sub(old, 2, 33) ~= string.sub(new, 2, 33) then
+  if string.sub(new, 66, 85) < string.sub(old, 66, 85) then
+    return 0
+  end
+elseif old and string.sub(old, 1, 1) == '1' then
   local oldSpan, newSpan = string.sub(old, 34, 49), string.sub(new, 34, 49)
   if oldSpan == newSpan then
     return 0

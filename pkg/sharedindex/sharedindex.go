@@ -34,7 +34,10 @@ type Index struct {
 	mu      sync.Mutex
 	backlog []index.Entry // oldest first, waiting to be written
 	writing int           // entries taken from the backlog, being written
-	health  health
+	// refusals counts, by response id, the times Redis refused an entry
+	// still in the backlog; the writer's alone.
+	refusals map[string]int
+	health   health
 
 	wake   chan struct{}
 	back   chan struct{}        // the subscription (re)connected
@@ -107,6 +110,9 @@ func (s *Index) Put(entries []index.Entry) {
 	}
 	s.mu.Lock()
 	s.backlog = append(s.backlog, entries...)
+	// The entries being written (one pipeline at most) are not counted:
+	// they are the oldest, and if they come back unwritten giveBack drops
+	// them first.
 	dropped := len(s.backlog) - s.cfg.MaxBacklog
 	if dropped > 0 {
 		// Resliced, not copied: append reallocates (and so frees the
@@ -241,7 +247,7 @@ func (s *Index) writeLoop() {
 				return
 			}
 		}
-		sent, err := s.write(s.ctx, batch)
+		sent, refused, err := s.write(s.ctx, batch)
 		if sent || err != nil {
 			s.setHealth(opWrite, err)
 		}
@@ -251,6 +257,12 @@ func (s *Index) writeLoop() {
 			s.mu.Unlock()
 			backoff = 0
 			continue
+		}
+		if refused != nil {
+			// Redis answered, and refused some (out of memory, read
+			// only after a failover): those are tried again, a few
+			// times; the others are written.
+			batch = s.retryRefused(batch, refused, err)
 		}
 		s.giveBack(batch)
 		if s.ctx.Err() != nil || s.isClosing() {
@@ -327,34 +339,72 @@ func (s *Index) giveBack(batch []index.Entry) {
 	}
 }
 
+// maxRefusals is how often Redis may refuse an entry (an error answer,
+// not a failed connection) before the writer gives it up, so that one
+// entry Redis will not take never holds the rest back.
+const maxRefusals = 5
+
+// retryRefused counts a refusal against each entry of batch at an index in
+// refused and returns those to try again; those refused maxRefusals times
+// are dropped, counted and logged.
+func (s *Index) retryRefused(batch []index.Entry, refused []int, err error) []index.Entry {
+	if s.refusals == nil {
+		s.refusals = map[string]int{}
+	}
+	var again []index.Entry
+	for _, i := range refused {
+		id := batch[i].ResponseID
+		s.refusals[id]++
+		if s.refusals[id] < maxRefusals {
+			again = append(again, batch[i])
+			continue
+		}
+		delete(s.refusals, id)
+		s.metrics.dropped.Inc()
+		s.log.Warn("Redis refused an entry of the shared index again and again; not written (this replica's own index still resolves it)",
+			"response_id", id, "refusals", maxRefusals, "err", err)
+	}
+	if len(s.refusals) > 2*s.cfg.MaxBacklog {
+		clear(s.refusals) // ids dropped from the backlog since: start over
+	}
+	s.mu.Lock()
+	s.writing = 0
+	s.mu.Unlock()
+	return again
+}
+
 // write runs put.lua for each entry in one pipeline. A server that lost
 // its scripts (restarted, or SCRIPT FLUSH) gets the script again and the
-// batch once more: writing an entry twice changes nothing.
-func (s *Index) write(ctx context.Context, batch []index.Entry) (sent bool, err error) {
-	sent, err = s.pipeline(ctx, batch)
+// batch once more: writing an entry twice changes nothing. refused holds
+// the indexes in batch of the entries Redis answered with an error (the
+// others were written); it is nil when the error is the connection's.
+func (s *Index) write(ctx context.Context, batch []index.Entry) (sent bool, refused []int, err error) {
+	sent, refused, err = s.pipeline(ctx, batch)
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 		lctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 		err = s.put.Load(lctx, s.rdb).Err()
 		cancel()
+		refused = nil
 		if err == nil {
-			sent, err = s.pipeline(ctx, batch)
+			sent, refused, err = s.pipeline(ctx, batch)
 		}
 	}
 	if err != nil {
 		s.metrics.errors.WithLabelValues(opWrite).Inc()
-		return sent, fmt.Errorf("sharedindex: write: %w", redactErr(err, s.cfg.URL))
+		return sent, refused, fmt.Errorf("sharedindex: write: %w", redactErr(err, s.cfg.URL))
 	}
-	return sent, nil
+	return sent, nil, nil
 }
 
-func (s *Index) pipeline(ctx context.Context, batch []index.Entry) (bool, error) {
+func (s *Index) pipeline(ctx context.Context, batch []index.Entry) (bool, []int, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	now := time.Now()
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, 0, len(batch))
+	at := make([]int, 0, len(batch)) // the index in batch of each command
 	expired := 0
-	for _, e := range batch {
+	for i, e := range batch {
 		ttl := s.cfg.MaxAge - now.Sub(e.Span.Seen)
 		if ttl < time.Millisecond {
 			expired++
@@ -363,38 +413,43 @@ func (s *Index) pipeline(ctx context.Context, batch []index.Entry) (bool, error)
 		v := encode(e.Span)
 		cmds = append(cmds, s.put.EvalSha(ctx, pipe, []string{s.key(e.ResponseID)},
 			v, ttl.Milliseconds(), s.channel, v+"\n"+e.ResponseID))
+		at = append(at, i)
 	}
 	s.metrics.writes.WithLabelValues("expired").Add(float64(expired))
 	if len(cmds) == 0 {
-		return false, nil // nothing asked of Redis: no news of its health
+		return false, nil, nil // nothing asked of Redis: no news of its health
 	}
 	start := time.Now()
 	_, err := pipe.Exec(ctx)
 	s.metrics.duration.WithLabelValues(opWrite).Observe(time.Since(start).Seconds())
 	var firstErr error
+	var refused []int
 	written, kept := 0, 0
-	for _, c := range cmds {
+	for j, c := range cmds {
 		n, cerr := c.Int()
+		var answer redis.Error
 		switch {
-		case cerr != nil:
+		case cerr != nil && errors.As(cerr, &answer):
+			refused = append(refused, at[j])
 			if firstErr == nil {
 				firstErr = cerr
 			}
+		case cerr != nil:
+			// The connection's error: nothing of the batch is known
+			// to be written; all of it is tried again.
+			return true, nil, cerr
 		case n == 1:
 			written++
 		default:
 			kept++
 		}
 	}
-	if firstErr == nil {
-		firstErr = err
-	}
-	if firstErr != nil {
-		return true, firstErr
-	}
 	s.metrics.writes.WithLabelValues("written").Add(float64(written))
 	s.metrics.writes.WithLabelValues("kept").Add(float64(kept))
-	return true, nil
+	if firstErr == nil && err != nil {
+		return true, nil, err
+	}
+	return true, refused, firstErr
 }
 
 // subscribeLoop listens on the channel until Close, and reconnects on its
