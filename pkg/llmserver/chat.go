@@ -144,7 +144,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	answer := s.cfg.Answer(question)
 	id := s.newID("chatcmpl-", 29)
 	created := s.cfg.Now().Unix()
-	s.record(Call{Endpoint: r.URL.Path, ID: id, Model: *req.Model, Stream: req.Stream, Question: question, Answer: answer})
+	s.record(Call{Provider: ProviderOpenAI, Endpoint: r.URL.Path, ID: id, Model: *req.Model, Stream: req.Stream, Question: question, Answer: answer})
 
 	usage := chatUsage{PromptTokens: promptTokens, CompletionTokens: countTokens(answer)}
 	usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens

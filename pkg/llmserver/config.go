@@ -16,8 +16,11 @@ type Config struct {
 	// deterministic for the server to be. Nil means DefaultAnswer.
 	Answer func(question string) string
 
-	// APIKey, when set, is the only bearer token accepted; other requests get
-	// 401 invalid_api_key as from OpenAI. Empty accepts any key, or none.
+	// APIKey, when set, is the only key accepted, as each API takes it:
+	// OpenAI a bearer token (else 401 invalid_api_key), Anthropic x-api-key
+	// or a bearer token (else 401 authentication_error), Gemini
+	// x-goog-api-key or ?key= (else 403 without a key, 400 API_KEY_INVALID
+	// with a wrong one). Empty accepts any key, or none.
 	APIKey string
 
 	// Now stamps created/created_at. Nil means time.Now.

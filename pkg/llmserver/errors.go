@@ -74,29 +74,55 @@ func invalidType(param, expected string) apiError {
 	}
 }
 
-// decodeBody reads a JSON request body into v. On failure it writes the error
-// OpenAI would and returns false.
-func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+// bodyError says why a request body could not be decoded, for each API to
+// phrase in its own way.
+type bodyError struct {
+	tooLarge int64 // the limit, when the body exceeded it
+	readErr  error // the body could not be read
+	field    string
+	kind     reflect.Kind // with field: the JSON value had the wrong type for it
+	got      string       // with field: the JSON type found
+	syntax   error        // not JSON
+}
+
+// readBody reads a JSON request body into v.
+func readBody(w http.ResponseWriter, r *http.Request, v any) *bodyError {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, apiError{
-				Message: fmt.Sprintf("Request body too large: the limit is %d bytes.", tooBig.Limit),
-				Type:    "invalid_request_error",
-			})
-			return false
+			return &bodyError{tooLarge: tooBig.Limit}
 		}
-		writeError(w, http.StatusBadRequest, apiError{Message: "Could not read the request body: " + err.Error(), Type: "invalid_request_error"})
-		return false
+		return &bodyError{readErr: err}
 	}
 	err = json.Unmarshal(body, v)
 	var typeErr *json.UnmarshalTypeError
 	switch {
 	case err == nil:
-		return true
+		return nil
 	case errors.As(err, &typeErr) && typeErr.Field != "":
-		writeError(w, http.StatusBadRequest, invalidType(typeErr.Field, "a value of type "+jsonTypeName(typeErr.Type.Kind())+", but got "+typeErr.Value))
+		return &bodyError{field: typeErr.Field, kind: typeErr.Type.Kind(), got: typeErr.Value}
+	default:
+		return &bodyError{syntax: err}
+	}
+}
+
+// decodeBody reads a JSON request body into v. On failure it writes the error
+// OpenAI would and returns false.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	e := readBody(w, r, v)
+	switch {
+	case e == nil:
+		return true
+	case e.tooLarge > 0:
+		writeError(w, http.StatusRequestEntityTooLarge, apiError{
+			Message: fmt.Sprintf("Request body too large: the limit is %d bytes.", e.tooLarge),
+			Type:    "invalid_request_error",
+		})
+	case e.readErr != nil:
+		writeError(w, http.StatusBadRequest, apiError{Message: "Could not read the request body: " + e.readErr.Error(), Type: "invalid_request_error"})
+	case e.field != "":
+		writeError(w, http.StatusBadRequest, invalidType(e.field, "a value of type "+jsonTypeName(e.kind)+", but got "+e.got))
 	default:
 		writeError(w, http.StatusBadRequest, apiError{
 			Message: "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)",

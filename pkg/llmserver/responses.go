@@ -128,7 +128,7 @@ func (s *Server) responses(w http.ResponseWriter, r *http.Request) {
 	id := s.newID("resp_", 50)
 	msgID := s.newID("msg_", 50)
 	created := s.cfg.Now().Unix()
-	s.record(Call{Endpoint: r.URL.Path, ID: id, Model: *req.Model, Stream: req.Stream, Question: question, Answer: answer})
+	s.record(Call{Provider: ProviderOpenAI, Endpoint: r.URL.Path, ID: id, Model: *req.Model, Stream: req.Stream, Question: question, Answer: answer})
 
 	usage := &responseUsage{InputTokens: inputTokens, OutputTokens: countTokens(answer)}
 	usage.TotalTokens = usage.InputTokens + usage.OutputTokens

@@ -14,21 +14,43 @@ import (
 	"time"
 )
 
-// Server is an http.Handler that serves the OpenAI endpoints under /v1.
-// Mount it at the root: the SDK's base URL is the server's URL plus "/v1".
+// Server is an http.Handler that serves the OpenAI endpoints under /v1, the
+// Anthropic Messages API at /v1/messages and the Gemini API's generateContent
+// under /v1beta/models/. Mount it at the root; BaseURL gives each SDK's base URL.
 type Server struct {
 	cfg Config
 
 	mu    sync.Mutex
 	seq   uint64
 	calls []Call
+	last  map[Provider]string
+	root  string // "http://host:port" when started by Start
 }
+
+// Provider names the API a call was made through.
+type Provider string
+
+// The providers whose APIs a Server speaks.
+const (
+	// ProviderOpenAI is /v1/chat/completions and /v1/responses; ids
+	// chatcmpl-... and resp_....
+	ProviderOpenAI Provider = "openai"
+	// ProviderAnthropic is the Messages API, /v1/messages; ids msg_....
+	ProviderAnthropic Provider = "anthropic"
+	// ProviderGemini is the Gemini API's models/{model}:generateContent and
+	// :streamGenerateContent; ids are the responseId of GenerateContentResponse.
+	ProviderGemini Provider = "gemini"
+)
 
 // Call records one answered completion, in the order ids were issued.
 type Call struct {
-	// Endpoint is the request path, "/v1/chat/completions" or "/v1/responses".
+	Provider Provider
+	// Endpoint is the request path: "/v1/chat/completions", "/v1/responses",
+	// "/v1/messages" or "/v1beta/models/{model}:generateContent" (or
+	// :streamGenerateContent).
 	Endpoint string
-	// ID is the response id the client received: chatcmpl-... or resp_....
+	// ID is the response id the client received: chatcmpl-... or resp_...
+	// (OpenAI), msg_... (Anthropic), the responseId (Gemini).
 	ID       string
 	Model    string
 	Stream   bool
@@ -54,6 +76,7 @@ func Start(addr string, cfg Config) (srv *Server, baseURL string, stop func(cont
 		return nil, "", nil, fmt.Errorf("llmserver: listen on %s: %w", addr, err)
 	}
 	srv = New(cfg)
+	srv.root = "http://" + ln.Addr().String()
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
@@ -65,12 +88,38 @@ func Start(addr string, cfg Config) (srv *Server, baseURL string, stop func(cont
 		}
 		return err
 	}
-	return srv, "http://" + ln.Addr().String() + "/v1", stop, nil
+	return srv, srv.BaseURL(ProviderOpenAI), stop, nil
 }
 
-// ServeHTTP routes like api.openai.com: unknown paths and methods get 404
-// "Invalid URL" in the OpenAI error shape.
+// BaseURL returns the base URL to give p's SDK, for a Server started by
+// Start ("" for one made by New): "http://host:port/v1" for OpenAI
+// (base_url, OPENAI_BASE_URL), "http://host:port" for Anthropic (base_url,
+// ANTHROPIC_BASE_URL) and for google-genai (http_options base_url,
+// GOOGLE_GEMINI_BASE_URL), whose SDKs add the API version themselves.
+func (s *Server) BaseURL(p Provider) string {
+	if s.root == "" {
+		return ""
+	}
+	if p == ProviderOpenAI {
+		return s.root + "/v1"
+	}
+	return s.root
+}
+
+// ServeHTTP routes /v1/messages to the Anthropic API, Gemini paths
+// (/v1beta/..., and models/{model}:method under /v1 and /v1alpha) to the
+// Gemini API, and everything else like api.openai.com: unknown paths and
+// methods get 404 "Invalid URL" in the OpenAI error shape. Each API answers
+// errors in its own shape.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/v1/messages" || strings.HasPrefix(r.URL.Path, "/v1/messages/"):
+		s.serveAnthropic(w, r)
+		return
+	case isGeminiPath(r.URL.Path):
+		s.serveGemini(w, r)
+		return
+	}
 	w.Header().Set("x-request-id", "req_"+s.randomHex(16))
 	w.Header().Set("openai-version", "2020-10-01")
 	if !s.authorized(w, r) {
@@ -103,7 +152,9 @@ func (s *Server) Calls() []Call {
 	return append([]Call(nil), s.calls...)
 }
 
-// LastID returns the id of the most recent completion, or "" if none.
+// LastID returns the id of the most recent completion through any provider,
+// or "" if none. With one provider in use it is that provider's last id; see
+// LastIDOf when several are.
 func (s *Server) LastID() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -113,6 +164,23 @@ func (s *Server) LastID() string {
 	return s.calls[len(s.calls)-1].ID
 }
 
+// LastIDOf returns the id of the most recent completion through p, or "" if
+// none. Unlike Calls it is not bounded by Config.MaxCalls.
+func (s *Server) LastIDOf(p Provider) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last[p]
+}
+
+// LastOpenAIID is LastIDOf(ProviderOpenAI): the last chatcmpl-... or resp_....
+func (s *Server) LastOpenAIID() string { return s.LastIDOf(ProviderOpenAI) }
+
+// LastAnthropicID is LastIDOf(ProviderAnthropic): the last msg_... id.
+func (s *Server) LastAnthropicID() string { return s.LastIDOf(ProviderAnthropic) }
+
+// LastGeminiID is LastIDOf(ProviderGemini): the last responseId.
+func (s *Server) LastGeminiID() string { return s.LastIDOf(ProviderGemini) }
+
 func (s *Server) record(c Call) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -120,22 +188,35 @@ func (s *Server) record(c Call) {
 		s.calls = append(s.calls[:0], s.calls[len(s.calls)-s.cfg.MaxCalls+1:]...)
 	}
 	s.calls = append(s.calls, c)
+	if s.last == nil {
+		s.last = map[Provider]string{}
+	}
+	s.last[c.Provider] = c.ID
 }
 
 // newID returns prefix followed by hexLen hex digits: a sequence number, then
 // random digits. Real ids look random; the sequence number makes ours unique
 // whatever Config.Rand returns.
 func (s *Server) newID(prefix string, hexLen int) string {
-	s.mu.Lock()
-	s.seq++
-	seq := s.seq
-	s.mu.Unlock()
-	head := fmt.Sprintf("%08x", seq)
+	head := fmt.Sprintf("%08x", s.nextSeq())
 	return prefix + head + s.randomHex((hexLen - len(head) + 1) / 2)[:hexLen-len(head)]
 }
 
-func (s *Server) randomHex(nbytes int) string {
-	b := make([]byte, nbytes)
+// newIDIn is newID for ids in another alphabet: prefix, then n characters of
+// alphabet, the first seqLen of which encode the sequence number.
+func (s *Server) newIDIn(prefix, alphabet string, seqLen, n int) string {
+	return prefix + encodeFixed(s.nextSeq(), seqLen, alphabet) + s.randomString(n-seqLen, alphabet)
+}
+
+func (s *Server) nextSeq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	return s.seq
+}
+
+func (s *Server) randomBytes(n int) []byte {
+	b := make([]byte, n)
 	if s.cfg.Rand == nil {
 		_, _ = rand.Read(b) // never fails since Go 1.24
 	} else {
@@ -144,8 +225,39 @@ func (s *Server) randomHex(nbytes int) string {
 		_, _ = io.ReadFull(s.cfg.Rand, b)
 		s.mu.Unlock()
 	}
-	return hex.EncodeToString(b)
+	return b
 }
+
+func (s *Server) randomHex(nbytes int) string {
+	return hex.EncodeToString(s.randomBytes(nbytes))
+}
+
+// randomString returns n random characters of alphabet (not quite uniform,
+// which does not matter for ids that only have to look real).
+func (s *Server) randomString(n int, alphabet string) string {
+	b := s.randomBytes(n)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
+
+// encodeFixed writes n in base len(alphabet) with exactly width digits, most
+// significant first (higher digits are dropped; width 6 in base 62 holds 5.6e10).
+func encodeFixed(n uint64, width int, alphabet string) string {
+	b := make([]byte, width)
+	base := uint64(len(alphabet))
+	for i := width - 1; i >= 0; i-- {
+		b[i] = alphabet[n%base]
+		n /= base
+	}
+	return string(b)
+}
+
+const (
+	base62    = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	base64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+)
 
 func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
 	if s.cfg.APIKey == "" {

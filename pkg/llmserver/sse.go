@@ -11,6 +11,8 @@ type sseWriter struct {
 	w  http.ResponseWriter
 	rc *http.ResponseController
 	r  *http.Request
+	// eol ends lines: "\n", or "\r\n" as the Gemini API sends.
+	eol string
 }
 
 func startSSE(w http.ResponseWriter, r *http.Request) *sseWriter {
@@ -18,11 +20,12 @@ func startSSE(w http.ResponseWriter, r *http.Request) *sseWriter {
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
 	h.Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
-	return &sseWriter{w: w, rc: http.NewResponseController(w), r: r}
+	return &sseWriter{w: w, rc: http.NewResponseController(w), r: r, eol: "\n"}
 }
 
-// send writes one event: an "event:" line when name is set (the Responses API
-// names its events; chat completions do not), then "data:" with v as JSON.
+// send writes one event: an "event:" line when name is set (the Responses and
+// Anthropic APIs name their events; chat completions and Gemini do not), then
+// "data:" with v as JSON.
 // It returns false once the client has gone, so the caller can stop.
 func (s *sseWriter) send(name string, v any) bool {
 	data, err := json.Marshal(v)
@@ -38,11 +41,11 @@ func (s *sseWriter) sendRaw(name string, data []byte) bool {
 	}
 	var buf []byte
 	if name != "" {
-		buf = append(buf, "event: "+name+"\n"...)
+		buf = append(buf, "event: "+name+s.eol...)
 	}
 	buf = append(buf, "data: "...)
 	buf = append(buf, data...)
-	buf = append(buf, "\n\n"...)
+	buf = append(buf, s.eol+s.eol...)
 	if _, err := s.w.Write(buf); err != nil {
 		return false
 	}
