@@ -211,7 +211,8 @@ func (x Extractor) openInferenceID(kind, mime, output wire.Value) ([]byte, bool)
 var errNoObject = errors.New("not a JSON object")
 
 // TopLevelID returns the string value of the top-level "id" key of the JSON
-// object in s. It reads only as far as that key and skips nested values
+// object in s ("response_id" or "responseId" for Google's answers: the
+// first of them). It reads only as far as that key and skips nested values
 // without decoding them, so the usual OpenAI answer (where "id" comes first)
 // costs a few tokens whatever the size of the completion.
 func TopLevelID(s string) (string, error) {
@@ -248,7 +249,7 @@ func decodeID(b []byte) ([]byte, error) {
 		if !ok {
 			return nil, errNoObject
 		}
-		if key == "id" {
+		if isIDKey([]byte(key)) {
 			tok, err := dec.Token()
 			if err != nil {
 				return nil, err

@@ -223,6 +223,11 @@ func TestTopLevelID(t *testing.T) {
 		{"{\"id\":\"\x9f\"}", "\ufffd", true},
 		{"{\"id\":\"a\x01\"}", "", false},
 		{`{"id":"unterminated`, "", false},
+		// Google's GenerateContentResponse, as google-genai serialises it
+		// (response_id, after the candidates) and as the API sends it.
+		{`{"candidates":[{"content":{"parts":[{"text":"hi"}]}}],"model_version":"gemini-2.5-flash","response_id":"AAAAAGstPfXrwOz7PiSREgv"}`, "AAAAAGstPfXrwOz7PiSREgv", true},
+		{`{"candidates":[],"responseId":"r1"}`, "r1", true},
+		{`{"candidates":[],"response_id":"\u0072"}`, "r", true},
 	}
 	for _, tt := range tests {
 		got, err := TopLevelID(tt.in)

@@ -4,7 +4,8 @@ import "bytes"
 
 // scanID is TopLevelID's fast path: it walks the top-level object of a JSON
 // document, skipping each value by its quotes and brackets without decoding
-// it, up to the key "id", and returns that string value where it lies. It
+// it, up to the key "id" (or "response_id"), and returns that string value
+// where it lies. It
 // allocates nothing and skips at memory speed, where encoding/json's
 // tokenizer reads ~150 MB/s: that matters for streamed chat completions,
 // which OpenInference records with "id" after the whole answer. ok is false
@@ -28,7 +29,7 @@ func scanID(b []byte) (id []byte, ok bool) {
 			return nil, false
 		}
 		i = skipSpace(b, i+1)
-		if string(key) == "id" {
+		if isIDKey(key) {
 			end, plain := skipString(b, i)
 			if end < 0 || !plain {
 				return nil, false
@@ -142,4 +143,16 @@ func skipJSON(b []byte, i int) int {
 		}
 		return j
 	}
+}
+
+// isIDKey reports whether a top-level key holds the provider's response id:
+// "id" in OpenAI's and Anthropic's answers, "response_id" in Google's
+// GenerateContentResponse as google-genai serialises it (its JSON wire
+// name, "responseId", too).
+func isIDKey(key []byte) bool {
+	switch string(key) {
+	case "id", "response_id", "responseId":
+		return true
+	}
+	return false
 }
