@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -806,6 +808,42 @@ func (f *feedbackFlood) String() string {
 // still be taken.
 func TestAttackFeedbackCount(t *testing.T) {
 	a := startAttack(t, "feedback-flood-count", false)
+	a.finish(floodMadeUpIDs(a))
+}
+
+// The same flood at a replica that shares its index on Redis: each
+// made-up id is looked up there (one MGET per request) and scheduled for
+// more lookups, yet nothing of it is written to Redis (a vote is claimed
+// there only when it is about to be written), and the replica's memory
+// stays under the same bound.
+func TestAttackFeedbackCountShared(t *testing.T) {
+	keys := func() int {
+		out, err := exec.Command(os.Getenv("E2E_REDIS_SCRIPT"), "cli", "DBSIZE").CombinedOutput()
+		if err != nil {
+			t.Fatalf("redis.sh cli DBSIZE: %v\n%s", err, out)
+		}
+		n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "(integer)")))
+		return n
+	}
+	p := newProxy(t, phoenixURL, "-redis-url", redisURL(t))
+	before := keys()
+	a := startAttackOn(t, "feedback-flood-count-shared", p, false)
+	what := floodMadeUpIDs(a)
+	grown := keys() - before
+	a.finish(fmt.Sprintf("%s; redis keys +%d; shared lookups %v", what, grown, p.metric("feedbackproxy_seek_lookups_total", `source="shared"`)))
+	// The well-behaved client's spans and votes: a key each, and a vote
+	// key per annotation written; nothing per made-up feedback.
+	a.good.mu.Lock()
+	ops := len(a.good.ops)
+	a.good.mu.Unlock()
+	if limit := 4 * ops; grown > limit {
+		t.Errorf("Redis grew by %d keys during a flood of made-up feedback; the good client accounts for at most %d", grown, limit)
+	}
+}
+
+// floodMadeUpIDs floods a's proxy with feedback for made-up ids for 10 s
+// and says what it was answered.
+func floodMadeUpIDs(a *attack) string {
 	until := a.begin.Add(10 * time.Second)
 	tag := runTag()
 	var next atomic.Int64
@@ -832,7 +870,7 @@ func TestAttackFeedbackCount(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	a.finish(fmt.Sprintf("%s; pending %v", &fl, a.p.metric("feedbackproxy_feedback_pending", "")))
+	return fmt.Sprintf("%s; pending %v", &fl, a.p.metric("feedbackproxy_feedback_pending", ""))
 }
 
 // Feedbacks as large as they may be (a 16000-byte explanation, 15 KB of
