@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -103,6 +104,9 @@ type proxyProc struct {
 	dataDir string
 	cmd     *exec.Cmd
 	log     *os.File
+	// started: the proxy was up once, and the tests may hold its
+	// addresses.
+	started bool
 	mu      sync.Mutex
 }
 
@@ -207,6 +211,33 @@ func (p *proxyProc) start() {
 // 200 and, unless the scenario asked for memory only, its state file is in
 // the default data directory.
 func (p *proxyProc) startErr() error {
+	for attempt := 1; ; attempt++ {
+		err := p.startOnce()
+		if err == nil {
+			p.started = true
+			return nil
+		}
+		// freePort's port may be taken between its check and the
+		// proxy's bind (the suite's own clients use ephemeral ports
+		// too): on a first start, nobody holds the addresses yet, so
+		// new ones are picked.
+		if p.started || attempt == 3 || !errors.Is(err, errPortTaken) {
+			return err
+		}
+		p.mu.Lock()
+		if p.cmd != nil {
+			_ = p.cmd.Wait()
+			p.cmd = nil
+		}
+		p.mu.Unlock()
+		p.grpcAddr, p.httpAddr, p.feedback, p.admin = freePort(p.t), freePort(p.t), freePort(p.t), freePort(p.t)
+		p.args[1], p.args[3], p.args[5], p.args[7] = p.grpcAddr, p.httpAddr, p.feedback, p.admin
+	}
+}
+
+var errPortTaken = errors.New("the proxy exited while starting: a port was taken")
+
+func (p *proxyProc) startOnce() error {
 	p.mu.Lock()
 	cmd := exec.Command(proxyBin, p.args...)
 	cmd.Env = p.env
@@ -220,6 +251,9 @@ func (p *proxyProc) startErr() error {
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		if processExited(cmd.Process.Pid) {
+			if b, _ := os.ReadFile(p.log.Name()); strings.Contains(string(b), "address already in use") {
+				return errPortTaken
+			}
 			return fmt.Errorf("the proxy exited while starting (see its log)")
 		}
 		if resp, err := http.Get("http://" + p.admin + "/readyz"); err == nil {
