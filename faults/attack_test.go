@@ -573,7 +573,11 @@ func httpBombs(t *testing.T, enc string, body []byte) {
 	var st []string
 	for k, v := range statuses {
 		st = append(st, fmt.Sprintf("%s=%d", k, v))
-		if strings.HasPrefix(k, "2") || strings.HasPrefix(k, "5") {
+		// 503 is the retryable answer to a body that stalled while the
+		// budget was full (a bomb client starved of CPU on a busy
+		// machine): a refusal, as 413 and 429 are. A bomb taken (2xx) or
+		// any other 5xx is a failure.
+		if strings.HasPrefix(k, "2") || (strings.HasPrefix(k, "5") && k != "503") {
 			t.Errorf("%s bomb answered %s %d times", enc, k, v)
 		}
 	}
