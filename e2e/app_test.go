@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,8 +75,13 @@ func python(t *testing.T) string {
 
 // appOptions are the flags of e2e/apps/app.py.
 type appOptions struct {
-	Instrumentation string // openinference or openai-v2
-	Call            string // chat, chat-stream, responses or responses-stream
+	// Provider is the SDK the app asks with: "" (openai, the app's
+	// default), "anthropic" or "google".
+	Provider string
+	// Instrumentation makes the LLM span: openinference (any provider),
+	// openai-v2 (openai), openllmetry or sdk (anthropic).
+	Instrumentation string
+	Call            string // chat, chat-stream (any provider), responses or responses-stream (openai)
 	Exporter        string // http or grpc
 	Project         string // resource attribute openinference.project.name; "" for none
 	// ScheduleDelayMS is the BatchSpanProcessor's delay; 0 means the app's
@@ -88,8 +94,34 @@ type appOptions struct {
 	LingerMS   int
 }
 
+// String names the cell: instrumentation/call/exporter for OpenAI, as
+// before other providers came, provider/instrumentation/call/exporter for
+// the others.
 func (o appOptions) String() string {
-	return o.Instrumentation + "/" + o.Call + "/" + o.Exporter
+	s := o.Instrumentation + "/" + o.Call + "/" + o.Exporter
+	if p := o.provider(); p != "openai" {
+		s = p + "/" + s
+	}
+	return s
+}
+
+// provider is Provider with the app's default filled in.
+func (o appOptions) provider() string {
+	if o.Provider == "" {
+		return "openai"
+	}
+	return o.Provider
+}
+
+// llmProvider is the API of pkg/llmserver that the app's SDK calls.
+func (o appOptions) llmProvider() llmserver.Provider {
+	switch o.provider() {
+	case "anthropic":
+		return llmserver.ProviderAnthropic
+	case "google":
+		return llmserver.ProviderGemini
+	}
+	return llmserver.ProviderOpenAI
 }
 
 // appResult is the JSON line app.py prints.
@@ -110,8 +142,8 @@ type app struct {
 	waited bool
 }
 
-// startApp runs app.py against the LLM server at llmURL, exporting to the
-// proxy over opts.Exporter. The process is killed when the test ends, if it
+// startApp runs app.py against the LLM server at llmURL (the base URL for
+// the provider's SDK), exporting to the proxy over opts.Exporter. The process is killed when the test ends, if it
 // is still running.
 func startApp(t *testing.T, p *proxy.Proxy, llmURL string, opts appOptions) *app {
 	t.Helper()
@@ -119,11 +151,15 @@ func startApp(t *testing.T, p *proxy.Proxy, llmURL string, opts appOptions) *app
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := []string{script,
+	args := []string{script}
+	if opts.Provider != "" {
+		args = append(args, "--provider", opts.Provider)
+	}
+	args = append(args,
 		"--instrumentation", opts.Instrumentation, "--call", opts.Call,
 		"--exporter", opts.Exporter, "--base-url", llmURL,
 		"--question", llmserver.BouvetQuestion,
-	}
+	)
 	switch opts.Exporter {
 	case "http":
 		args = append(args, "--endpoint", "http://"+p.Addrs().OTLPHTTP)
@@ -175,17 +211,19 @@ func startApp(t *testing.T, p *proxy.Proxy, llmURL string, opts appOptions) *app
 	return a
 }
 
-// appEnv is the caller's environment without OTEL_* and OPENAI_*, so that
-// the flags alone configure the app.
+// appEnv is the caller's environment without OTEL_* and the settings of the
+// SDKs and instrumentations (OPENAI_*, ANTHROPIC_*, GOOGLE_*, GEMINI_*,
+// TRACELOOP_*), so that the flags alone configure the app.
 func appEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "OTEL_") || strings.HasPrefix(kv, "OPENAI_") {
+		if slices.ContainsFunc([]string{"OTEL_", "OPENAI_", "ANTHROPIC_", "GOOGLE_", "GEMINI_", "TRACELOOP_"},
+			func(p string) bool { return strings.HasPrefix(kv, p) }) {
 			continue
 		}
 		env = append(env, kv)
 	}
-	return append(env, "OPENAI_API_KEY=sk-e2e")
+	return append(env, "OPENAI_API_KEY=sk-e2e", "ANTHROPIC_API_KEY=sk-ant-e2e", "GEMINI_API_KEY=e2e")
 }
 
 // result waits for the app's JSON line: at once with PrintEarly, else once

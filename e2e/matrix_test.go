@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,21 +19,71 @@ import (
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/proxy"
 )
 
-// The matrix: every instrumentation, call and exporter of e2e/apps/app.py.
-var (
-	instrumentations = []string{"openinference", "openai-v2"}
-	calls            = []string{"chat", "chat-stream", "responses", "responses-stream"}
-	exporters        = []string{"http", "grpc"}
-)
-
-// unsupported names the instrumentation/call pairs whose trace has no span
-// to annotate, and why. Their cells assert the limitation (what the
-// instrumentation exports), so that the day it is lifted they fail and say
-// to move the cell out of here.
-var unsupported = map[string]string{
-	"openai-v2/responses":        openaiV2Responses,
-	"openai-v2/responses-stream": openaiV2Responses,
+// providerCells are the cells of one provider of e2e/apps/app.py: each
+// instrumentation, call and exporter.
+type providerCells struct {
+	provider                           string
+	instrumentations, calls, exporters []string
 }
+
+// matrix is every provider of e2e/apps/app.py with its instrumentations and
+// calls. The other providers than OpenAI export over HTTP only: the exporter
+// does not depend on the provider, and the OpenAI cells cover gRPC.
+var matrix = []providerCells{
+	{"openai", []string{"openinference", "openai-v2"}, []string{"chat", "chat-stream", "responses", "responses-stream"}, []string{"http", "grpc"}},
+	{"anthropic", []string{"openinference", "openllmetry", "sdk"}, []string{"chat", "chat-stream"}, []string{"http"}},
+	{"google", []string{"openinference"}, []string{"chat", "chat-stream"}, []string{"http"}},
+}
+
+// matrixCells lists the cells in the order of the table. OpenAI's leave
+// Provider empty, so that the app runs with the command line it had before
+// other providers came.
+func matrixCells() []appOptions {
+	var cells []appOptions
+	for _, m := range matrix {
+		provider := m.provider
+		if provider == "openai" {
+			provider = ""
+		}
+		for _, inst := range m.instrumentations {
+			for _, call := range m.calls {
+				for _, exp := range m.exporters {
+					cells = append(cells, appOptions{Provider: provider, Instrumentation: inst, Call: call, Exporter: exp})
+				}
+			}
+		}
+	}
+	return cells
+}
+
+// pairOf is the cell's provider/instrumentation/call, without the exporter.
+func pairOf(o appOptions) string {
+	return o.provider() + "/" + o.Instrumentation + "/" + o.Call
+}
+
+// unsupported names the provider/instrumentation/call triples whose trace
+// has no span to annotate, and why. Their cells assert the limitation (what
+// the instrumentation exports), so that the day it is lifted they fail and
+// say to move the cell out of here.
+var unsupported = map[string]string{
+	"openai/openai-v2/responses":        openaiV2Responses,
+	"openai/openai-v2/responses-stream": openaiV2Responses,
+}
+
+// httpSibling names the cells whose HTTP client span is not the LLM span's
+// child but its sibling, under the handler, and why. The feedback must still
+// land on the LLM span alone; the cell fails when the HTTP span becomes a
+// child, and says to move it out of here.
+var httpSibling = map[string]string{
+	"anthropic/openllmetry/chat":        openllmetryNotCurrent,
+	"anthropic/openllmetry/chat-stream": openllmetryNotCurrent,
+	"google/openinference/chat-stream": "openinference-instrumentation-google-genai makes its `GenerateContentStream` span " +
+		"the current span only until generate_content_stream has returned its generator; google-genai sends the request " +
+		"at the first iteration, outside it",
+}
+
+const openllmetryNotCurrent = "opentelemetry-instrumentation-anthropic (OpenLLMetry) starts its `anthropic.chat` span " +
+	"without making it the current span, so the SDK's HTTP request is traced beside it"
 
 const openaiV2Responses = "opentelemetry-instrumentation-openai-v2 instruments chat completions and embeddings only, " +
 	"not the Responses API: the call makes no LLM span, only the HTTP client span, and no span carries the response id"
@@ -63,19 +114,11 @@ type cellResult struct {
 func TestMatrix(t *testing.T) {
 	t.Parallel()
 	var (
-		cells   []appOptions
 		mu      sync.Mutex
 		results = map[string]cellResult{}
 	)
-	for _, inst := range instrumentations {
-		for _, call := range calls {
-			for _, exp := range exporters {
-				cells = append(cells, appOptions{Instrumentation: inst, Call: call, Exporter: exp})
-			}
-		}
-	}
-	runCases(t, cells, appOptions.String, func(t *testing.T, opts appOptions) {
-		r := runCell(t, opts, unsupported[opts.Instrumentation+"/"+opts.Call])
+	runCases(t, matrixCells(), appOptions.String, func(t *testing.T, opts appOptions) {
+		r := runCell(t, opts, unsupported[pairOf(opts)])
 		mu.Lock()
 		results[opts.String()] = r
 		mu.Unlock()
@@ -89,9 +132,9 @@ func runCell(t *testing.T, opts appOptions, reason string) cellResult {
 			cfg.Feedback.MaxAge = unsupportedMaxAge
 		}
 	})
-	llm, llmURL := startLLM(t)
-	res := runApp(t, p, llmURL, opts)
-	if got := llm.LastID(); got != res.ResponseID {
+	llm, _ := startLLM(t)
+	res := runApp(t, p, llm.BaseURL(opts.llmProvider()), opts)
+	if got := llm.LastIDOf(opts.llmProvider()); got != res.ResponseID {
 		t.Fatalf("the app printed response id %q, the LLM server issued %q", res.ResponseID, got)
 	}
 	if reason != "" {
@@ -112,12 +155,17 @@ func runCell(t *testing.T, opts appOptions, reason string) cellResult {
 
 	c := phoenixClient(t)
 	tr := shapeOf(waitTrace(t, c, "default", res.TraceID, 3), st.Span.SpanID)
-	idIn := checkLLMShape(t, tr, res.ResponseID)
+	var idIn, others string
+	if sibling := httpSibling[pairOf(opts)]; sibling != "" {
+		idIn, others = checkLLMShapeSibling(t, tr, res.ResponseID), "its parent and the HTTP span beside it"
+	} else {
+		idIn, others = checkLLMShape(t, tr, res.ResponseID), "its parent and child"
+	}
 	waitVotes(t, c, "default", tr, []vote{v})
 	waitState(t, p, res.ResponseID, string(feedback.Annotated), 10*time.Second)
 	return cellResult{
 		opts: opts, supported: true, trace: treeOf(tr.spans), idIn: "`" + idIn + "`",
-		feedback: "`annotated`: 1 annotation on the LLM span, 0 on its parent and child",
+		feedback: "`annotated`: 1 annotation on the LLM span, 0 on " + others,
 	}
 }
 
@@ -164,7 +212,7 @@ func unsupportedCell(t *testing.T, p *proxy.Proxy, opts appOptions, res appResul
 // checkMatrixDoc renders the table from a complete, passing run and writes
 // it (E2E_WRITE_MATRIX=1) or fails when the committed one differs.
 func checkMatrixDoc(t *testing.T, results map[string]cellResult) {
-	want := len(instrumentations) * len(calls) * len(exporters)
+	want := len(matrixCells())
 	switch {
 	case t.Failed():
 		t.Logf("%s not checked: the matrix failed", matrixDoc)
@@ -223,6 +271,8 @@ func firstDiff(a, b string) string {
 // pythonPackages are the versions the table is valid for.
 var pythonPackages = []string{
 	"openai", "openinference-instrumentation-openai", "opentelemetry-instrumentation-openai-v2",
+	"anthropic", "openinference-instrumentation-anthropic", "opentelemetry-instrumentation-anthropic",
+	"google-genai", "openinference-instrumentation-google-genai",
 	"opentelemetry-instrumentation-httpx", "opentelemetry-sdk",
 	"opentelemetry-exporter-otlp-proto-http", "opentelemetry-exporter-otlp-proto-grpc", "arize-phoenix",
 }
@@ -249,11 +299,16 @@ change (a new cell, an instrumentation upgrade), regenerate it:
 
     E2E_WRITE_MATRIX=1 scripts/e2e.sh -run TestMatrix ./e2e/
 
-Each cell runs the real app ` + "`e2e/apps/app.py`" + ` (the ` + "`openai`" + ` SDK, the instrumentation,
-` + "`HTTPX2ClientInstrumentor`" + `, the OpenTelemetry SDK's BatchSpanProcessor and OTLP exporter) against
-` + "`pkg/llmserver`" + `, exporting to a proxy of its own in front of a real Phoenix. The app's request
-handler span ` + "`handle_request`" + ` wraps the OpenAI call. The test then sends ` + "`POST /feedback`" + ` with
-the response id the app printed and an identifier, and reads back through Phoenix's REST API: the trace
+Each cell runs the real app ` + "`e2e/apps/app.py`" + ` (the provider's official SDK, ` + "`openai`" + `,
+` + "`anthropic`" + ` or ` + "`google-genai`" + `; the instrumentation; ` + "`HTTPX2ClientInstrumentor`" + `, or
+` + "`HTTPXClientInstrumentor`" + ` for google-genai; the OpenTelemetry SDK's BatchSpanProcessor and OTLP
+exporter) against ` + "`pkg/llmserver`" + `'s endpoint for that provider, exporting to a proxy of its own in
+front of a real Phoenix. The app's request handler span ` + "`handle_request`" + ` wraps the SDK call. The
+anthropic SDK traces its own calls (span ` + "`anthropic.messages.create`" + `): that is the ` + "`sdk`" + `
+instrumentation; beside the others the app turns it off (` + "`open_telemetry=False`" + `), as it would make a
+second span with the id. The OpenAI cells run with both OTLP exporters, the others over HTTP. The test
+checks that the app printed the id the server issued, then sends ` + "`POST /feedback`" + ` with that
+response id and an identifier, and reads back through Phoenix's REST API: the trace
 (` + "`GET /v1/projects/default/spans?trace_id=`" + `) and the annotations of all its spans, which must be
 exactly one, ` + "`user feedback`" + `, HUMAN, with the label, score and identifier sent, on the LLM span.
 
@@ -264,24 +319,26 @@ Versions (from the venv):
 `)
 	b.WriteString(versions)
 	b.WriteString(`
-| instrumentation | call | exporter | trace in Phoenix | response id in | feedback | cell |
-|---|---|---|---|---|---|---|
+| provider | instrumentation | call | exporter | trace in Phoenix | response id in | feedback | cell |
+|---|---|---|---|---|---|---|---|
 `)
-	var reasons []string
-	for _, inst := range instrumentations {
-		for _, call := range calls {
-			for _, exp := range exporters {
-				r := results[inst+"/"+call+"/"+exp]
-				status := "supported"
-				if !r.supported {
-					status = "**unsupported**, see below"
-					if reason := fmt.Sprintf("- `%s` × `%s`: %s.", inst, call, r.reason); len(reasons) == 0 || reasons[len(reasons)-1] != reason {
-						reasons = append(reasons, reason)
-					}
-				}
-				fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", inst, call, exp, r.trace, r.idIn, r.feedback, status)
+	var reasons, siblings []string
+	for _, o := range matrixCells() {
+		r := results[o.String()]
+		status := "supported"
+		if !r.supported {
+			status = "**unsupported**, see below"
+			if reason := fmt.Sprintf("- `%s` × `%s`: %s.", o.Instrumentation, o.Call, r.reason); !slices.Contains(reasons, reason) {
+				reasons = append(reasons, reason)
 			}
 		}
+		if why := httpSibling[pairOf(o)]; why != "" {
+			status += ", HTTP span beside the LLM span (see below)"
+			if line := fmt.Sprintf("- `%s` × `%s` × `%s`: %s.", o.provider(), o.Instrumentation, o.Call, why); !slices.Contains(siblings, line) {
+				siblings = append(siblings, line)
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", o.provider(), o.Instrumentation, o.Call, o.Exporter, r.trace, r.idIn, r.feedback, status)
 	}
 	b.WriteString(`
 ## Unsupported cells
@@ -293,6 +350,16 @@ instrumentation exports the call, the cell fails and says to move it to the supp
 
 `)
 	b.WriteString(strings.Join(reasons, "\n"))
+	b.WriteString(`
+
+## HTTP client span beside the LLM span
+
+In these cells the HTTP client span is a sibling of the LLM span (both children of ` + "`handle_request`" + `),
+not its child; the test asserts that shape, and that the annotation is on the LLM span and on no other
+span of the trace.
+
+`)
+	b.WriteString(strings.Join(siblings, "\n"))
 	b.WriteString(`
 
 ## Also covered

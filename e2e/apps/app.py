@@ -1,20 +1,30 @@
 #!/usr/bin/env python3
-"""A small OpenAI app traced with OpenTelemetry, for the end-to-end tests and captures.
+"""A small LLM app traced with OpenTelemetry, for the end-to-end tests and captures.
 
 It stands for a real user's app: a request handler (span ``handle_request``) asks an
-OpenAI-compatible server one question with the official ``openai`` SDK. Instrumentors
-add the LLM span (OpenInference or opentelemetry-instrumentation-openai-v2) and the
-HTTP client span below it. Spans leave through the real OTLP exporter (HTTP/protobuf
-or gRPC) and are flushed before exit. The app prints one stdout line, a JSON object
-``{"response_id": ..., "answer": ..., "trace_id": ...}``: after the flush by default, or, with
-``--print-early``, the moment the response is in, while the spans still sit in the batch
-processor (``--linger-ms`` then keeps the process, and so the processor, alive a while longer,
-as a long-running app would be).
+LLM server one question with the provider's official SDK: ``openai`` (the default),
+``anthropic`` (``--provider anthropic``) or ``google-genai`` (``--provider google``).
+Instrumentors add the LLM span and the HTTP client span. The LLM span comes from
+OpenInference (every provider), opentelemetry-instrumentation-openai-v2 (openai),
+OpenLLMetry's opentelemetry-instrumentation-anthropic (anthropic) or, with
+``--instrumentation sdk``, the anthropic SDK's own OpenTelemetry tracing (on by default in
+anthropic 1.x; the app turns it off beside the other anthropic instrumentations, so that
+theirs is the only LLM span). The HTTP client span comes from ``HTTPX2ClientInstrumentor``
+(openai and anthropic send through httpx2) or ``HTTPXClientInstrumentor`` (google-genai
+sends through httpx). Spans leave through the real OTLP exporter (HTTP/protobuf or gRPC)
+and are flushed before exit. The app prints one stdout line, a JSON object
+``{"response_id": ..., "answer": ..., "trace_id": ...}``, the response id being the one the
+SDK returned (OpenAI's ``id``, Anthropic's message ``id``, google-genai's ``response_id``):
+after the flush by default, or, with ``--print-early``, the moment the response is in, while
+the spans still sit in the batch processor (``--linger-ms`` then keeps the process, and so the
+processor, alive a while longer, as a long-running app would be).
 
 Run it with the project's venv, e.g.::
 
     .venv/bin/python e2e/apps/app.py --instrumentation openinference --call chat \
         --base-url http://127.0.0.1:8080/v1 --endpoint http://127.0.0.1:4318
+    .venv/bin/python e2e/apps/app.py --provider anthropic --instrumentation openllmetry \
+        --call chat-stream --base-url http://127.0.0.1:8080 --endpoint http://127.0.0.1:4318
 """
 
 from __future__ import annotations
@@ -30,17 +40,42 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-INSTRUMENTATIONS = ("openinference", "openai-v2")
-CALLS = ("chat", "chat-stream", "responses", "responses-stream")
+# What each provider's app can do: its instrumentations and calls.
+PROVIDERS = {
+    "openai": {
+        "instrumentations": ("openinference", "openai-v2"),
+        "calls": ("chat", "chat-stream", "responses", "responses-stream"),
+        "model": "gpt-4o-mini",
+        "base_url_env": "OPENAI_BASE_URL",
+    },
+    "anthropic": {
+        "instrumentations": ("openinference", "openllmetry", "sdk"),
+        "calls": ("chat", "chat-stream"),
+        "model": "claude-haiku-4-5",
+        "base_url_env": "ANTHROPIC_BASE_URL",
+    },
+    "google": {
+        "instrumentations": ("openinference",),
+        "calls": ("chat", "chat-stream"),
+        "model": "gemini-2.5-flash",
+        "base_url_env": "GOOGLE_GEMINI_BASE_URL",
+    },
+}
+INSTRUMENTATIONS = tuple(dict.fromkeys(i for p in PROVIDERS.values() for i in p["instrumentations"]))
+CALLS = tuple(dict.fromkeys(c for p in PROVIDERS.values() for c in p["calls"]))
 DEFAULT_QUESTION = "In which ocean is Bouvet Island?"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--provider", choices=tuple(PROVIDERS), default="openai",
+                   help="which SDK asks: openai (default), anthropic or google (google-genai)")
     p.add_argument("--instrumentation", choices=INSTRUMENTATIONS, required=True,
-                   help="which OpenAI instrumentation makes the LLM span")
+                   help="which instrumentation makes the LLM span: openinference (any provider), "
+                        "openai-v2 (openai), openllmetry (anthropic), sdk (anthropic: the SDK's own tracing)")
     p.add_argument("--call", choices=CALLS, required=True,
-                   help="which API to call: chat completions or Responses, streamed or not")
+                   help="which API to call, streamed or not: chat completions or Responses (openai), "
+                        "Messages (anthropic) and generateContent (google): chat and chat-stream only")
     p.add_argument("--exporter", choices=("http", "grpc"), default="http",
                    help="OTLP transport (default http, i.e. HTTP/protobuf)")
     p.add_argument("--endpoint", default=None,
@@ -58,11 +93,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="wait this long after the call before flushing and shutting the tracer "
                         "provider down (default 0); the batch processor exports on its own "
                         "schedule meanwhile")
-    p.add_argument("--base-url", default=os.environ.get("OPENAI_BASE_URL"),
-                   help="OpenAI base URL, e.g. http://127.0.0.1:8080/v1 (default $OPENAI_BASE_URL)")
-    p.add_argument("--model", default="gpt-4o-mini", help="model name (default gpt-4o-mini)")
+    p.add_argument("--base-url", default=None,
+                   help="the SDK's base URL: for openai e.g. http://127.0.0.1:8080/v1 (default "
+                        "$OPENAI_BASE_URL), for anthropic and google the server's root, e.g. "
+                        "http://127.0.0.1:8080 (default $ANTHROPIC_BASE_URL, $GOOGLE_GEMINI_BASE_URL)")
+    p.add_argument("--model", default=None,
+                   help="model name (default gpt-4o-mini, claude-haiku-4-5 or gemini-2.5-flash)")
     p.add_argument("--question", default=DEFAULT_QUESTION, help="the user's question")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    spec = PROVIDERS[args.provider]
+    if args.instrumentation not in spec["instrumentations"]:
+        p.error(f"--instrumentation {args.instrumentation} does not instrument --provider {args.provider} "
+                f"(choose from {', '.join(spec['instrumentations'])})")
+    if args.call not in spec["calls"]:
+        p.error(f"--call {args.call} is not a call of --provider {args.provider} "
+                f"(choose from {', '.join(spec['calls'])})")
+    if args.base_url is None:
+        args.base_url = os.environ.get(spec["base_url_env"])
+    if args.model is None:
+        args.model = spec["model"]
+    return args
 
 
 def new_exporter(kind: str, endpoint: str | None):
@@ -91,19 +141,20 @@ def setup_tracing(args: argparse.Namespace) -> TracerProvider:
     provider = TracerProvider(resource=Resource.create(attributes))
     trace.set_tracer_provider(provider)
 
-    # openai 3.x sends its requests with httpx2, a fork of httpx with its own
-    # classes: HTTPXClientInstrumentor patches httpx and would see nothing.
-    # HTTPX2ClientInstrumentor patches httpx2's transports, so the HTTP client
-    # span becomes a child of the LLM span.
-    from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor
-
-    HTTPX2ClientInstrumentor().instrument(tracer_provider=provider)
-
-    if args.instrumentation == "openinference":
-        from openinference.instrumentation.openai import OpenAIInstrumentor
+    # openai 3.x and anthropic 1.x send their requests with httpx2, a fork of
+    # httpx with its own classes: HTTPXClientInstrumentor patches httpx and
+    # would see nothing. HTTPX2ClientInstrumentor patches httpx2's transports,
+    # so the HTTP client span becomes a child of the LLM span. google-genai
+    # prefers httpx when it is installed (it is: openai-v2 needs it).
+    if args.provider == "google":
+        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor as HTTPInstrumentor
     else:
-        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
-    OpenAIInstrumentor().instrument(tracer_provider=provider)
+        from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor as HTTPInstrumentor
+    HTTPInstrumentor().instrument(tracer_provider=provider)
+
+    instrumentor = instrumentor_of(args.provider, args.instrumentation)
+    if instrumentor is not None:
+        instrumentor().instrument(tracer_provider=provider)
 
     # The batch processor goes in last (instrumenting imports openai, which is
     # slow): its timer starts with it, so its first export comes about one
@@ -114,8 +165,94 @@ def setup_tracing(args: argparse.Namespace) -> TracerProvider:
     return provider
 
 
+def instrumentor_of(provider: str, instrumentation: str):
+    """Returns the instrumentor class that makes the LLM span; None when the SDK traces itself."""
+    if provider == "openai":
+        if instrumentation == "openinference":
+            from openinference.instrumentation.openai import OpenAIInstrumentor
+        else:
+            from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+        return OpenAIInstrumentor
+    if provider == "anthropic":
+        if instrumentation == "sdk":
+            return None
+        if instrumentation == "openinference":
+            from openinference.instrumentation.anthropic import AnthropicInstrumentor
+        else:
+            # OpenLLMetry's (Traceloop's), published under the opentelemetry name.
+            from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor
+        return AnthropicInstrumentor
+    from openinference.instrumentation.google_genai import GoogleGenAIInstrumentor
+
+    return GoogleGenAIInstrumentor
+
+
+def new_client(args: argparse.Namespace):
+    """Returns the provider's SDK client for the server at args.base_url."""
+    if args.provider == "anthropic":
+        import anthropic
+
+        # anthropic 1.x traces its own calls with the global tracer provider
+        # (span anthropic.messages.create, GenAI attributes). Beside an
+        # instrumentation that makes a second LLM span for the same call, so
+        # it is off unless it is the one under test.
+        return anthropic.Anthropic(api_key=os.environ.get("ANTHROPIC_API_KEY") or "sk-ant-dummy",
+                                   base_url=args.base_url, max_retries=0,
+                                   open_telemetry=None if args.instrumentation == "sdk" else False)
+    if args.provider == "google":
+        from google import genai
+        from google.genai import types
+
+        # The Gemini Developer API (not Vertex AI), at the given root; the SDK
+        # adds the API version (v1beta) itself. No retries, like the others.
+        return genai.Client(
+            vertexai=False,
+            api_key=os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY") or "dummy",
+            http_options=types.HttpOptions(base_url=args.base_url,
+                                           retry_options=types.HttpRetryOptions(attempts=1)))
+    import openai
+
+    return openai.OpenAI(api_key=os.environ.get("OPENAI_API_KEY") or "sk-dummy",
+                         base_url=args.base_url, max_retries=0)
+
+
+def ask_anthropic(client, call: str, model: str, question: str) -> tuple[str | None, str]:
+    """Messages API: the id is the Message's id (msg_...)."""
+    messages = [{"role": "user", "content": question}]
+    if call == "chat":
+        message = client.messages.create(model=model, max_tokens=1024, messages=messages)
+        return message.id, "".join(b.text for b in message.content if b.type == "text")
+    if call == "chat-stream":
+        # Iterated to the end as Anthropic's docs show, not in a with block:
+        # OpenLLMetry 0.62.4 wraps the Stream in a proxy whose __enter__
+        # returns the bare Stream, and then never ends (nor exports) its span.
+        response_id, parts = None, []
+        stream = client.messages.create(model=model, max_tokens=1024, messages=messages, stream=True)
+        for event in stream:
+            if event.type == "message_start":
+                response_id = event.message.id
+            elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+                parts.append(event.delta.text)
+        return response_id, "".join(parts)
+    raise ValueError(f"unknown call {call!r}")
+
+
+def ask_google(client, call: str, model: str, question: str) -> tuple[str | None, str]:
+    """generateContent: the id is the GenerateContentResponse's response_id."""
+    if call == "chat":
+        response = client.models.generate_content(model=model, contents=question)
+        return response.response_id, response.text or ""
+    if call == "chat-stream":
+        response_id, parts = None, []
+        for chunk in client.models.generate_content_stream(model=model, contents=question):
+            response_id = response_id or chunk.response_id
+            parts.append(chunk.text or "")
+        return response_id, "".join(parts)
+    raise ValueError(f"unknown call {call!r}")
+
+
 def ask(client, call: str, model: str, question: str) -> tuple[str | None, str]:
-    """Makes one call and returns (response id, answer text)."""
+    """Makes one OpenAI call and returns (response id, answer text)."""
     messages = [{"role": "user", "content": question}]
     if call == "chat":
         completion = client.chat.completions.create(model=model, messages=messages)
@@ -148,17 +285,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     provider = setup_tracing(args)
 
-    # Imported after instrumenting, as an app that follows the instrumentors'
-    # docs would; the instrumentors patch classes, so the order is not critical.
-    import openai
-
-    client = openai.OpenAI(api_key=os.environ.get("OPENAI_API_KEY") or "sk-dummy",
-                           base_url=args.base_url, max_retries=0)
+    # The SDK is imported after instrumenting, as an app that follows the
+    # instrumentors' docs would; they patch classes, so the order is not critical.
+    client = new_client(args)
+    ask_fn = {"openai": ask, "anthropic": ask_anthropic, "google": ask_google}[args.provider]
     tracer = trace.get_tracer("feedback-e2e-app")
     try:
         with tracer.start_as_current_span("handle_request", kind=trace.SpanKind.SERVER) as span:
             trace_id = format(span.get_span_context().trace_id, "032x")
-            response_id, answer = ask(client, args.call, args.model, args.question)
+            response_id, answer = ask_fn(client, args.call, args.model, args.question)
         result = json.dumps({"response_id": response_id, "answer": answer, "trace_id": trace_id})
         if args.print_early:
             # Like an app that shows the answer (and its thumbs buttons) at

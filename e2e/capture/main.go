@@ -1,5 +1,5 @@
-// Command capture records the OTLP/HTTP export requests that real OpenAI apps
-// send, for the tests of pkg/index.
+// Command capture records the OTLP/HTTP export requests that real LLM apps
+// (OpenAI, Anthropic, Google GenAI) send, for the tests of pkg/index.
 //
 // Run it from the repository root, with the Python venv of
 // scripts/requirements.txt in .venv:
@@ -7,9 +7,10 @@
 //	go run ./e2e/capture
 //
 // It starts pkg/llmserver and a minimal OTLP/HTTP sink on loopback ports, runs
-// e2e/apps/app.py once per instrumentation and call (exporter http), and writes
-// each run's request bodies, unchanged, to <out>/<instrumentation>-<call>.binpb,
-// plus <out>/README.md with the versions, the date and a summary of the spans.
+// e2e/apps/app.py once per provider, instrumentation and call (exporter http),
+// and writes each run's request bodies, unchanged, to <out>/<name>.binpb (see
+// cell.name), plus <out>/README.md with the versions, the date and a summary of
+// the spans.
 package main
 
 import (
@@ -30,16 +31,63 @@ import (
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/llmserver"
 )
 
-var (
-	instrumentations = []string{"openinference", "openai-v2"}
-	calls            = []string{"chat", "chat-stream", "responses", "responses-stream"}
-)
+// cell is one app run: a provider's SDK, the instrumentation making the LLM
+// span and the call.
+type cell struct {
+	Provider, Instrumentation, Call string
+}
+
+// name is the capture's file name without .binpb: <instrumentation>-<call>
+// for OpenAI (the first captures), <provider>-<instrumentation>-<call> for
+// the others.
+func (c cell) name() string {
+	if c.Provider == "openai" {
+		return c.Instrumentation + "-" + c.Call
+	}
+	return c.Provider + "-" + c.Instrumentation + "-" + c.Call
+}
+
+// llmProvider is the llmserver API the provider's SDK calls.
+func (c cell) llmProvider() llmserver.Provider {
+	switch c.Provider {
+	case "anthropic":
+		return llmserver.ProviderAnthropic
+	case "google":
+		return llmserver.ProviderGemini
+	}
+	return llmserver.ProviderOpenAI
+}
+
+// providers lists, per provider of app.py, its instrumentations and calls.
+var providers = []struct {
+	name                    string
+	instrumentations, calls []string
+}{
+	{"openai", []string{"openinference", "openai-v2"}, []string{"chat", "chat-stream", "responses", "responses-stream"}},
+	{"anthropic", []string{"openinference", "openllmetry", "sdk"}, []string{"chat", "chat-stream"}},
+	{"google", []string{"openinference"}, []string{"chat", "chat-stream"}},
+}
+
+func cells() []cell {
+	var out []cell
+	for _, p := range providers {
+		for _, inst := range p.instrumentations {
+			for _, call := range p.calls {
+				out = append(out, cell{p.name, inst, call})
+			}
+		}
+	}
+	return out
+}
 
 // pythonPackages are the distributions whose versions the README records.
 var pythonPackages = []string{
 	"openai", "httpx2", "httpx",
-	"openinference-instrumentation-openai", "openinference-instrumentation", "openinference-semantic-conventions",
+	"anthropic", "google-genai",
+	"openinference-instrumentation-openai", "openinference-instrumentation-anthropic",
+	"openinference-instrumentation-google-genai", "openinference-instrumentation", "openinference-semantic-conventions",
 	"opentelemetry-instrumentation-openai-v2", "opentelemetry-util-genai",
+	"opentelemetry-instrumentation-anthropic", "opentelemetry-semantic-conventions-ai",
 	"opentelemetry-instrumentation-httpx", "opentelemetry-instrumentation",
 	"opentelemetry-api", "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http",
 }
@@ -62,7 +110,7 @@ func main() {
 	flag.DurationVar(&cfg.timeout, "timeout", 60*time.Second, "limit for one app run")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: go run ./e2e/capture [flags]\n\n"+
-			"Runs e2e/apps/app.py for every instrumentation and call against pkg/llmserver and\n"+
+			"Runs e2e/apps/app.py for every provider, instrumentation and call against pkg/llmserver and\n"+
 			"records the OTLP/HTTP requests it exports. Run from the repository root.\n\nFlags:\n")
 		flag.PrintDefaults()
 	}
@@ -74,7 +122,7 @@ func main() {
 }
 
 func run(ctx context.Context, cfg config) (err error) {
-	llm, llmURL, stopLLM, err := llmserver.Start("127.0.0.1:0", llmserver.Config{})
+	llm, _, stopLLM, err := llmserver.Start("127.0.0.1:0", llmserver.Config{})
 	if err != nil {
 		return err
 	}
@@ -89,31 +137,29 @@ func run(ctx context.Context, cfg config) (err error) {
 		return err
 	}
 	var captures []*capture
-	for _, inst := range instrumentations {
-		for _, call := range calls {
-			c := &capture{Instrumentation: inst, Call: call, File: inst + "-" + call + ".binpb"}
-			c.App, err = runApp(ctx, cfg, inst, call, llmURL, sink.url)
-			if err != nil {
-				return fmt.Errorf("%s %s: %w", inst, call, err)
-			}
-			if got := llm.LastID(); got != c.App.ResponseID {
-				return fmt.Errorf("%s %s: the app printed response id %q, llmserver issued %q", inst, call, c.App.ResponseID, got)
-			}
-			// The app shuts its tracer provider down before printing, so
-			// its exports have all been answered by now.
-			c.Exports = sink.take()
-			if len(c.Exports) == 0 {
-				return fmt.Errorf("%s %s: the app exported nothing", inst, call)
-			}
-			if err := c.decode(); err != nil {
-				return fmt.Errorf("%s %s: %w", inst, call, err)
-			}
-			if err := writeCapture(filepath.Join(cfg.out, c.File), c.Exports); err != nil {
-				return err
-			}
-			slog.Info("captured", "file", c.File, "requests", len(c.Exports), "spans", len(c.spans), "response_id", c.App.ResponseID)
-			captures = append(captures, c)
+	for _, cl := range cells() {
+		c := &capture{cell: cl, File: cl.name() + ".binpb"}
+		c.App, err = runApp(ctx, cfg, cl, llm.BaseURL(cl.llmProvider()), sink.url)
+		if err != nil {
+			return fmt.Errorf("%s: %w", cl.name(), err)
 		}
+		if got := llm.LastIDOf(cl.llmProvider()); got != c.App.ResponseID {
+			return fmt.Errorf("%s: the app printed response id %q, llmserver issued %q", cl.name(), c.App.ResponseID, got)
+		}
+		// The app shuts its tracer provider down before printing, so
+		// its exports have all been answered by now.
+		c.Exports = sink.take()
+		if len(c.Exports) == 0 {
+			return fmt.Errorf("%s: the app exported nothing", cl.name())
+		}
+		if err := c.decode(); err != nil {
+			return fmt.Errorf("%s: %w", cl.name(), err)
+		}
+		if err := writeCapture(filepath.Join(cfg.out, c.File), c.Exports); err != nil {
+			return err
+		}
+		slog.Info("captured", "file", c.File, "requests", len(c.Exports), "spans", len(c.spans), "response_id", c.App.ResponseID)
+		captures = append(captures, c)
 	}
 	versions, err := pythonVersions(ctx, cfg.python)
 	if err != nil {
@@ -129,11 +175,11 @@ type appResult struct {
 	TraceID    string `json:"trace_id"`
 }
 
-func runApp(ctx context.Context, cfg config, inst, call, llmURL, sinkURL string) (appResult, error) {
+func runApp(ctx context.Context, cfg config, cl cell, llmURL, sinkURL string) (appResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, cfg.python, cfg.app,
-		"--instrumentation", inst, "--call", call,
+		"--provider", cl.Provider, "--instrumentation", cl.Instrumentation, "--call", cl.Call,
 		"--exporter", "http", "--endpoint", sinkURL,
 		"--base-url", llmURL,
 		"--schedule-delay-ms", fmt.Sprint(cfg.scheduleDelayMS),
@@ -145,7 +191,7 @@ func runApp(ctx context.Context, cfg config, inst, call, llmURL, sinkURL string)
 		return appResult{}, fmt.Errorf("%w\nstderr:\n%s", err, stderr.String())
 	}
 	if stderr.Len() > 0 {
-		slog.Warn("app wrote to stderr", "instrumentation", inst, "call", call, "stderr", stderr.String())
+		slog.Warn("app wrote to stderr", "cell", cl.name(), "stderr", stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
 	var res appResult
@@ -155,18 +201,29 @@ func runApp(ctx context.Context, cfg config, inst, call, llmURL, sinkURL string)
 	return res, nil
 }
 
-// appEnv is the environment without OTEL_* and OPENAI_* settings of the
-// caller, so that the captures depend on the flags only. Compression stays
-// off so that the files are plain protobuf.
+// appEnv is the environment without the caller's OTEL_* settings nor those
+// of the SDKs and instrumentations (OPENAI_*, ANTHROPIC_*, GOOGLE_*,
+// GEMINI_*, TRACELOOP_*), so that the captures depend on the flags only.
+// Compression stays off so that the files are plain protobuf.
 func appEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "OTEL_") || strings.HasPrefix(kv, "OPENAI_") {
+		if hasAnyPrefix(kv, "OTEL_", "OPENAI_", "ANTHROPIC_", "GOOGLE_", "GEMINI_", "TRACELOOP_") {
 			continue
 		}
 		env = append(env, kv)
 	}
-	return append(env, "OPENAI_API_KEY=sk-capture", "OTEL_EXPORTER_OTLP_COMPRESSION=none")
+	return append(env, "OPENAI_API_KEY=sk-capture", "ANTHROPIC_API_KEY=sk-ant-capture", "GEMINI_API_KEY=capture",
+		"OTEL_EXPORTER_OTLP_COMPRESSION=none")
+}
+
+func hasAnyPrefix(s string, prefixes ...string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // writeCapture writes the bodies one after the other. Protobuf parsers merge
@@ -198,11 +255,12 @@ for name in sys.argv[1:]:
 
 func readme(cfg config, versions string, captures []*capture) string {
 	var b strings.Builder
-	b.WriteString(`# Captured OTLP exports of real OpenAI apps
+	b.WriteString(`# Captured OTLP exports of real LLM apps
 
 Generated by ` + "`go run ./e2e/capture`" + `; do not edit by hand, re-capture instead.
 
-Each ` + "`<instrumentation>-<call>.binpb`" + ` holds the OTLP/HTTP ` + "`POST /v1/traces`" + ` bodies
+Each ` + "`<instrumentation>-<call>.binpb`" + ` (OpenAI) or ` + "`<provider>-<instrumentation>-<call>.binpb`" + `
+(Anthropic, Google) holds the OTLP/HTTP ` + "`POST /v1/traces`" + ` bodies
 (` + "`application/x-protobuf`" + `, uncompressed) that one run of ` + "`e2e/apps/app.py`" + ` sent, byte for
 byte, in arrival order. When a run sends more than one request the bodies are concatenated:
 protobuf merges concatenated messages of one type, so every file decodes as one
@@ -212,18 +270,25 @@ the run's spans. The count of requests per file is given below.
 ## How they were made
 
 - ` + "`go run ./e2e/capture`" + ` from the repository root starts ` + "`pkg/llmserver`" + ` (a deterministic
-  OpenAI-compatible server) and a minimal OTLP/HTTP sink that answers 200 with an empty body, both
-  on loopback, then runs, for each instrumentation and call:
+  server speaking OpenAI's chat completions and Responses, Anthropic's Messages and Gemini's
+  generateContent) and a minimal OTLP/HTTP sink that answers 200 with an empty body, both
+  on loopback, then runs, for each provider, instrumentation and call:
 
-      .venv/bin/python e2e/apps/app.py --instrumentation <openinference|openai-v2> \
+      .venv/bin/python e2e/apps/app.py --provider <openai|anthropic|google> \
+          --instrumentation <openinference|openai-v2|openllmetry|sdk> \
           --call <chat|chat-stream|responses|responses-stream> --exporter http \
-          --endpoint <sink> --base-url <llmserver>/v1 --schedule-delay-ms ` + fmt.Sprint(cfg.scheduleDelayMS) + ` \
-          --question "` + llmserver.BouvetQuestion + `"
+          --endpoint <sink> --base-url <llmserver's base URL for the provider> \
+          --schedule-delay-ms ` + fmt.Sprint(cfg.scheduleDelayMS) + ` --question "` + llmserver.BouvetQuestion + `"
 
-  with OTEL_* and OPENAI_* cleared from the environment, OPENAI_API_KEY=sk-capture and
-  OTEL_EXPORTER_OTLP_COMPRESSION=none.
-- The app's ` + "`handle_request`" + ` span (SERVER) wraps the OpenAI call; the OpenAI instrumentation makes the
-  LLM span, and ` + "`HTTPX2ClientInstrumentor`" + ` (openai 3.x sends through httpx2) the HTTP client span.
+  (openai: openinference and openai-v2, all four calls; anthropic: openinference, openllmetry,
+  i.e. OpenLLMetry's opentelemetry-instrumentation-anthropic, and sdk, the anthropic SDK's own
+  tracing, which the app turns off for the other two, chat and chat-stream; google:
+  openinference, chat and chat-stream), with OTEL_*, OPENAI_*, ANTHROPIC_*, GOOGLE_*, GEMINI_* and
+  TRACELOOP_* cleared from the environment, OPENAI_API_KEY=sk-capture,
+  ANTHROPIC_API_KEY=sk-ant-capture, GEMINI_API_KEY=capture and OTEL_EXPORTER_OTLP_COMPRESSION=none.
+- The app's ` + "`handle_request`" + ` span (SERVER) wraps the SDK call; the instrumentation makes the
+  LLM span, and ` + "`HTTPX2ClientInstrumentor`" + ` (openai 3.x and anthropic 1.x send through httpx2) or
+  ` + "`HTTPXClientInstrumentor`" + ` (google-genai sends through httpx) the HTTP client span.
 - Ids and timestamps differ on every capture; the structure does not.
 - To re-capture: create the venv from ` + "`scripts/requirements.txt`" + `, then ` + "`go run ./e2e/capture`" + `
   (` + "`-h`" + ` for flags). Commit the .binpb files and this README together.
@@ -233,7 +298,7 @@ the run's spans. The count of requests per file is given below.
 	b.WriteString("## Versions\n\n```\n" + versions + "```\n\n")
 	b.WriteString("## Where the response id is\n\n")
 	b.WriteString("The LLM span is the span holding the id the app got back (else the one marked as an LLM call).\n\n")
-	b.WriteString("| instrumentation | call | LLM span | response id in | HTTP client child |\n|---|---|---|---|---|\n")
+	b.WriteString("| provider | instrumentation | call | LLM span | response id in | HTTP client child |\n|---|---|---|---|---|---|\n")
 	for _, c := range captures {
 		b.WriteString(c.matrixRow() + "\n")
 	}

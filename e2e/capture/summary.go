@@ -49,12 +49,12 @@ type spanInfo struct {
 
 // capture is what one app run produced.
 type capture struct {
-	Instrumentation, Call string
-	File                  string
-	App                   appResult
-	Exports               []export
-	Resource              map[string]string
-	spans                 []*spanInfo
+	cell
+	File     string
+	App      appResult
+	Exports  []export
+	Resource map[string]string
+	spans    []*spanInfo
 	// roots are the spans whose parent is not in the capture, by start time;
 	// the others hang below them in spanInfo.children.
 	roots []*spanInfo
@@ -94,7 +94,8 @@ func (c *capture) decode() error {
 }
 
 // findResponseID returns the attribute that carries id, naming where in
-// output.value the id sits when it is in the JSON there.
+// output.value the id sits when it is in the JSON there: the top-level key
+// ("id" for OpenAI and Anthropic, "response_id" or "responseId" for Google).
 func findResponseID(attrs pcommon.Map, id string) string {
 	if id == "" {
 		return ""
@@ -105,13 +106,15 @@ func findResponseID(attrs pcommon.Map, id string) string {
 			continue
 		}
 		if k == "output.value" {
-			var top struct {
-				ID string `json:"id"`
-			}
-			if json.Unmarshal([]byte(v.Str()), &top) == nil && top.ID == id {
-				k = `output.value (top-level "id" of the JSON)`
-			} else {
-				k = "output.value (not as the top-level JSON id)"
+			k = "output.value (not as the top-level JSON id)"
+			var top map[string]any
+			if json.Unmarshal([]byte(v.Str()), &top) == nil {
+				for _, name := range []string{"id", "response_id", "responseId"} {
+					if s, ok := top[name].(string); ok && s == id {
+						k = fmt.Sprintf("output.value (top-level %q of the JSON)", name)
+						break
+					}
+				}
 			}
 		}
 		keys = append(keys, k)
@@ -171,7 +174,7 @@ func (c *capture) matrixRow() string {
 		for _, s := range c.spans {
 			names = append(names, fmt.Sprintf("`%s` %s", s.span.Name(), s.span.Kind()))
 		}
-		return fmt.Sprintf("| %s | %s | none (spans: %s) | no | - |", c.Instrumentation, c.Call, strings.Join(names, ", "))
+		return fmt.Sprintf("| %s | %s | %s | none (spans: %s) | no | - |", c.Provider, c.Instrumentation, c.Call, strings.Join(names, ", "))
 	}
 	where := llm.idKey
 	if where == "" {
@@ -189,7 +192,7 @@ func (c *capture) matrixRow() string {
 			parent = ", child of `" + s.span.Name() + "`"
 		}
 	}
-	return fmt.Sprintf("| %s | %s | `%s` %s%s | %s | %s |", c.Instrumentation, c.Call,
+	return fmt.Sprintf("| %s | %s | %s | `%s` %s%s | %s | %s |", c.Provider, c.Instrumentation, c.Call,
 		llm.span.Name(), llm.span.Kind(), parent, where, child)
 }
 
