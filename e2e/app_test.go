@@ -79,7 +79,8 @@ type appOptions struct {
 	// default), "anthropic" or "google".
 	Provider string
 	// Instrumentation makes the LLM span: openinference (any provider),
-	// openai-v2 (openai), openllmetry or sdk (anthropic).
+	// openai-v2 (openai), openllmetry or sdk (anthropic); vercel-ai-sdk
+	// (openai) runs the TypeScript app e2e/apps/ts instead of app.py.
 	Instrumentation string
 	Call            string // chat, chat-stream (any provider), responses or responses-stream (openai)
 	Exporter        string // http or grpc
@@ -147,6 +148,9 @@ type app struct {
 // is still running.
 func startApp(t *testing.T, p *proxy.Proxy, llmURL string, opts appOptions) *app {
 	t.Helper()
+	if opts.typeScript() {
+		return startTSApp(t, p, llmURL, opts)
+	}
 	script, err := filepath.Abs(filepath.Join("apps", "app.py"))
 	if err != nil {
 		t.Fatal(err)
@@ -180,17 +184,24 @@ func startApp(t *testing.T, p *proxy.Proxy, llmURL string, opts appOptions) *app
 	if opts.LingerMS > 0 {
 		args = append(args, "--linger-ms", strconv.Itoa(opts.LingerMS))
 	}
-	py := python(t)
+	return launch(t, opts, python(t), "", args)
+}
+
+// launch runs the app's command (name and args, in dir when not "") and
+// hands its stdout and exit over as an app.
+func launch(t *testing.T, opts appOptions, name, dir string, args []string) *app {
+	t.Helper()
 	appSlots <- struct{}{}
 	ctx, cancel := context.WithTimeout(context.Background(), appTimeout)
 	a := &app{opts: opts, stdout: newFirstLine(), done: make(chan struct{})}
-	a.cmd = exec.CommandContext(ctx, py, args...)
+	a.cmd = exec.CommandContext(ctx, name, args...)
+	a.cmd.Dir = dir
 	a.cmd.Env = appEnv()
 	a.cmd.Stdout, a.cmd.Stderr = a.stdout, &a.stderr
 	if err := a.cmd.Start(); err != nil {
 		<-appSlots
 		cancel()
-		t.Fatalf("starting app.py: %v", err)
+		t.Fatalf("starting %s: %v", name, err)
 	}
 	go func() {
 		a.err = a.cmd.Wait()

@@ -33,6 +33,9 @@ var matrix = []providerCells{
 	{"openai", []string{"openinference", "openai-v2"}, []string{"chat", "chat-stream", "responses", "responses-stream"}, []string{"http", "grpc"}},
 	{"anthropic", []string{"openinference", "openllmetry", "sdk"}, []string{"chat", "chat-stream"}, []string{"http"}},
 	{"google", []string{"openinference"}, []string{"chat", "chat-stream"}, []string{"http"}},
+	// The TypeScript app (e2e/apps/ts): the Vercel AI SDK's own spans,
+	// exported over HTTP by the OpenTelemetry JS SDK.
+	{"openai", []string{vercelAISDK}, []string{"chat", "chat-stream", "responses", "responses-stream"}, []string{"http"}},
 }
 
 // matrixCells lists the cells in the order of the table. OpenAI's leave
@@ -155,8 +158,11 @@ func runCell(t *testing.T, opts appOptions, reason string) cellResult {
 
 	c := phoenixClient(t)
 	tr := shapeOf(waitTrace(t, c, "default", res.TraceID, 3), st.Span.SpanID)
-	var idIn, others string
-	if sibling := httpSibling[pairOf(opts)]; sibling != "" {
+	on, idIn, others := "the LLM span", "", ""
+	if opts.typeScript() {
+		idIn = checkVercelShape(t, tr, opts.Call, res.ResponseID)
+		on, others = "`"+tr.llm.Name+"`", "`"+tr.llmParent().Name+"` and `"+rootSpanName+"`"
+	} else if sibling := httpSibling[pairOf(opts)]; sibling != "" {
 		idIn, others = checkLLMShapeSibling(t, tr, res.ResponseID), "its parent and the HTTP span beside it"
 	} else {
 		idIn, others = checkLLMShape(t, tr, res.ResponseID), "its parent and child"
@@ -165,7 +171,7 @@ func runCell(t *testing.T, opts appOptions, reason string) cellResult {
 	waitState(t, p, res.ResponseID, string(feedback.Annotated), 10*time.Second)
 	return cellResult{
 		opts: opts, supported: true, trace: treeOf(tr.spans), idIn: "`" + idIn + "`",
-		feedback: "`annotated`: 1 annotation on the LLM span, 0 on " + others,
+		feedback: "`annotated`: 1 annotation on " + on + ", 0 on " + others,
 	}
 }
 
@@ -226,7 +232,12 @@ func checkMatrixDoc(t *testing.T, results map[string]cellResult) {
 		t.Errorf("reading the venv's package versions: %v", err)
 		return
 	}
-	doc := renderMatrix(results, versions)
+	tsVersions, err := npmVersions()
+	if err != nil {
+		t.Errorf("reading the TypeScript app's package versions: %v", err)
+		return
+	}
+	doc := renderMatrix(results, versions+tsVersions)
 	if os.Getenv("E2E_WRITE_MATRIX") == "1" {
 		err := os.MkdirAll(filepath.Dir(matrixDoc), 0o755)
 		if err == nil {
@@ -289,6 +300,38 @@ for name in sys.argv[1:]:
 	return string(out), err
 }
 
+// npmPackages are the TypeScript app's packages the table is valid for.
+var npmPackages = []string{
+	"ai", "@ai-sdk/openai", "@opentelemetry/api", "@opentelemetry/sdk-trace-base",
+	"@opentelemetry/exporter-trace-otlp-proto", "@opentelemetry/resources", "@opentelemetry/context-async-hooks",
+}
+
+// npmVersions returns "| package (npm) | version |" rows from the TypeScript
+// app's lockfile, which npm ci installs exactly.
+func npmVersions() (string, error) {
+	b, err := os.ReadFile(filepath.Join(tsAppDir, "package-lock.json"))
+	if err != nil {
+		return "", err
+	}
+	var lock struct {
+		Packages map[string]struct {
+			Version string `json:"version"`
+		} `json:"packages"`
+	}
+	if err := json.Unmarshal(b, &lock); err != nil {
+		return "", err
+	}
+	var rows strings.Builder
+	for _, name := range npmPackages {
+		v := lock.Packages["node_modules/"+name].Version
+		if v == "" {
+			v = "not in the lockfile"
+		}
+		fmt.Fprintf(&rows, "| %s (npm) | %s |\n", name, v)
+	}
+	return rows.String(), nil
+}
+
 func renderMatrix(results map[string]cellResult, versions string) string {
 	var b strings.Builder
 	b.WriteString(`# End-to-end matrix
@@ -312,7 +355,19 @@ response id and an identifier, and reads back through Phoenix's REST API: the tr
 (` + "`GET /v1/projects/default/spans?trace_id=`" + `) and the annotations of all its spans, which must be
 exactly one, ` + "`user feedback`" + `, HUMAN, with the label, score and identifier sent, on the LLM span.
 
-Versions (from the venv):
+The ` + "`vercel-ai-sdk`" + ` cells run the TypeScript app ` + "`e2e/apps/ts/app.ts`" + ` instead (Node, run by
+` + "`tsx`" + `; installed by ` + "`scripts/ts-app.sh`" + `, ` + "`npm ci`" + ` from its lockfile): the Vercel AI SDK
+(` + "`ai`" + `) with ` + "`@ai-sdk/openai`" + ` (` + "`openai.chat(model)`" + ` for chat completions,
+` + "`openai.responses(model)`" + ` for the Responses API), ` + "`generateText`" + ` or ` + "`streamText`" + ` with
+` + "`experimental_telemetry: { isEnabled: true }`" + `, so that the SDK makes its own spans, exported by the
+OpenTelemetry JS SDK (` + "`BasicTracerProvider`" + `, ` + "`BatchSpanProcessor`" + `, OTLP/HTTP protobuf). Only the
+inner span of the provider call (` + "`ai.generateText.doGenerate`" + `, ` + "`ai.streamText.doStream`" + `) carries
+the response id, as ` + "`gen_ai.response.id`" + ` and ` + "`ai.response.id`" + `; the outer ` + "`ai.generateText`" + ` /
+` + "`ai.streamText`" + ` carries neither (with the Responses API its ` + "`ai.response.providerMetadata`" + ` JSON holds the
+id as ` + "`responseId`" + `, which the proxy does not read), and the test asserts it. Node's ` + "`fetch`" + ` is not
+instrumented, so there is no HTTP client span.
+
+Versions (from the venv and e2e/apps/ts/package-lock.json):
 
 | package | version |
 |---|---|

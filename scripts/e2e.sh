@@ -18,6 +18,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 "$root/scripts/venv.sh"
+# The TypeScript app of the matrix's vercel-ai-sdk cells (npm ci when its lockfile changed).
+"$root/scripts/ts-app.sh"
 
 export PHOENIX_PORT="${E2E_PHOENIX_PORT:-16006}"
 export PHOENIX_GRPC_PORT="${E2E_PHOENIX_GRPC_PORT:-16007}"

@@ -9,36 +9,44 @@ import (
 )
 
 // TestExtractCaptured runs the extractor on what the real Python
-// instrumentations exported (testdata/capture, made by `go run ./e2e/capture`;
+// instrumentations, and the Vercel AI SDK, exported (testdata/capture, made by `go run ./e2e/capture`;
 // its README says how and with which versions). The ids and span ids below
 // are those the capture printed; a re-capture changes them.
 func TestExtractCaptured(t *testing.T) {
 	tests := []struct {
 		file, responseID, spanID, spanName string
 	}{
-		{"openinference-chat.binpb", "chatcmpl-0000000130811f47a3587ce0fda31", "d4746f2a86f28106", "ChatCompletion"},
-		{"openinference-chat-stream.binpb", "chatcmpl-0000000245f49f41936d7397aa873", "8b41bc299408fcc1", "ChatCompletion"},
-		{"openinference-responses.binpb", "resp_000000034428f216154e5b657a97528e2ec989f7199b284e87", "54776c5810ce0982", "Response"},
-		{"openinference-responses-stream.binpb", "resp_00000005e23150231c806a0add6fee46e2df69b2c2e9555fff", "04a1aba3d99e53f6", "Response"},
-		{"openai-v2-chat.binpb", "chatcmpl-0000000749bf625a3b82d71f1b42f", "18a2e045159a88c1", "chat gpt-4o-mini"},
-		{"openai-v2-chat-stream.binpb", "chatcmpl-000000086d672db922463a5392caf", "83bf81cfe7afe883", "chat gpt-4o-mini"},
+		{"openinference-chat.binpb", "chatcmpl-00000001a7818d74cbba32bff0c7a", "dc7bc68202b9a324", "ChatCompletion"},
+		{"openinference-chat-stream.binpb", "chatcmpl-00000002b48cf3939c6f376414f2f", "9345ab68356040c0", "ChatCompletion"},
+		{"openinference-responses.binpb", "resp_0000000369314a78c37cf5d7eaa2685363a2987ad7ccfbce02", "d1baf678a4cd8998", "Response"},
+		{"openinference-responses-stream.binpb", "resp_00000005669e9a7195b2065fd6745aca7b94b38f27a402c997", "2a495f2aa9ed101f", "Response"},
+		{"openai-v2-chat.binpb", "chatcmpl-00000007a1daf63072a3e8138f02c", "34b19a6b1605aa23", "chat gpt-4o-mini"},
+		{"openai-v2-chat-stream.binpb", "chatcmpl-00000008084ac9833cc3f1de07f15", "75a289bff6613dd6", "chat gpt-4o-mini"},
 		// openai-v2 2.4b0 does not instrument the Responses API: no LLM span, no id.
 		{"openai-v2-responses.binpb", "", "", ""},
 		{"openai-v2-responses-stream.binpb", "", "", ""},
 		// Anthropic through OpenInference: the Message JSON in output.value, "id" first.
-		{"anthropic-openinference-chat.binpb", "msg_0100000DsA3X29rW63mqDHn9", "3f894dc305afee0a", "messages.create"},
-		{"anthropic-openinference-chat-stream.binpb", "msg_0100000EJWR82ogGrwdkmJa5", "4bd995d2b0b3a128", "messages.create"},
+		{"anthropic-openinference-chat.binpb", "msg_0100000DpOPYSSGwnQrsS4Z3", "5533b40a98e483dc", "messages.create"},
+		{"anthropic-openinference-chat-stream.binpb", "msg_0100000E2HAfiA6eA9fcslYz", "0c853ef988aa4fff", "messages.create"},
 		// Through OpenLLMetry (opentelemetry-instrumentation-anthropic): gen_ai.response.id, the HTTP span beside it.
-		{"anthropic-openllmetry-chat.binpb", "msg_0100000FAJERyjAp87CvrEH3", "e59a8423bd5271bd", "anthropic.chat"},
-		{"anthropic-openllmetry-chat-stream.binpb", "msg_0100000GESoZ7kr3eDDbnGBQ", "a6e853b2474c847c", "anthropic.chat"},
+		{"anthropic-openllmetry-chat.binpb", "msg_0100000FJ5l624qJuiU7YM9Y", "0d6f45e1429cda67", "anthropic.chat"},
+		{"anthropic-openllmetry-chat-stream.binpb", "msg_0100000GN6qOh1QVQ7Udj8Lz", "44ea45deb517ab00", "anthropic.chat"},
 		// The anthropic SDK's own tracing: gen_ai.response.id.
-		{"anthropic-sdk-chat.binpb", "msg_0100000H5NbUrrD0yA9YQ9l1", "6e42a82319a7b47f", "anthropic.messages.create"},
-		{"anthropic-sdk-chat-stream.binpb", "msg_0100000IHsFrSjDMUkkB8sQH", "8eff9930cb0a0a66", "anthropic.messages.create"},
+		{"anthropic-sdk-chat.binpb", "msg_0100000H2nMFUNdC277vneAO", "e790c51bd005ebfe", "anthropic.messages.create"},
+		{"anthropic-sdk-chat-stream.binpb", "msg_0100000I4tqDiKnXFDN9jk6A", "3e8d7066d6250f09", "anthropic.messages.create"},
 		// google-genai through OpenInference: "response_id" at the top level of
 		// output.value, not first: after sdk_http_response, candidates and
 		// model_version (plain), next to last (streamed).
-		{"google-openinference-chat.binpb", "AAAAAT7GEwQOK4DvjfyZd_8", "a7ee1b42a63fb24f", "GenerateContent"},
-		{"google-openinference-chat-stream.binpb", "AAAAAUgnCpoqPNibUj8mZS7", "ebf1a3e758d2d1d8", "GenerateContentStream"},
+		{"google-openinference-chat.binpb", "AAAAATSFo-g7h0y5ClDey-s", "8cfece2322efc793", "GenerateContent"},
+		{"google-openinference-chat-stream.binpb", "AAAAAU3Go_2EZ7PIvMrdtRg", "78c7a81b8ee32b95", "GenerateContentStream"},
+		// The Vercel AI SDK (TypeScript app, OpenTelemetry JS SDK): gen_ai.response.id
+		// (and ai.response.id) on the inner span of the provider call only; the
+		// outer ai.generateText / ai.streamText span has neither (for the Responses
+		// API the id is in its ai.response.providerMetadata JSON, which is not read).
+		{"vercel-ai-sdk-chat.binpb", "chatcmpl-000000155c31474c3a4960ac19b0c", "1e5e53a98be68a08", "ai.generateText.doGenerate"},
+		{"vercel-ai-sdk-chat-stream.binpb", "chatcmpl-0000001604109742975a4d584c661", "30e3af67e85a94a0", "ai.streamText.doStream"},
+		{"vercel-ai-sdk-responses.binpb", "resp_00000017414b11b7d373e7e453c62ac9c1bde55b84e525f38c", "abc07db071e7e03b", "ai.generateText.doGenerate"},
+		{"vercel-ai-sdk-responses-stream.binpb", "resp_0000001901ed4a6a74fe84986b6e9ffa6eb99744cf8eb06059", "4e2b26eae0843941", "ai.streamText.doStream"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
