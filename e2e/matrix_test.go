@@ -3,11 +3,11 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feedbackproxy/phoenix-feedback-proxy/e2e/internal/versions"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/proxy"
 )
@@ -290,14 +291,19 @@ var pythonPackages = []string{
 
 // pythonVersions returns "| package | version |" rows from the venv.
 func pythonVersions() (string, error) {
-	script := `import importlib.metadata as m, sys
-for name in sys.argv[1:]:
-    try:
-        print("| " + name + " | " + m.version(name) + " |")
-    except m.PackageNotFoundError:
-        print("| " + name + " | not installed |")`
-	out, err := exec.Command(os.Getenv("E2E_PYTHON"), append([]string{"-c", script}, pythonPackages...)...).Output()
-	return string(out), err
+	_, pkgs, err := versions.Python(context.Background(), os.Getenv("E2E_PYTHON"), pythonPackages)
+	if err != nil {
+		return "", err
+	}
+	var rows strings.Builder
+	for _, p := range pkgs {
+		v := p.Version
+		if v == "" {
+			v = "not installed"
+		}
+		fmt.Fprintf(&rows, "| %s | %s |\n", p.Name, v)
+	}
+	return rows.String(), nil
 }
 
 // npmPackages are the TypeScript app's packages the table is valid for.
@@ -309,25 +315,17 @@ var npmPackages = []string{
 // npmVersions returns "| package (npm) | version |" rows from the TypeScript
 // app's lockfile, which npm ci installs exactly.
 func npmVersions() (string, error) {
-	b, err := os.ReadFile(filepath.Join(tsAppDir, "package-lock.json"))
+	pkgs, err := versions.NPM(tsAppDir, npmPackages)
 	if err != nil {
 		return "", err
 	}
-	var lock struct {
-		Packages map[string]struct {
-			Version string `json:"version"`
-		} `json:"packages"`
-	}
-	if err := json.Unmarshal(b, &lock); err != nil {
-		return "", err
-	}
 	var rows strings.Builder
-	for _, name := range npmPackages {
-		v := lock.Packages["node_modules/"+name].Version
+	for _, p := range pkgs {
+		v := p.Version
 		if v == "" {
 			v = "not in the lockfile"
 		}
-		fmt.Fprintf(&rows, "| %s (npm) | %s |\n", name, v)
+		fmt.Fprintf(&rows, "| %s (npm) | %s |\n", p.Name, v)
 	}
 	return rows.String(), nil
 }

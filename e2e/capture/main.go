@@ -28,6 +28,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/feedbackproxy/phoenix-feedback-proxy/e2e/internal/versions"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/llmserver"
 )
 
@@ -269,42 +270,36 @@ func writeCapture(path string, exports []export) error {
 }
 
 func pythonVersions(ctx context.Context, python string) (string, error) {
-	script := `import importlib.metadata as m, sys
-print("python " + sys.version.split()[0])
-for name in sys.argv[1:]:
-    try:
-        print(name + " " + m.version(name))
-    except m.PackageNotFoundError:
-        print(name + " (not installed)")`
-	out, err := exec.CommandContext(ctx, python, append([]string{"-c", script}, pythonPackages...)...).Output()
+	interpreter, pkgs, err := versions.Python(ctx, python, pythonPackages)
 	if err != nil {
-		return "", fmt.Errorf("package versions: %w", err)
+		return "", err
 	}
-	return string(out), nil
+	var b strings.Builder
+	fmt.Fprintf(&b, "python %s\n", interpreter)
+	for _, p := range pkgs {
+		v := p.Version
+		if v == "" {
+			v = "(not installed)"
+		}
+		fmt.Fprintf(&b, "%s %s\n", p.Name, v)
+	}
+	return b.String(), nil
 }
 
 // npmVersions returns "name version" lines from the TypeScript app's
 // lockfile, which npm ci installs exactly.
 func npmVersions(dir string) (string, error) {
-	body, err := os.ReadFile(filepath.Join(dir, "package-lock.json"))
+	pkgs, err := versions.NPM(dir, npmPackages)
 	if err != nil {
 		return "", err
 	}
-	var lock struct {
-		Packages map[string]struct {
-			Version string `json:"version"`
-		} `json:"packages"`
-	}
-	if err := json.Unmarshal(body, &lock); err != nil {
-		return "", fmt.Errorf("%s/package-lock.json: %w", dir, err)
-	}
 	var b strings.Builder
-	for _, name := range npmPackages {
-		v := lock.Packages["node_modules/"+name].Version
+	for _, p := range pkgs {
+		v := p.Version
 		if v == "" {
 			v = "(not in the lockfile)"
 		}
-		fmt.Fprintf(&b, "%s %s (npm)\n", name, v)
+		fmt.Fprintf(&b, "%s %s (npm)\n", p.Name, v)
 	}
 	return b.String(), nil
 }
