@@ -16,6 +16,17 @@ import (
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
 )
 
+// newLab starts what the replica tests share: a real redis-server and a
+// fake Phoenix, both stopped when the test ends, after its replicas.
+func newLab(t *testing.T) (*redistest.Server, *fakePhoenix, string) {
+	t.Helper()
+	redis := redistest.Start(t)
+	fp := &fakePhoenix{t: t, spans: map[string]bool{}}
+	phx := httptest.NewServer(fp)
+	t.Cleanup(phx.Close)
+	return redis, fp, phx.URL
+}
+
 // replica is one proxy of several sharing a Redis.
 type replica struct {
 	*Proxy
@@ -112,12 +123,9 @@ func (r *replica) waitShared() {
 // through B; with a shared Redis, B writes the annotation on A's span, at
 // once when A indexed it first, and as soon as A does otherwise.
 func TestReplicasShareTheIndex(t *testing.T) {
-	redis := redistest.Start(t)
-	fp := &fakePhoenix{t: t, spans: map[string]bool{}}
-	phx := httptest.NewServer(fp)
-	defer phx.Close()
-	a := startReplica(t, phx.URL, redis.URL())
-	b := startReplica(t, phx.URL, redis.URL())
+	redis, fp, phoenixURL := newLab(t)
+	a := startReplica(t, phoenixURL, redis.URL())
+	b := startReplica(t, phoenixURL, redis.URL())
 
 	// Span first: B finds it in Redis before it answers, and answers
 	// "annotated" as A would have.
@@ -160,12 +168,9 @@ func TestReplicasShareTheIndex(t *testing.T) {
 // the replica can resolve itself still is; /readyz says the shared index
 // is degraded; once Redis is back, what was indexed meanwhile is shared.
 func TestSharedIndexDown(t *testing.T) {
-	redis := redistest.Start(t)
-	fp := &fakePhoenix{t: t, spans: map[string]bool{}}
-	phx := httptest.NewServer(fp)
-	defer phx.Close()
-	a := startReplica(t, phx.URL, redis.URL())
-	b := startReplica(t, phx.URL, redis.URL())
+	redis, _, phoenixURL := newLab(t)
+	a := startReplica(t, phoenixURL, redis.URL())
+	b := startReplica(t, phoenixURL, redis.URL())
 
 	redis.Stop()
 	start := time.Now()
@@ -200,13 +205,10 @@ func TestSharedIndexDown(t *testing.T) {
 // written) or written first and overwritten (Phoenix upserts on name, span
 // and identifier), never written after C's.
 func TestReplicasKeepTheLatestVote(t *testing.T) {
-	redis := redistest.Start(t)
-	fp := &fakePhoenix{t: t, spans: map[string]bool{}}
-	phx := httptest.NewServer(fp)
-	defer phx.Close()
-	a := startReplica(t, phx.URL, redis.URL())
-	b := startReplica(t, phx.URL, redis.URL())
-	c := startReplica(t, phx.URL, redis.URL())
+	redis, fp, phoenixURL := newLab(t)
+	a := startReplica(t, phoenixURL, redis.URL())
+	b := startReplica(t, phoenixURL, redis.URL())
+	c := startReplica(t, phoenixURL, redis.URL())
 
 	for round := range 5 {
 		id := fmt.Sprintf("chatcmpl-revote-%d", round)
@@ -239,11 +241,8 @@ func TestReplicasKeepTheLatestVote(t *testing.T) {
 // not hold a shutdown: one attempt, then they are logged and left to the
 // replica's own index.
 func TestShutdownWithRedisDown(t *testing.T) {
-	redis := redistest.Start(t)
-	fp := &fakePhoenix{t: t, spans: map[string]bool{}}
-	phx := httptest.NewServer(fp)
-	defer phx.Close()
-	cfg := localConfig(phx.URL)
+	redis, _, phoenixURL := newLab(t)
+	cfg := localConfig(phoenixURL)
 	cfg.Shared.URL = redis.URL()
 	p, err := New(cfg, nil)
 	if err != nil {
