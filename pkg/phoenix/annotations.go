@@ -48,6 +48,19 @@ type TraceAnnotation struct {
 	Identifier    string         `json:"identifier"`
 }
 
+// SessionAnnotation annotates one session, the traces whose spans carry the OpenInference
+// attribute session.id with the same value; see SpanAnnotation for the upsert rule. Phoenix
+// 12.0 and later.
+type SessionAnnotation struct {
+	// SessionID is the value of session.id, as the app set it.
+	SessionID     string         `json:"session_id"`
+	Name          string         `json:"name"`
+	AnnotatorKind string         `json:"annotator_kind"` // LLM, CODE, HUMAN
+	Result        Result         `json:"result"`
+	Metadata      map[string]any `json:"metadata,omitempty"`
+	Identifier    string         `json:"identifier"`
+}
+
 // StoredSpanAnnotation is a span annotation as Phoenix returns it.
 type StoredSpanAnnotation struct {
 	// ID is Phoenix's opaque id: a relay global id, base64 of "SpanAnnotation:<row id>", the
@@ -91,6 +104,22 @@ func (c *Client) AnnotateTraces(ctx context.Context, anns []TraceAnnotation) ([]
 		}
 	}
 	return c.annotate(ctx, "/v1/trace_annotations", anns, len(anns))
+}
+
+// AnnotateSessions POSTs /v1/session_annotations?sync=true and returns the annotation ids
+// Phoenix assigned, in order. An empty anns sends nothing. A session Phoenix does not know is a
+// 404 for the whole batch (IsSpanNotFound): sessions are looked up by session id across all
+// projects.
+func (c *Client) AnnotateSessions(ctx context.Context, anns []SessionAnnotation) ([]string, error) {
+	if len(anns) == 0 {
+		return nil, nil
+	}
+	for i, a := range anns {
+		if err := checkAnnotation("session_id", a.SessionID, a.Name, a.AnnotatorKind); err != nil {
+			return nil, fmt.Errorf("phoenix: session annotation %d: %w", i, err)
+		}
+	}
+	return c.annotate(ctx, "/v1/session_annotations", anns, len(anns))
 }
 
 func checkAnnotation(idField, id, name, kind string) error {

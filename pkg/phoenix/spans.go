@@ -115,3 +115,51 @@ func (c *Client) Spans(ctx context.Context, project string, q SpanQuery) ([]Span
 	}
 	return page.Data, nil
 }
+
+// SessionIDAttribute is the OpenInference attribute that puts a trace in a session.
+const SessionIDAttribute = "session.id"
+
+// ErrNoSession is returned by SessionOfTrace when Phoenix holds spans of the trace but none
+// carries SessionIDAttribute: the trace is in no session.
+var ErrNoSession = errors.New("phoenix: the trace is in no session: none of its spans carries " + SessionIDAttribute)
+
+// sessionSpansLimit bounds the spans SessionOfTrace reads. An app that sets session.id sets it
+// on every span it starts in the session's context, the root included.
+const sessionSpansLimit = 100
+
+// SessionOfTrace returns the session id of a trace: the session.id attribute of its root span,
+// else of the first of its spans that carries one (Phoenix puts a trace in the session of the
+// first span it ingests with one; apps set the same value on all). A trace Phoenix holds no span
+// of yet is a 404 (IsSpanNotFound), as is an unknown project; spans without the attribute give
+// ErrNoSession.
+func (c *Client) SessionOfTrace(ctx context.Context, project, traceID string) (string, error) {
+	if traceID == "" {
+		return "", errors.New("phoenix: session of trace: the trace id is empty")
+	}
+	spans, err := c.Spans(ctx, project, SpanQuery{TraceID: traceID, Limit: sessionSpansLimit})
+	if err != nil {
+		return "", err
+	}
+	if len(spans) == 0 {
+		return "", &APIError{StatusCode: http.StatusNotFound, Message: fmt.Sprintf("no span of trace %s in project %s yet", traceID, project),
+			method: http.MethodGet, path: "/v1/projects/" + url.PathEscape(project) + "/spans"}
+	}
+	found := ""
+	for _, s := range spans {
+		id, _ := s.Attributes[SessionIDAttribute].(string)
+		id = strings.TrimSpace(id) // as Phoenix does at ingest
+		if id == "" {
+			continue
+		}
+		if s.ParentID == "" {
+			return id, nil
+		}
+		if found == "" {
+			found = id
+		}
+	}
+	if found == "" {
+		return "", fmt.Errorf("%w (trace %s)", ErrNoSession, traceID)
+	}
+	return found, nil
+}

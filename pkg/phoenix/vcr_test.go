@@ -52,6 +52,7 @@ const (
 	spanResponses    = "a3b4c5d6e7f8091a" // "Response", resp_ id in output.value
 	spanStreamed     = "b4c5d6e7f8091a2b" // "ChatCompletion", streamed: "id" after the answer
 	spanDecoy        = "c5d6e7f8091a2b3c" // "ChatCompletion" quoting ids in its text, one nested
+	spanNotes        = "d6e7f8091a2b3c4d" // notes are written on it
 	unknownSpanID    = "00000000deadbeef"
 	unknownTraceID   = "00000000000000000000000000c0ffee"
 	genAIResponseID  = "chatcmpl-vcr0001"
@@ -62,7 +63,8 @@ const (
 	nestedOnlyID     = "call_vcr0006" // only nested in spanDecoy's output.value, never top level
 	streamedRespID   = "chatcmpl-vcr0007"
 	decoyRespID      = "chatcmpl-vcr0009"
-	seedStartUnixSec = 1767225600 // 2026-01-01T00:00:00Z
+	vcrSessionID     = "vcr-session-1" // session.id of the root span
+	seedStartUnixSec = 1767225600      // 2026-01-01T00:00:00Z
 )
 
 func recording() bool { return os.Getenv("PHOENIX_RECORD") == "1" }
@@ -199,7 +201,7 @@ type seedSpan struct {
 }
 
 var seedSpans = []seedSpan{
-	{id: spanRoot, name: "POST /chat", attrs: map[string]any{"http.request.method": "POST"}},
+	{id: spanRoot, name: "POST /chat", attrs: map[string]any{"http.request.method": "POST", "session.id": vcrSessionID}},
 	{id: spanGenAI, parent: spanRoot, name: "chat gpt-4o-mini", attrs: map[string]any{
 		"gen_ai.operation.name":     "chat",
 		"gen_ai.system":             "openai",
@@ -251,6 +253,8 @@ var seedSpans = []seedSpan{
 		"output.value": `{"id":"` + decoyRespID + `","choices":[{"message":{"content":"Earlier answers: \"` +
 			openInferRespID + `\", \"` + anthropicRespID + `\"","tool_calls":[{"id":"` + nestedOnlyID + `"}]}}]}`,
 	}},
+	// Last, so that the start times of the others (their index) stay as the cassettes hold them.
+	{id: spanNotes, parent: spanRoot, name: "notes"},
 }
 
 func seedTraces() ptrace.Traces {
