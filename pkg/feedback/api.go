@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/token"
 )
 
 // MaxBodyBytes caps a POST /feedback body.
@@ -24,10 +25,14 @@ const MaxBodyBytes = 1 << 20
 //
 //	POST /feedback                 one feedback object, or an array of them
 //	GET  /feedback/{response_id}   the state of the feedback for a response
+//	POST /feedback/tokens          a per-response token (see Config.Tokens)
+//	GET  /openapi.json             the OpenAPI document of these routes
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /feedback", s.handlePost)
 	mux.HandleFunc("GET /feedback/{response_id}", s.handleGet)
+	mux.HandleFunc("POST /feedback/tokens", s.handleMint)
+	mux.Handle("GET /openapi.json", openAPIHandler())
 	return mux
 }
 
@@ -66,31 +71,39 @@ func writeError(w http.ResponseWriter, code int, field, format string, args ...a
 	writeJSON(w, code, apiError{Error: errorBody{Status: code, Field: field, Message: fmt.Sprintf(format, args...)}})
 }
 
-func (s *Service) authorized(r *http.Request) bool {
-	if s.cfg.Token == "" {
-		return true
-	}
+// bearer returns the credential of the Authorization header, "" if none.
+func bearer(r *http.Request) string {
 	// The scheme is case-insensitive (RFC 9110, section 11.1).
 	scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	return ok && strings.EqualFold(scheme, "Bearer") &&
-		subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) == 1
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(got)
 }
 
-// requireToken answers 401 and returns false when a token is configured and
-// the request does not carry it. GET is guarded too: its answer shows
-// identifiers, which are often user ids.
-func (s *Service) requireToken(w http.ResponseWriter, r *http.Request) bool {
-	if s.authorized(r) {
-		return true
-	}
+// isServerToken reports whether cred is the server token.
+func (s *Service) isServerToken(cred string) bool {
+	return s.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(cred), []byte(s.cfg.Token)) == 1
+}
+
+// open reports whether the API takes requests without any credential: no
+// server token is configured.
+func (s *Service) open() bool { return s.cfg.Token == "" }
+
+func unauthorized(w http.ResponseWriter, format string, args ...any) {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="feedback"`)
-	writeError(w, http.StatusUnauthorized, "", "%s /feedback needs the header Authorization: Bearer <token>", r.Method)
-	return false
+	writeError(w, http.StatusUnauthorized, "", format, args...)
 }
 
 func (s *Service) handlePost(w http.ResponseWriter, r *http.Request) {
-	if !s.requireToken(w, r) {
+	cred := bearer(r)
+	full := s.open() || s.isServerToken(cred)
+	if !full && cred == "" && s.cfg.Tokens == nil {
+		unauthorized(w, "POST /feedback needs the header Authorization: Bearer <token>")
 		return
+	}
+	if full {
+		cred = ""
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
@@ -104,13 +117,22 @@ func (s *Service) handlePost(w http.ResponseWriter, r *http.Request) {
 	}
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	if len(trimmed) > 0 && trimmed[0] == '[' {
-		s.postBatch(w, r, trimmed)
+		s.postBatch(w, r, trimmed, full, cred)
 		return
 	}
-	f, ferr := decodeItem(trimmed)
+	f, tok, ferr := decodeItem(trimmed)
 	if ferr != nil {
 		writeError(w, http.StatusBadRequest, ferr.Field, "%s", ferr.Message)
 		return
+	}
+	if !full {
+		if tok == "" {
+			tok = cred
+		}
+		if rf := s.checkToken(tok, &f); rf != nil {
+			rf.write(w)
+			return
+		}
 	}
 	st, err := s.SubmitAndWait(r.Context(), []Feedback{f})
 	if err != nil {
@@ -122,7 +144,7 @@ func (s *Service) handlePost(w http.ResponseWriter, r *http.Request) {
 
 // postBatch accepts the valid items of a batch and reports each invalid one;
 // one bad item does not cost the good ones.
-func (s *Service) postBatch(w http.ResponseWriter, r *http.Request, body []byte) {
+func (s *Service) postBatch(w http.ResponseWriter, r *http.Request, body []byte, full bool, cred string) {
 	var raw []json.RawMessage
 	if err := json.Unmarshal(body, &raw); err != nil {
 		writeError(w, http.StatusBadRequest, "", "expected a JSON object or an array of objects: %v", err)
@@ -137,7 +159,15 @@ func (s *Service) postBatch(w http.ResponseWriter, r *http.Request, body []byte)
 	var at []int
 	for i, item := range raw {
 		ans.Items[i].Index = i
-		f, ferr := decodeItem(item)
+		f, tok, ferr := decodeItem(item)
+		if ferr == nil && !full {
+			if tok == "" {
+				tok = cred
+			}
+			if rf := s.checkToken(tok, &f); rf != nil {
+				ferr = fieldErr("token", "%d %s: %s", rf.code, http.StatusText(rf.code), rf.msg)
+			}
+		}
 		if ferr != nil {
 			if ferr.Field == "" {
 				ferr.Field = fmt.Sprintf("[%d]", i)
@@ -199,10 +229,19 @@ func (s *Service) writeSubmitError(w http.ResponseWriter, err error) {
 	writeError(w, http.StatusServiceUnavailable, "", "%v", err)
 }
 
+// item is one feedback object as POST /feedback takes it: a Feedback and,
+// for navigator.sendBeacon, which cannot set headers, the per-response
+// token in the body. The token is not kept with the feedback.
+type item struct {
+	Feedback
+	Token string `json:"token,omitempty"`
+}
+
 // decodeItem decodes and normalizes one feedback object, naming the field
-// at fault when it cannot.
-func decodeItem(b []byte) (Feedback, *FieldError) {
-	var f Feedback
+// at fault when it cannot, and returns it with its token field.
+func decodeItem(b []byte) (Feedback, string, *FieldError) {
+	var in item
+	f := &in.Feedback
 	// metadata is decoded into maps and slices of interfaces, many times
 	// the size of its text: its size is checked on the text first.
 	var raw struct {
@@ -211,28 +250,28 @@ func decodeItem(b []byte) (Feedback, *FieldError) {
 	if json.Unmarshal(b, &raw) == nil && len(raw.Metadata) > MaxMetadataBytes {
 		var compact bytes.Buffer
 		if json.Compact(&compact, raw.Metadata) == nil && compact.Len() > MaxMetadataBytes {
-			return f, fieldErr("metadata", "at most %d bytes as JSON, got %d", MaxMetadataBytes, compact.Len())
+			return *f, "", fieldErr("metadata", "at most %d bytes as JSON, got %d", MaxMetadataBytes, compact.Len())
 		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil {
-		return f, jsonFieldError(err)
+	if err := dec.Decode(&in); err != nil {
+		return *f, "", jsonFieldError(err)
 	}
 	// Anything but the end after the value is garbage, a stray } or ] too
 	// (which Decoder.More does not report).
 	if _, err := dec.Token(); err != io.EOF {
-		return f, &FieldError{Message: "expected one JSON value; found more after it"}
+		return *f, "", &FieldError{Message: "expected one JSON value; found more after it"}
 	}
 	// encoding/json turns invalid UTF-8 into U+FFFD without a word: refuse it
 	// here, where the bytes are still there, rather than store mangled text.
 	if !utf8.Valid(b) {
-		return f, invalidUTF8(b)
+		return *f, "", invalidUTF8(b)
 	}
-	if _, ferr := prepare(&f, MaxMetadataBytes); ferr != nil {
-		return f, ferr
+	if _, ferr := prepare(f, MaxMetadataBytes); ferr != nil {
+		return *f, "", ferr
 	}
-	return f, nil
+	return *f, in.Token, nil
 }
 
 // jsonFieldError turns an encoding/json error into a field error.
@@ -244,14 +283,16 @@ func jsonFieldError(err error) *FieldError {
 		if te.Field == "" {
 			return &FieldError{Message: fmt.Sprintf("expected a JSON object, got %s", te.Value)}
 		}
-		return fieldErr(te.Field, "expected %s, got %s", jsonType(te.Type.String()), te.Value)
+		// Fields of the Feedback embedded in item are named as the
+		// client wrote them.
+		return fieldErr(strings.TrimPrefix(te.Field, "Feedback."), "expected %s, got %s", jsonType(te.Type.String()), te.Value)
 	case errors.As(err, &se):
 		return &FieldError{Message: fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, se)}
 	case errors.Is(err, io.EOF):
 		return &FieldError{Message: "the body is empty; expected a JSON object"}
 	}
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return fieldErr(strings.Trim(name, `"`), "unknown field; expected response_id, thumbs, label, score, explanation, name, identifier, metadata, annotator_kind")
+		return fieldErr(strings.Trim(name, `"`), "unknown field; expected response_id, thumbs, label, score, explanation, comment, target, name, identifier, metadata, annotator_kind, token")
 	}
 	return &FieldError{Message: "malformed JSON: " + err.Error()}
 }
@@ -299,16 +340,36 @@ type spanInfo struct {
 	Name    string `json:"name"`
 }
 
+// handleGet answers the state of a response's feedback. It takes the
+// server token, or a per-response token for that response: a page can show
+// the vote its user made. Its answer shows identifiers, often user ids, so
+// a token bound to an identifier sees that identifier's feedback only.
 func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
-	if !s.requireToken(w, r) {
-		return
-	}
 	id := r.PathValue("response_id")
+	var only *token.Claims
+	if cred := bearer(r); !s.open() && !s.isServerToken(cred) {
+		if cred == "" && s.cfg.Tokens == nil {
+			unauthorized(w, "GET /feedback needs the header Authorization: Bearer <token>")
+			return
+		}
+		c, rf := s.verify(cred)
+		if rf == nil && c.ResponseID != id {
+			rf = &refusal{code: http.StatusForbidden, msg: fmt.Sprintf("%v: it is for %q", token.ErrWrongResponse, c.ResponseID)}
+		}
+		if rf != nil {
+			rf.write(w)
+			return
+		}
+		only = &c
+	}
 	if len(id) > MaxResponseIDLen {
 		writeError(w, http.StatusBadRequest, "response_id", "at most %d bytes, got %d", MaxResponseIDLen, len(id))
 		return
 	}
 	ans := lookupAnswer{ResponseID: id, Feedback: s.Lookup(id)}
+	if only != nil && only.Identifier != "" {
+		ans.Feedback = slices.DeleteFunc(ans.Feedback, func(st Status) bool { return st.Identifier != only.Identifier })
+	}
 	if ans.Feedback == nil {
 		ans.Feedback = []Status{}
 	}

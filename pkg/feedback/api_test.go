@@ -78,7 +78,7 @@ func TestAPIPost(t *testing.T) {
 					t.Fatal(err)
 				}
 				want := feedback.Status{
-					ResponseID: "chatcmpl-1", Name: "user feedback", Identifier: "user-7", State: feedback.Annotated,
+					ResponseID: "chatcmpl-1", Name: "user feedback", Identifier: "user-7", Target: feedback.TargetSpan, State: feedback.Annotated,
 					TraceID: span(1).TraceID.String(), SpanID: span(1).SpanID.String(), Project: "support",
 					SpanName: "ChatCompletion", AnnotationID: "ann-1", Attempts: 1,
 					ReceivedAt: st.ReceivedAt, UpdatedAt: st.ReceivedAt,
@@ -238,7 +238,7 @@ func TestAPIBadInput(t *testing.T) {
 		{"thumbs sideways", `{"response_id":"r","thumbs":"sideways"}`, 0, "thumbs", `expected "up" or "down", got "sideways"`},
 		{"thumbs with label", `{"response_id":"r","thumbs":"up","label":"good"}`, 0, "thumbs", "either thumbs or label/score"},
 		{"thumbs with score", `{"response_id":"r","thumbs":"down","score":0}`, 0, "thumbs", "either thumbs or label/score"},
-		{"nothing to say", `{"response_id":"r","identifier":"u"}`, 0, "thumbs", "at least one of thumbs, label, score or explanation"},
+		{"nothing to say", `{"response_id":"r","identifier":"u"}`, 0, "thumbs", "at least one of thumbs, label, score, explanation or comment"},
 		{"name note", `{"response_id":"r","thumbs":"up","name":"note"}`, 0, "name", `"note" is reserved`},
 		{"annotator_kind ROBOT", `{"response_id":"r","thumbs":"up","annotator_kind":"ROBOT"}`, 0, "annotator_kind", `expected "HUMAN", "LLM" or "CODE", got "ROBOT"`},
 		{"not JSON", `thumbs up`, 0, "", "malformed JSON"},

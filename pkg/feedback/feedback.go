@@ -3,6 +3,7 @@ package feedback
 import (
 	"fmt"
 	"math"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -27,7 +28,28 @@ type Feedback struct {
 	// to ResponseID. At most MaxMetadataBytes as JSON.
 	Metadata      map[string]any `json:"metadata,omitempty"`
 	AnnotatorKind string         `json:"annotator_kind,omitempty"`
+	// Target is what the vote is about: the LLM span that produced the
+	// response (TargetSpan, the default), its whole trace (TargetTrace:
+	// an answer built from several LLM calls, voted on by any of their
+	// response ids), or the session the trace belongs to (TargetSession:
+	// the conversation, where the app sets session.id).
+	Target Target `json:"target,omitempty"`
+	// Comment is free text the user wrote. It is written as a Phoenix note
+	// on the target, beside the annotation, and replaced by the next
+	// comment of the same name and identifier.
+	Comment *string `json:"comment,omitempty"`
 }
+
+// Target is what a feedback annotates.
+type Target string
+
+// The targets of a feedback. Each is reached from the response id's span:
+// the span itself, its trace, or the session of its trace.
+const (
+	TargetSpan    Target = "span"
+	TargetTrace   Target = "trace"
+	TargetSession Target = "session"
+)
 
 // Defaults and bounds of a Feedback.
 const (
@@ -38,6 +60,7 @@ const (
 	MaxLabelLen          = 256
 	MaxIdentifierLen     = 256
 	MaxExplanationLen    = 16 << 10
+	MaxCommentLen        = 16 << 10
 	MaxMetadataBytes     = 16 << 10 // of its JSON encoding
 )
 
@@ -79,6 +102,22 @@ func (f *Feedback) normalize() *FieldError {
 			return err
 		}
 	}
+	if f.Comment != nil {
+		if err := checkText("comment", *f.Comment, MaxCommentLen); err != nil {
+			return err
+		}
+		if strings.TrimSpace(*f.Comment) == "" {
+			// Phoenix trims notes and refuses them empty.
+			return fieldErr("comment", "expected some text; leave the field out for no comment")
+		}
+	}
+	switch f.Target {
+	case "":
+		f.Target = TargetSpan
+	case TargetSpan, TargetTrace, TargetSession:
+	default:
+		return fieldErr("target", `expected "span", "trace" or "session", got %q`, f.Target)
+	}
 	if f.Score != nil && (math.IsNaN(*f.Score) || math.IsInf(*f.Score, 0)) {
 		return fieldErr("score", "expected a finite number")
 	}
@@ -98,8 +137,8 @@ func (f *Feedback) normalize() *FieldError {
 	default:
 		return fieldErr("thumbs", `expected "up" or "down", got %q`, f.Thumbs)
 	}
-	if f.Label == nil && f.Score == nil && f.Explanation == nil {
-		return fieldErr("thumbs", "a feedback needs at least one of thumbs, label, score or explanation")
+	if f.Label == nil && f.Score == nil && f.Explanation == nil && f.Comment == nil {
+		return fieldErr("thumbs", "a feedback needs at least one of thumbs, label, score, explanation or comment")
 	}
 	switch f.Name {
 	case "":
@@ -151,14 +190,17 @@ const (
 
 // Status is what the API says of one feedback.
 type Status struct {
-	ResponseID   string    `json:"response_id"`
-	Name         string    `json:"name"`
-	Identifier   string    `json:"identifier"`
-	State        State     `json:"state"`
-	TraceID      string    `json:"trace_id,omitempty"`
-	SpanID       string    `json:"span_id,omitempty"`
-	Project      string    `json:"project,omitempty"`
-	SpanName     string    `json:"span_name,omitempty"`
+	ResponseID string `json:"response_id"`
+	Name       string `json:"name"`
+	Identifier string `json:"identifier"`
+	Target     Target `json:"target"`
+	State      State  `json:"state"`
+	TraceID    string `json:"trace_id,omitempty"`
+	SpanID     string `json:"span_id,omitempty"`
+	Project    string `json:"project,omitempty"`
+	SpanName   string `json:"span_name,omitempty"`
+	// SessionID is the session annotated, once known (target session).
+	SessionID    string    `json:"session_id,omitempty"`
 	AnnotationID string    `json:"annotation_id,omitempty"`
 	Reason       string    `json:"reason,omitempty"`
 	Attempts     int       `json:"attempts"`

@@ -53,6 +53,14 @@ type vote struct {
 	// metadata is the client's metadata as JSON (nil: none), without the
 	// response_id the annotation adds.
 	metadata []byte
+	// comment is written as a note beside the annotation; nil: none.
+	comment *string
+}
+
+// annotates reports whether v writes an annotation: a feedback may be a
+// comment alone, written as a note only.
+func (v *vote) annotates() bool {
+	return v.result.Label != nil || v.result.Score != nil || v.result.Explanation != nil
 }
 
 // bytes is the estimate of what v holds beyond recordOverhead.
@@ -64,6 +72,9 @@ func (v *vote) bytes() int {
 	if v.result.Explanation != nil {
 		n += len(*v.result.Explanation)
 	}
+	if v.comment != nil {
+		n += len(*v.comment)
+	}
 	return n
 }
 
@@ -71,7 +82,7 @@ func (v *vote) bytes() int {
 func (r *record) bytes() int {
 	n := recordOverhead +
 		len(r.key.responseID) + len(r.key.name) + len(r.key.identifier) +
-		len(r.span.Project) + len(r.span.Name) + len(r.annID) + len(r.reason) +
+		len(r.span.Project) + len(r.span.Name) + len(r.annID) + len(r.reason) + len(r.session) +
 		r.vote.bytes()
 	if r.state == Pending {
 		n += writerOverhead
@@ -150,6 +161,7 @@ func prepare(f *Feedback, maxMetadata int) (vote, *FieldError) {
 		kind:     f.AnnotatorKind,
 		result:   phoenix.Result{Label: f.Label, Score: f.Score, Explanation: f.Explanation},
 		metadata: md,
+		comment:  f.Comment,
 	}, nil
 }
 

@@ -12,8 +12,10 @@ type Metrics struct {
 	ended     *prometheus.CounterVec
 	attempts  *prometheus.CounterVec
 	evictions *prometheus.CounterVec
-	latency   prometheus.Histogram
-	reg       prometheus.Registerer
+	// tokenRefused counts requests refused for their per-response token.
+	tokenRefused *prometheus.CounterVec
+	latency      prometheus.Histogram
+	reg          prometheus.Registerer
 }
 
 // Why an ended feedback was forgotten, as the evictions metric counts it.
@@ -38,11 +40,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"outcome"}),
 		attempts: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "feedbackproxy_feedback_annotate_attempts_total",
-			Help: "Annotation requests to Phoenix, by result: ok, unreadable_answer (2xx, stored, but the answer could not be read), span_not_found (not ingested yet), retryable, permanent.",
+			Help: "Annotation requests to Phoenix, by result: ok, unreadable_answer (2xx, stored, but the answer could not be read), span_not_found (not ingested yet), no_session (feedback on a session, the trace in none yet), retryable, permanent.",
 		}, []string{"result"}),
 		evictions: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "feedbackproxy_feedback_evictions_total",
 			Help: "Ended feedbacks forgotten (GET no longer shows them), by reason: max_finished (too many kept) or max_bytes (their memory was needed).",
+		}, []string{"reason"}),
+		tokenRefused: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbackproxy_feedback_token_refused_total",
+			Help: "Feedback refused for its per-response token, by reason: expired, unknown_key (retired or foreign), bad_signature (changed or forged), malformed, out_of_scope (another response, identifier, name or annotator kind) or rate (the token's request rate used up).",
 		}, []string{"reason"}),
 		latency: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "feedbackproxy_feedback_annotate_latency_seconds",
@@ -56,6 +62,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	for _, r := range []string{evictedCount, evictedBytes} {
 		m.evictions.WithLabelValues(r)
+	}
+	for _, r := range []string{"expired", "unknown_key", "bad_signature", "malformed", "out_of_scope", "rate"} {
+		m.tokenRefused.WithLabelValues(r)
 	}
 	return m
 }

@@ -34,7 +34,12 @@ func (s *Service) UseOrdering(o Ordering) { s.order = o }
 // holds nothing of the identifier.
 func orderKey(k key) string {
 	h := sha256.New()
-	for _, part := range []string{k.responseID, k.name, k.identifier} {
+	parts := []string{k.responseID, k.name, k.identifier}
+	if k.target != TargetSpan {
+		// Span keys keep the name they had before targets existed.
+		parts = append(parts, string(k.target))
+	}
+	for _, part := range parts {
 		var n [8]byte
 		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
 		h.Write(n[:])
@@ -72,5 +77,11 @@ func (v *vote) digest() string {
 	}
 	opt(v.result.Explanation)
 	field(v.metadata)
+	if v.comment != nil {
+		// Appended only when there is one, so that a vote without a
+		// comment keeps the digest it had before comments existed, which
+		// replicas of both versions compare during an upgrade.
+		opt(v.comment)
+	}
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,20 @@ import (
 // return soon after ctx ends.
 type Annotator interface {
 	AnnotateSpans(ctx context.Context, anns []phoenix.SpanAnnotation) ([]string, error)
+}
+
+// TargetAnnotator is an Annotator that also writes what feedback on traces
+// and sessions, and comments, need; *phoenix.Client is one. With an
+// Annotator that is not one, the service takes feedback on spans without
+// comments only. Its methods follow Annotator's rules; SessionOfTrace
+// reports a trace Phoenix holds no span of yet as phoenix.IsSpanNotFound,
+// and one in no session with phoenix.ErrNoSession.
+type TargetAnnotator interface {
+	Annotator
+	AnnotateTraces(ctx context.Context, anns []phoenix.TraceAnnotation) ([]string, error)
+	AnnotateSessions(ctx context.Context, anns []phoenix.SessionAnnotation) ([]string, error)
+	AddNote(ctx context.Context, n phoenix.Note) (string, error)
+	SessionOfTrace(ctx context.Context, project, traceID string) (string, error)
 }
 
 // Resolver finds the span that produced a response; *index.Index is one.
@@ -72,8 +87,16 @@ type Config struct {
 	// "annotated". Zero means DefaultSyncWait; negative means no wait.
 	SyncWait time.Duration
 	// Token, when set, is the shared secret POST /feedback requires as
-	// "Authorization: Bearer <token>".
+	// "Authorization: Bearer <token>" (or a per-response token, see
+	// Tokens). Without it the API is open to whoever reaches its port.
 	Token string
+	// Tokens, when set, lets POST /feedback take per-response tokens in
+	// place of Token, each within its scope (one response, optionally one
+	// identifier and some names), and POST /feedback/tokens mint them.
+	Tokens Tokens
+	// TokenLimiter, when set, bounds the requests of each per-response
+	// token.
+	TokenLimiter TokenLimiter
 }
 
 func (c *Config) setDefaults() {
@@ -142,9 +165,11 @@ var ErrFullBytes = fmt.Errorf("%w: they hold the MaxBytes of memory kept for fee
 // seen is still taken. Nothing of the batch was accepted. It is an ErrFull.
 var ErrFullWaiting = fmt.Errorf("%w: feedback waiting for spans not seen yet holds its share of the limits", ErrFull)
 
-// key is what Phoenix upserts an annotation on, for one response.
+// key is what Phoenix upserts an annotation on, for one response: its
+// target (the response's span, trace or session), name and identifier.
 type key struct {
 	responseID, name, identifier string
+	target                       Target
 }
 
 // record is one feedback kept, pending or ended. Its fields are guarded by
@@ -158,6 +183,9 @@ type record struct {
 	state    State
 	span     index.Span
 	resolved bool
+	// session is the session id of the span's trace, once Phoenix told it
+	// (target session).
+	session  string
 	annID    string
 	reason   string
 	attempts int
@@ -175,7 +203,7 @@ type record struct {
 func (r *record) status() Status {
 	s := Status{
 		ResponseID: r.key.responseID, Name: r.key.name, Identifier: r.key.identifier,
-		State: r.state, AnnotationID: r.annID, Reason: r.reason, Attempts: r.attempts,
+		Target: r.key.target, SessionID: r.session, State: r.state, AnnotationID: r.annID, Reason: r.reason, Attempts: r.attempts,
 		ReceivedAt: r.received, UpdatedAt: r.updated,
 	}
 	if r.resolved {
@@ -282,6 +310,9 @@ func (s *Service) Submit(items []Feedback) ([]Status, error) {
 	votes := make([]vote, len(items))
 	for i := range items {
 		v, ferr := prepare(&items[i], MaxMetadataBytes)
+		if ferr == nil {
+			ferr = s.supports(items[i])
+		}
 		if ferr != nil {
 			return nil, fmt.Errorf("feedback: item %d: %w", i, ferr)
 		}
@@ -307,6 +338,21 @@ func (s *Service) Submit(items []Feedback) ([]Status, error) {
 	}
 	s.metrics.received.Add(float64(len(items)))
 	return out, nil
+}
+
+// supports refuses what the service's Annotator cannot write: targets
+// other than the span, and comments, need a TargetAnnotator.
+func (s *Service) supports(f Feedback) *FieldError {
+	if _, ok := s.ann.(TargetAnnotator); ok {
+		return nil
+	}
+	if f.Target != TargetSpan {
+		return fieldErr("target", "this service writes span annotations only")
+	}
+	if f.Comment != nil {
+		return fieldErr("comment", "this service writes span annotations only, not notes")
+	}
+	return nil
 }
 
 // admitLocked refuses a batch that would take pending feedback past
@@ -377,7 +423,7 @@ func (s *Service) SubmitAndWait(ctx context.Context, items []Feedback) ([]Status
 			continue
 		}
 		s.mu.Lock()
-		r := s.byResponse[st[i].ResponseID][key{st[i].ResponseID, st[i].Name, st[i].Identifier}]
+		r := s.byResponse[st[i].ResponseID][statusKey(st[i])]
 		s.mu.Unlock()
 		if r == nil {
 			continue
@@ -397,14 +443,16 @@ func (s *Service) refresh(st []Status) []Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range st {
-		if r := s.byResponse[st[i].ResponseID][key{st[i].ResponseID, st[i].Name, st[i].Identifier}]; r != nil {
+		if r := s.byResponse[st[i].ResponseID][statusKey(st[i])]; r != nil {
 			st[i] = r.status()
 		}
 	}
 	return st
 }
 
-func keyOf(f Feedback) key { return key{f.ResponseID, f.Name, f.Identifier} }
+func keyOf(f Feedback) key { return key{f.ResponseID, f.Name, f.Identifier, f.Target} }
+
+func statusKey(st Status) key { return key{st.ResponseID, st.Name, st.Identifier, st.Target} }
 
 func (s *Service) submitLocked(f Feedback, v vote, now time.Time) *record {
 	k := keyOf(f)
@@ -517,7 +565,7 @@ func (s *Service) expireWaiting(r *record) {
 func (s *Service) deliver(r *record) {
 	backoff := s.cfg.MinBackoff
 	for {
-		ann, version, digest, voted := s.nextAttempt(r)
+		ann, comment, version, digest, voted := s.nextAttempt(r)
 		select {
 		case s.sem <- struct{}{}:
 		case <-s.stopping:
@@ -530,7 +578,7 @@ func (s *Service) deliver(r *record) {
 		var ids []string
 		var err error
 		write := func() error {
-			ids, err = s.ann.AnnotateSpans(s.ctx, []phoenix.SpanAnnotation{ann})
+			ids, err = s.write(s.ctx, r, ann, comment)
 			return err
 		}
 		superseded := false
@@ -581,12 +629,15 @@ func (s *Service) endSuperseded(r *record, version int) bool {
 	return true
 }
 
-// nextAttempt returns the annotation of r's latest vote, its version and
-// its digest and time.
-func (s *Service) nextAttempt(r *record) (phoenix.SpanAnnotation, int, string, time.Time) {
+// nextAttempt returns the annotation of r's latest vote (nil for a
+// comment alone) and its comment, its version and its digest and time.
+func (s *Service) nextAttempt(r *record) (*phoenix.SpanAnnotation, *string, int, string, time.Time) {
 	s.mu.Lock()
 	v, version, voted := r.vote, r.version, r.voted
 	s.mu.Unlock()
+	if !v.annotates() {
+		return nil, v.comment, version, v.digest(), voted
+	}
 	// Decoded outside the lock: metadata may be 16 KiB of JSON.
 	ann, err := r.annotation(v)
 	if err != nil {
@@ -594,7 +645,89 @@ func (s *Service) nextAttempt(r *record) (phoenix.SpanAnnotation, int, string, t
 		s.log.Error("feedback metadata kept in memory cannot be decoded; the annotation is written with what could be",
 			"response_id", r.key.responseID, "err", err)
 	}
-	return ann, version, v.digest(), voted
+	return &ann, v.comment, version, v.digest(), voted
+}
+
+// write makes one attempt at a vote of r: the annotation (ann, written on
+// the span, or moved to the span's trace or session as r's target says),
+// then its comment as a note on the same target. It returns the id of the
+// annotation, or of the note for a comment alone. Both upsert, so that an
+// attempt made again after a failure of either writes nothing twice.
+func (s *Service) write(ctx context.Context, r *record, ann *phoenix.SpanAnnotation, comment *string) ([]string, error) {
+	note := phoenix.Note{Target: phoenix.NoteOnSpan, ID: r.span.SpanID.String(), Identifier: noteIdentifier(r.key)}
+	var ids []string
+	var err error
+	switch r.key.target {
+	case TargetSpan:
+		if ann != nil {
+			ids, err = s.ann.AnnotateSpans(ctx, []phoenix.SpanAnnotation{*ann})
+		}
+	case TargetTrace:
+		ta := s.ann.(TargetAnnotator) // Submit took the target only with one
+		note.Target, note.ID = phoenix.NoteOnTrace, r.span.TraceID.String()
+		if ann != nil {
+			ids, err = ta.AnnotateTraces(ctx, []phoenix.TraceAnnotation{{
+				TraceID: note.ID, Name: ann.Name, AnnotatorKind: ann.AnnotatorKind,
+				Result: ann.Result, Metadata: ann.Metadata, Identifier: ann.Identifier,
+			}})
+		}
+	case TargetSession:
+		ta := s.ann.(TargetAnnotator)
+		var session string
+		if session, err = s.sessionOf(ctx, ta, r); err != nil {
+			return nil, err
+		}
+		note.Target, note.ID = phoenix.NoteOnSession, session
+		if ann != nil {
+			ids, err = ta.AnnotateSessions(ctx, []phoenix.SessionAnnotation{{
+				SessionID: session, Name: ann.Name, AnnotatorKind: ann.AnnotatorKind,
+				Result: ann.Result, Metadata: ann.Metadata, Identifier: ann.Identifier,
+			}})
+		}
+	}
+	if err != nil || comment == nil {
+		return ids, err
+	}
+	note.Text = *comment
+	id, err := s.ann.(TargetAnnotator).AddNote(ctx, note)
+	if err != nil {
+		return nil, err
+	}
+	if ann == nil {
+		ids = []string{id}
+	}
+	return ids, nil
+}
+
+// sessionOf returns the session of r's trace, asking Phoenix the first
+// time: the proxy sees the session.id attribute only on the spans it
+// passes through, which need not include the one it indexed.
+func (s *Service) sessionOf(ctx context.Context, ta TargetAnnotator, r *record) (string, error) {
+	s.mu.Lock()
+	session := r.session
+	s.mu.Unlock()
+	if session != "" {
+		return session, nil
+	}
+	session, err := ta.SessionOfTrace(ctx, r.span.Project, r.span.TraceID.String())
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	s.uncountLocked(r)
+	r.session = session
+	s.countLocked(r)
+	s.mu.Unlock()
+	return session, nil
+}
+
+// noteIdentifier is the identifier of the note a feedback's comment is
+// written as: one note per name and identifier on a target, so that a new
+// comment replaces the last one, as a new vote replaces the last vote.
+// Escaped so that two keys cannot give the same identifier.
+func noteIdentifier(k key) string {
+	esc := strings.NewReplacer("%", "%25", "/", "%2F")
+	return "feedback/" + esc.Replace(k.name) + "/" + esc.Replace(k.identifier)
 }
 
 // settleAttempt applies what the attempt at version of r's vote leads to

@@ -1,6 +1,7 @@
 package feedback
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -72,6 +73,10 @@ func settle(a attempt, received, deadline, now time.Time) decision {
 		d.next, d.state = end, Failed
 		d.reason = "Phoenix refused the annotation: " + a.err.Error()
 		return d
+	case d.result == resultNoSession && now.Sub(received) >= sessionGrace:
+		d.next, d.state = end, Failed
+		d.reason = fmt.Sprintf("feedback on the session, but the trace is in none: none of its spans in Phoenix carried %s within %s", phoenix.SessionIDAttribute, sessionGrace)
+		return d
 	}
 	left := deadline.Sub(now)
 	retryAfter := phoenix.RetryAfter(a.err)
@@ -89,8 +94,15 @@ func settle(a attempt, received, deadline, now time.Time) decision {
 	return d
 }
 
+// sessionGrace is how long feedback on a session waits for a span of its
+// trace that carries session.id, when those Phoenix has carry none: the
+// span that sets it (often the root, which ends last) may be exported in a
+// later batch than the LLM span.
+const sessionGrace = 2 * time.Minute
+
 // The results of an attempt, as the attempts metric counts them.
 const (
+	resultNoSession    = "no_session"
 	resultOK           = "ok"
 	resultUnreadable   = "unreadable_answer"
 	resultSpanNotFound = "span_not_found"
@@ -108,6 +120,8 @@ func attemptResult(err error) string {
 		return resultUnreadable
 	case phoenix.IsSpanNotFound(err):
 		return resultSpanNotFound
+	case errors.Is(err, phoenix.ErrNoSession):
+		return resultNoSession
 	case phoenix.IsRetryable(err):
 		return resultRetryable
 	}
