@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/retryafter"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/tlsconfig"
 )
 
 // Defaults for ExporterConfig.
@@ -51,6 +52,13 @@ type ExporterConfig struct {
 	// contract asks: Export returns only then, since the receiver reuses
 	// the body's memory afterwards.
 	Client *http.Client
+	// TLS names the files an https Endpoint is reached with: the CAs its
+	// certificate must chain to (instead of the system's) and a client
+	// certificate, each read again when it changes. The zero value trusts
+	// the system's roots and presents no certificate. It configures the
+	// client of our own: a Client given is used as it is (as the OTel SDK's
+	// WithHTTPClient overrides its TLS options).
+	TLS tlsconfig.ClientConfig
 }
 
 // Validate reports a configuration that cannot work.
@@ -67,6 +75,11 @@ func (c ExporterConfig) Validate() error {
 	}
 	if c.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("otlp: exporter timeout must be positive, got %s", c.Timeout))
+	}
+	if err := c.TLS.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("otlp: exporter TLS: %w", err))
+	} else if c.TLS.Enabled() && u != nil && u.Scheme == "http" {
+		errs = append(errs, fmt.Errorf("otlp: exporter endpoint %q: TLS files are given, but the endpoint is not https://", c.Endpoint))
 	}
 	if c.CompressionLevel < 0 || c.CompressionLevel > gzip.BestCompression {
 		errs = append(errs, fmt.Errorf("otlp: exporter compression level must be 1 (fastest) to 9 (smallest), or 0 for the default (%d); got %d", DefaultCompressionLevel, c.CompressionLevel))
@@ -103,6 +116,13 @@ func NewExporter(cfg ExporterConfig, metrics *Metrics) (*Exporter, error) {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = 32
 		client = &http.Client{Transport: tr}
+		if cfg.TLS.Enabled() {
+			files, err := tlsconfig.NewClient(cfg.TLS, tlsconfig.Options{Name: "phoenix"})
+			if err != nil {
+				return nil, err
+			}
+			client.Transport = files.Transport(tr)
+		}
 	}
 	return &Exporter{cfg: cfg, client: client, metrics: metrics, now: time.Now}, nil
 }

@@ -21,6 +21,8 @@ import (
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/tlsconfig"
 )
 
 // received is one request as the upstream saw it, body decompressed.
@@ -394,6 +396,9 @@ func TestExporterConfig(t *testing.T) {
 		{name: "compression level", cfg: ExporterConfig{Endpoint: "http://x/v1/traces", CompressionLevel: 10}, wantErr: "1 (fastest) to 9"},
 		{name: "smallest compression", cfg: ExporterConfig{Endpoint: "http://x/v1/traces", CompressionLevel: 9}},
 		{name: "timeout", cfg: ExporterConfig{Endpoint: "http://x/v1/traces", Timeout: -time.Second}, wantErr: "timeout"},
+		{name: "TLS files", cfg: ExporterConfig{Endpoint: "https://x/v1/traces", TLS: tlsconfig.ClientConfig{CAFile: "ca.pem", CertFile: "c.pem", KeyFile: "k.pem"}}},
+		{name: "TLS files for http", cfg: ExporterConfig{Endpoint: "http://x/v1/traces", TLS: tlsconfig.ClientConfig{CAFile: "ca.pem"}}, wantErr: "not https://"},
+		{name: "client certificate without key", cfg: ExporterConfig{Endpoint: "https://x/v1/traces", TLS: tlsconfig.ClientConfig{CertFile: "c.pem"}}, wantErr: "CertFile and KeyFile"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NewExporter(tc.cfg, nil)

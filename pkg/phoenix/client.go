@@ -15,6 +15,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/retryafter"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/tlsconfig"
 )
 
 // Config configures a Client.
@@ -29,6 +30,11 @@ type Config struct {
 	Headers map[string]string
 	// HTTPClient sends the requests. Nil: a client with a 10 s timeout.
 	HTTPClient *http.Client
+	// TLS names the files an https BaseURL is reached with: the CAs Phoenix's certificate must
+	// chain to (instead of the system's) and a client certificate, each read again when it
+	// changes. The zero value trusts the system's roots and presents no certificate. It
+	// configures the client New makes: an HTTPClient given is used as it is.
+	TLS tlsconfig.ClientConfig
 }
 
 // DefaultTimeout is the timeout of the HTTP client New makes when Config.HTTPClient is nil.
@@ -78,9 +84,22 @@ func New(cfg Config) (*Client, error) {
 	if !httpguts.ValidHeaderFieldValue(cfg.APIKey) {
 		return nil, errors.New("phoenix: APIKey holds characters not allowed in a header")
 	}
+	if err := cfg.TLS.Validate(); err != nil {
+		return nil, fmt.Errorf("phoenix: TLS: %w", err)
+	}
+	if cfg.TLS.Enabled() && u.Scheme != "https" {
+		return nil, fmt.Errorf("phoenix: BaseURL %q: TLS files are given, but the URL is not https://", cfg.BaseURL)
+	}
 	hc := cfg.HTTPClient
 	if hc == nil {
 		hc = &http.Client{Timeout: DefaultTimeout}
+		if cfg.TLS.Enabled() {
+			files, err := tlsconfig.NewClient(cfg.TLS, tlsconfig.Options{Name: "phoenix"})
+			if err != nil {
+				return nil, err
+			}
+			hc.Transport = files.Transport(http.DefaultTransport.(*http.Transport).Clone())
+		}
 	}
 	return &Client{
 		base:    strings.TrimRight(u.String(), "/"),
