@@ -1,0 +1,5 @@
+//go:build !race
+
+package ratelimit
+
+const floodKeys = 1_000_000
