@@ -1,5 +1,6 @@
 // Package otlp receives OTLP trace exports over gRPC and HTTP, and sends them
-// on over OTLP/HTTP protobuf.
+// on over OTLP/HTTP protobuf. With WithLogs it takes OTLP logs exports too,
+// within the same limits, for a LogsConsumer (logs.go).
 //
 // Both sides answer as the OTLP specification asks, so an app's exporter can
 // treat the proxy as it would treat a collector: one mapping between gRPC

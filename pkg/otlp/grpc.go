@@ -96,13 +96,21 @@ type grpcTraces struct {
 // call ends with Unavailable (retryable). Until it is received, a call
 // buffers at most its flow control window.
 func (g *grpcTraces) export(ss grpc.ServerStream) error {
-	r := g.r
+	return g.r.serveCall(ss, func(ctx context.Context, data []byte) ([]byte, error) {
+		return nil, g.handle(ctx, data)
+	})
+}
+
+// serveCall receives a call's one message as export says and answers it
+// with the response handle returns, in protobuf (nil: an empty response),
+// or with its error, a gRPC status.
+func (r *Receiver) serveCall(ss grpc.ServerStream, handle func(ctx context.Context, data []byte) ([]byte, error)) error {
 	h := r.receptions.acquire(ss.Context(), r.cfg.Limits.ReadTimeout, r.grpcConn(ss.Context()))
 	if h == nil {
 		r.overloaded("grpc")
 		return errReceptionsBusy.GRPCStatus().Err()
 	}
-	req, err := g.receive(ss, h)
+	req, err := r.receive(ss, h)
 	r.receptions.release(h)
 	if err != nil {
 		return err
@@ -114,10 +122,11 @@ func (g *grpcTraces) export(ss grpc.ServerStream) error {
 	ctx, cancel := context.WithCancel(ss.Context())
 	defer cancel()
 	defer context.AfterFunc(r.base, cancel)()
-	if err := g.handle(ctx, req.data); err != nil {
+	resp, err := handle(ctx, req.data)
+	if err != nil {
 		return err
 	}
-	return ss.SendMsg(&rawMessage{})
+	return ss.SendMsg(&rawMessage{data: resp})
 }
 
 // grpcConn returns what the gRPC listener tells of the connection a call
@@ -165,7 +174,7 @@ func (g *grpcTraces) handle(ctx context.Context, data []byte) error {
 }
 
 // receive reads the call's one message, within ReadTimeout.
-func (g *grpcTraces) receive(ss grpc.ServerStream, h *reception) (*rawMessage, error) {
+func (r *Receiver) receive(ss grpc.ServerStream, h *reception) (*rawMessage, error) {
 	type result struct {
 		m   *rawMessage
 		err error
@@ -179,7 +188,7 @@ func (g *grpcTraces) receive(ss grpc.ServerStream, h *reception) (*rawMessage, e
 		}
 		got <- result{m, err}
 	}()
-	t := time.NewTimer(g.r.cfg.Limits.ReadTimeout)
+	t := time.NewTimer(r.cfg.Limits.ReadTimeout)
 	defer t.Stop()
 	// Ending the call ends the reception (its context is cancelled); the
 	// message, if it still came, is freed.
@@ -195,7 +204,7 @@ func (g *grpcTraces) receive(ss grpc.ServerStream, h *reception) (*rawMessage, e
 		return res.m, res.err
 	case <-t.C:
 		abandon()
-		return nil, status.Errorf(codes.DeadlineExceeded, "the export was not received within %s", g.r.cfg.Limits.ReadTimeout)
+		return nil, status.Errorf(codes.DeadlineExceeded, "the export was not received within %s", r.cfg.Limits.ReadTimeout)
 	case <-h.abort:
 		abandon()
 		return nil, errStalledReception.GRPCStatus().Err()

@@ -34,55 +34,24 @@ const (
 	contentTypeJSON  = "application/json"
 )
 
-// HTTPHandler returns the OTLP/HTTP handler (POST /v1/traces).
+// HTTPHandler returns the OTLP/HTTP handler (POST /v1/traces, and POST
+// /v1/logs with WithLogs).
 func (r *Receiver) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(TracesPath, r.handleTraces)
+	if r.logs != nil {
+		mux.HandleFunc(LogsPath, r.handleLogs)
+	}
 	return mux
 }
 
 func (r *Receiver) handleTraces(w http.ResponseWriter, req *http.Request) {
-	if req.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		writeStatus(w, contentTypeJSON, http.StatusMethodNotAllowed,
-			status.New(codes.InvalidArgument, fmt.Sprintf("%s %s is not supported; send POST", req.Method, TracesPath)), 0)
+	in, ok := r.readRequest(w, req, TracesPath)
+	if !ok {
 		return
 	}
-	enc, _, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
-	if err != nil || (enc != contentTypeProto && enc != contentTypeJSON) {
-		writeStatus(w, contentTypeJSON, http.StatusUnsupportedMediaType, status.Newf(codes.InvalidArgument,
-			"Content-Type %q is not supported; send %s or %s", req.Header.Get("Content-Type"), contentTypeProto, contentTypeJSON), 0)
-		return
-	}
-
-	// The budget is charged for what the body takes in memory as it
-	// arrives (as sent and decompressed), never for what Content-Length
-	// announces: a client that declares 20 MiB and sends nothing holds
-	// nothing. Whatever path the request takes, the reservation is given
-	// back after its buffers are.
-	res := r.budget.Reserve()
-	defer res.Release()
-	var bufs bodyBuffers
-	defer bufs.release() // after consume: the exporter is done with them
-	// While the body comes, the request may be cut off should it stall
-	// while others need the budget (see package budget).
-	rc := http.NewResponseController(w)
-	res.Track(func() { _ = rc.SetReadDeadline(time.Now()) })
-	body, gzipped, code, err := readBody(w, req, r.cfg.MaxRequestBytes, res, &bufs)
-	res.Untrack()
-	if res.Aborted() {
-		writeStatus(w, enc, http.StatusServiceUnavailable, status.New(codes.Unavailable,
-			"the request body stopped coming while other exports needed the memory it held; retry"), time.Second)
-		return
-	}
-	if errors.Is(err, errBudgetSpent) {
-		r.refuseOverloaded(w, enc, "http")
-		return
-	}
-	if err != nil {
-		writeStatus(w, enc, code, status.New(codes.InvalidArgument, err.Error()), 0)
-		return
-	}
+	defer in.release() // after consume: the exporter is done with the buffers
+	enc, body := in.enc, in.body
 
 	if enc == contentTypeJSON {
 		// pdata's JSON decoder builds objects many times the size of their
@@ -95,12 +64,12 @@ func (r *Receiver) handleTraces(w http.ResponseWriter, req *http.Request) {
 				len(body), need, r.cfg.MaxInflightBytes), 0)
 			return
 		}
-		if !res.Grow(need) {
+		if !in.res.Grow(need) {
 			r.refuseOverloaded(w, enc, "http")
 			return
 		}
 	}
-	e, err := decodeBody(enc, body, gzipped)
+	e, err := decodeBody(enc, body, in.gzipped)
 	if err != nil {
 		writeStatus(w, enc, http.StatusBadRequest, status.Newf(codes.InvalidArgument, "cannot decode the %s body as an OTLP traces export: %v", enc, err), 0)
 		return
@@ -113,6 +82,65 @@ func (r *Receiver) handleTraces(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	writeResponse(w, enc)
+}
+
+// request is an OTLP/HTTP request's body, read and decompressed, with the
+// reservation that holds its memory; release gives both back.
+type request struct {
+	enc           string // contentTypeProto or contentTypeJSON
+	body, gzipped []byte // see readBody
+	res           *budget.Reservation
+	bufs          bodyBuffers
+}
+
+func (in *request) release() {
+	in.bufs.release()
+	in.res.Release()
+}
+
+// readRequest checks an OTLP/HTTP request to path (method, Content-Type)
+// and reads its body within the limits and the in-flight budget. When it
+// cannot, it answers the client itself and returns false.
+func (r *Receiver) readRequest(w http.ResponseWriter, req *http.Request, path string) (*request, bool) {
+	if req.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeStatus(w, contentTypeJSON, http.StatusMethodNotAllowed,
+			status.New(codes.InvalidArgument, fmt.Sprintf("%s %s is not supported; send POST", req.Method, path)), 0)
+		return nil, false
+	}
+	enc, _, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	if err != nil || (enc != contentTypeProto && enc != contentTypeJSON) {
+		writeStatus(w, contentTypeJSON, http.StatusUnsupportedMediaType, status.Newf(codes.InvalidArgument,
+			"Content-Type %q is not supported; send %s or %s", req.Header.Get("Content-Type"), contentTypeProto, contentTypeJSON), 0)
+		return nil, false
+	}
+
+	// The budget is charged for what the body takes in memory as it
+	// arrives (as sent and decompressed), never for what Content-Length
+	// announces: a client that declares 20 MiB and sends nothing holds
+	// nothing. Whatever path the request takes, the reservation is given
+	// back after its buffers are.
+	in := &request{enc: enc, res: r.budget.Reserve()}
+	// While the body comes, the request may be cut off should it stall
+	// while others need the budget (see package budget).
+	rc := http.NewResponseController(w)
+	in.res.Track(func() { _ = rc.SetReadDeadline(time.Now()) })
+	body, gzipped, code, err := readBody(w, req, r.cfg.MaxRequestBytes, in.res, &in.bufs)
+	in.res.Untrack()
+	in.body, in.gzipped = body, gzipped
+	switch {
+	case in.res.Aborted():
+		writeStatus(w, enc, http.StatusServiceUnavailable, status.New(codes.Unavailable,
+			"the request body stopped coming while other exports needed the memory it held; retry"), time.Second)
+	case errors.Is(err, errBudgetSpent):
+		r.refuseOverloaded(w, enc, "http")
+	case err != nil:
+		writeStatus(w, enc, code, status.New(codes.InvalidArgument, err.Error()), 0)
+	default:
+		return in, true
+	}
+	in.release()
+	return nil, false
 }
 
 // decodeBody checks a protobuf body where it lies (package wire), or

@@ -18,6 +18,7 @@ import (
 
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/budget"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/listener"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/tlsconfig"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp/wire"
 )
 
@@ -112,6 +113,10 @@ type ReceiverConfig struct {
 	// Limits bound what one client can hold of each listener: connections,
 	// and the time to send a request or to stay idle.
 	Limits listener.Limits
+	// TLS, when not nil, serves both listeners over TLS (its certificate
+	// read again when its files change; a TLS handshake counts under
+	// Limits.ReadHeaderTimeout); nil serves plain text.
+	TLS *tlsconfig.Server
 	// MaxConcurrentStreams caps the gRPC calls in progress on one
 	// connection; zero means DefaultMaxConcurrentStreams.
 	MaxConcurrentStreams uint32
@@ -159,10 +164,12 @@ func (c ReceiverConfig) Validate() error {
 	return nil
 }
 
-// Receiver serves OTLP/gRPC TraceService/Export and OTLP/HTTP POST /v1/traces.
+// Receiver serves OTLP/gRPC TraceService/Export and OTLP/HTTP POST /v1/traces;
+// with WithLogs, LogsService/Export and POST /v1/logs too.
 type Receiver struct {
 	cfg      ReceiverConfig
 	consumer Consumer
+	logs     LogsConsumer // nil: logs are not served (see WithLogs)
 	metrics  *Metrics
 	log      *slog.Logger
 	budget   *budget.Budget
@@ -188,7 +195,7 @@ type Receiver struct {
 
 // NewReceiver returns a receiver that hands exports to consumer. It does no
 // I/O; Start binds the listeners. metrics and log may be nil.
-func NewReceiver(cfg ReceiverConfig, consumer Consumer, metrics *Metrics, log *slog.Logger) (*Receiver, error) {
+func NewReceiver(cfg ReceiverConfig, consumer Consumer, metrics *Metrics, log *slog.Logger, opts ...ReceiverOption) (*Receiver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -203,6 +210,9 @@ func NewReceiver(cfg ReceiverConfig, consumer Consumer, metrics *Metrics, log *s
 		budget:     budget.New(cfg.MaxInflightBytes, metrics.setInflight),
 		receptions: newReceptions(GRPCReceivers(cfg.MaxRequestBytes, cfg.MaxInflightBytes), grpcWaiting, minReceptionHold)}
 	r.base, r.cancelBase = context.WithCancel(context.Background())
+	for _, opt := range opts {
+		opt(r)
+	}
 	return r, nil
 }
 
@@ -242,6 +252,7 @@ func (r *Receiver) Start(ctx context.Context) (err error) {
 		}
 		r.grpcConns, _ = r.grpcLn.(listener.Tracker)
 		r.grpcSrv = grpc.NewServer(
+			grpc.Creds(tlsconfig.GRPCCredentials(r.cfg.TLS)),
 			grpc.MaxRecvMsgSize(int(r.cfg.MaxRequestBytes)),
 			grpc.ForceServerCodecV2(rawCodec{encoding.GetCodecV2("proto")}),
 			grpc.MaxConcurrentStreams(r.cfg.MaxConcurrentStreams),
@@ -255,6 +266,9 @@ func (r *Receiver) Start(ctx context.Context) (err error) {
 			grpc.MaxHeaderListSize(listener.DefaultMaxHeaderBytes),
 		)
 		r.grpcSrv.RegisterService(&traceServiceDesc, &grpcTraces{r: r})
+		if r.logs != nil {
+			r.grpcSrv.RegisterService(&logsServiceDesc, &grpcLogs{r: r})
+		}
 		r.serve("grpc", func() error { return r.grpcSrv.Serve(r.grpcLn) })
 	}
 	if r.cfg.HTTPAddr != "-" {
@@ -263,7 +277,7 @@ func (r *Receiver) Start(ctx context.Context) (err error) {
 		}
 		r.httpSrv = lim.HTTPServer(r.HTTPHandler())
 		r.httpSrv.BaseContext = func(net.Listener) context.Context { return r.base }
-		r.serve("http", func() error { return r.httpSrv.Serve(r.httpLn) })
+		r.serve("http", func() error { return tlsconfig.ServeHTTP(r.httpSrv, r.httpLn, r.cfg.TLS) })
 	}
 	return nil
 }
