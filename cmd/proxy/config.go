@@ -6,13 +6,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/cors"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/envflag"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/listener"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/ratelimit"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/tlsconfig"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
@@ -73,9 +78,17 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*opt
 		"past it, apps are told to back off (HTTP 429 with Retry-After / gRPC ResourceExhausted)")
 	fs.StringVar(&c.FeedbackAddr, "feedback-addr", proxy.DefaultFeedbackAddr, "listen address of the feedback API (POST /feedback, GET /feedback/{response_id})")
 	fs.StringVar(&c.AdminAddr, "admin-addr", proxy.DefaultAdminAddr, "listen address of /metrics, /healthz and /readyz")
+	fs.StringVar(&c.TLS.CertFile, "tls-cert-file", "", "certificate (PEM, followed by its intermediates) the OTLP/gRPC, OTLP/HTTP and feedback listeners serve TLS 1.2+ with, "+
+		"read again when it changes; the admin listener stays plain. Empty: plain text")
+	fs.StringVar(&c.TLS.KeyFile, "tls-key-file", "", "private key (PEM) of --tls-cert-file")
+	fs.StringVar(&c.TLS.ClientCAFile, "tls-client-ca-file", "", "with --tls-cert-file: CA certificates (PEM) that every client of the OTLP and feedback listeners must present a certificate of (mutual TLS); read again when it changes")
 
 	phoenixOTLP := fs.String("phoenix-otlp-endpoint", "", "Phoenix OTLP/HTTP traces URL (default: PHOENIX_COLLECTOR_ENDPOINT, else "+defaultPhoenixURL+"/v1/traces)")
 	phoenixURL := fs.String("phoenix-url", "", "Phoenix REST base URL for annotations (default: PHOENIX_ENDPOINT, else the OTLP endpoint's base)")
+	var phoenixTLS tlsconfig.ClientConfig
+	fs.StringVar(&phoenixTLS.CAFile, "phoenix-ca-file", "", "CA certificates (PEM) an https:// Phoenix's certificate must chain to, instead of the system's roots; read again when it changes")
+	fs.StringVar(&phoenixTLS.CertFile, "phoenix-client-cert-file", "", "client certificate (PEM) presented to an https:// Phoenix that asks for one (mutual TLS); read again when it changes")
+	fs.StringVar(&phoenixTLS.KeyFile, "phoenix-client-key-file", "", "private key (PEM) of --phoenix-client-cert-file")
 	fs.StringVar(&c.Exporter.Compression, "phoenix-compression", "gzip", "compression of exports to Phoenix: gzip or none")
 	fs.IntVar(&c.Exporter.CompressionLevel, "phoenix-compression-level", otlp.DefaultCompressionLevel,
 		"gzip level of exports the proxy compresses itself, 1 (fastest) to 9 (smallest); a client's gzip body is forwarded as it came")
@@ -93,6 +106,22 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*opt
 	fs.Int64Var(&c.FeedbackInflightBytes, "feedback-max-inflight-bytes", proxy.DefaultFeedbackInflightBytes,
 		"bytes of POST /feedback bodies being handled at once; past it, 429 with Retry-After")
 	fs.StringVar(&c.Feedback.Token, "feedback-token", "", "shared secret POST /feedback requires as \"Authorization: Bearer <token>\" (prefer the environment variable)")
+	fs.StringVar(&c.TokenKeysFile, "token-keys-file", "", "key file of per-response tokens (one key a line, hex or base64, >= 32 bytes; the first signs, every line verifies; re-read when it changes): "+
+		"web pages may then send feedback with a token scoped to one response, minted by POST /feedback/tokens or by the recipe in docs/tokens.md")
+	corsOrigins := fs.String("cors-allowed-origins", "", "comma-separated origins (scheme://host[:port], e.g. https://app.example.com,http://localhost:3000) whose web pages may call the feedback API "+
+		"from the browser, or a lone * for any; never with cookies (a page sends a per-response token). A request with another Origin is refused (403), "+
+		"and no page may call POST /feedback/tokens. Empty: no CORS headers, so only pages of the feedback API's own origin can call it")
+	trustedProxies := fs.String("trusted-proxies", joinPrefixes(proxy.DefaultTrustedProxies()), "comma-separated addresses or CIDRs of the reverse proxies in front of the feedback API "+
+		"(for --feedback-rate-per-address): behind one of them, the client is the right-most address of X-Forwarded-For that is not one of them, "+
+		"and their own requests (the app's backend on this host, by default) are not limited. \"-\": none, the connection's address is always the client")
+	fs.Float64Var(&c.RateLimits.PerAddress, "feedback-rate-per-address", proxy.DefaultRatePerAddress, "requests a second one client address (IPv6: one /64) may make to the feedback API, "+
+		"in bursts of --feedback-burst-per-address; past it, 429 with Retry-After. Requests with --feedback-token are never limited. Negative: no limit")
+	fs.IntVar(&c.RateLimits.AddressBurst, "feedback-burst-per-address", proxy.DefaultAddressBurst, "requests one client address may make to the feedback API at once")
+	fs.Float64Var(&c.RateLimits.PerToken, "feedback-rate-per-token", proxy.DefaultRatePerToken, "requests a second one per-response token may make, "+
+		"in bursts of --feedback-burst-per-token; past it, 429 with Retry-After. Negative: no limit")
+	fs.IntVar(&c.RateLimits.TokenBurst, "feedback-burst-per-token", proxy.DefaultTokenBurst, "requests one per-response token may make at once")
+	fs.IntVar(&c.RateLimits.MaxKeys, "feedback-rate-max-keys", proxy.DefaultRateLimitMaxKeys, fmt.Sprintf(
+		"client addresses, and tokens, whose rate each limit remembers, the least recently seen forgotten first; at most %d bytes each", ratelimit.BucketBytes))
 
 	fs.StringVar(&c.DataDir, "data-dir", defaultDataDir(getenv), "directory that keeps the pending feedback, the response-id index and, while Phoenix is down, the exports "+
 		"across restarts, SIGKILL included ("+store.FileName+" and "+proxy.QueueDir+"/; created if missing; one proxy per directory). "+
@@ -150,6 +179,12 @@ Every flag can also be set by the environment variable %s<FLAG>, e.g.
 PHOENIX_COLLECTOR_ENDPOINT, PHOENIX_ENDPOINT, PHOENIX_API_KEY (sent as
 Authorization: Bearer) and PHOENIX_CLIENT_HEADERS (k=v,k2=v2).
 
+TLS: --tls-cert-file and --tls-key-file serve the OTLP and feedback listeners
+over TLS; https:// Phoenix URLs take --phoenix-ca-file for a private CA and
+--phoenix-client-cert-file/--phoenix-client-key-file for mutual TLS. Every
+certificate file is read again when it changes (a broken one is logged and the
+previous one kept), so a rotation needs no restart.
+
 Flags:
 `, envPrefix, envName("feedback-addr"))
 		fs.PrintDefaults()
@@ -182,6 +217,9 @@ Flags:
 	}
 	c.Exporter.Endpoint, c.Exporter.Headers = otlpEndpoint, headers
 	c.Phoenix.BaseURL, c.Phoenix.Headers = restURL, headers
+	if err := setTLS(c, phoenixTLS); err != nil {
+		return nil, err
+	}
 	if *extraKeys != "" {
 		for _, k := range strings.Split(*extraKeys, ",") {
 			if k = strings.TrimSpace(k); k != "" {
@@ -191,6 +229,9 @@ Flags:
 		if n := len(c.Extractor.ExtraKeys); n > index.MaxExtraKeys {
 			return nil, fmt.Errorf("-index-extra-keys: %d keys; expected at most %d", n, index.MaxExtraKeys)
 		}
+	}
+	if err := setFeedbackGuard(c, *corsOrigins, *trustedProxies); err != nil {
+		return nil, err
 	}
 	c.NoPhoenixLookup = *noLookup
 	for _, p := range strings.Split(*lookupProjects, ",") {
@@ -271,4 +312,57 @@ func parseHeaders(s string) (map[string]string, error) {
 		h[k] = uv
 	}
 	return h, nil
+}
+
+func joinPrefixes(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// setFeedbackGuard reads the CORS and rate limit flags into c.
+func setFeedbackGuard(c *proxy.Config, origins, trusted string) error {
+	var err error
+	if c.CORSAllowedOrigins, err = cors.ParseOrigins(origins); err != nil {
+		return fmt.Errorf("-cors-allowed-origins: %w", err)
+	}
+	c.TrustedProxies = []netip.Prefix{} // none, unless listed
+	if trusted = strings.TrimSpace(trusted); trusted != "-" {
+		for _, s := range strings.Split(trusted, ",") {
+			if s = strings.TrimSpace(s); s == "" {
+				continue
+			}
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				a, aerr := netip.ParseAddr(s)
+				if aerr != nil {
+					return fmt.Errorf("-trusted-proxies: %q: expected an address (10.0.0.7) or a CIDR (10.0.0.0/8), or - for none", s)
+				}
+				p = netip.PrefixFrom(a, a.BitLen())
+			}
+			c.TrustedProxies = append(c.TrustedProxies, p.Masked())
+		}
+	}
+	l := c.RateLimits
+	for _, f := range []struct {
+		name string
+		rate float64
+	}{{"feedback-rate-per-address", l.PerAddress}, {"feedback-rate-per-token", l.PerToken}} {
+		// Zero would be the default in proxy.Config: refuse it rather than
+		// give the default to someone who asked for nothing.
+		if f.rate == 0 || math.IsNaN(f.rate) || math.IsInf(f.rate, 0) {
+			return fmt.Errorf("-%s %g: expected a positive number of requests a second, or a negative one for no limit", f.name, f.rate)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		n    int
+	}{{"feedback-burst-per-address", l.AddressBurst}, {"feedback-burst-per-token", l.TokenBurst}, {"feedback-rate-max-keys", l.MaxKeys}} {
+		if f.n < 1 {
+			return fmt.Errorf("-%s %d: expected at least 1", f.name, f.n)
+		}
+	}
+	return nil
 }

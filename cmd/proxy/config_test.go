@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/proxy"
 )
 
 // env is an environment of m, with a HOME unless m says otherwise.
@@ -39,6 +42,15 @@ func TestParseConfig(t *testing.T) {
 				}
 				if c.Exporter.Endpoint != "http://localhost:6006/v1/traces" || c.Phoenix.BaseURL != "http://localhost:6006" {
 					t.Errorf("phoenix = %s, %s", c.Exporter.Endpoint, c.Phoenix.BaseURL)
+				}
+			},
+		},
+		{
+			name: "token keys file from the environment",
+			env:  map[string]string{"FEEDBACK_PROXY_TOKEN_KEYS_FILE": "/etc/feedback/keys"},
+			check: func(t *testing.T, o *options, err error) {
+				if err != nil || o.cfg.TokenKeysFile != "/etc/feedback/keys" {
+					t.Errorf("TokenKeysFile = %q, %v", o.cfg.TokenKeysFile, err)
 				}
 			},
 		},
@@ -275,6 +287,121 @@ func TestParseConfig(t *testing.T) {
 			check: func(t *testing.T, _ *options, err error) {
 				if err == nil || !strings.Contains(err.Error(), "serve") {
 					t.Errorf("err = %v", err)
+				}
+			},
+		},
+		{
+			name: "no CORS, loopback trusted, the rate limits on by default",
+			check: func(t *testing.T, o *options, err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := o.cfg
+				if len(c.CORSAllowedOrigins) != 0 || fmt.Sprint(c.TrustedProxies) != fmt.Sprint(proxy.DefaultTrustedProxies()) {
+					t.Errorf("origins %q, trusted %v", c.CORSAllowedOrigins, c.TrustedProxies)
+				}
+				want := proxy.RateLimits{PerAddress: 10, AddressBurst: 40, PerToken: 2, TokenBurst: 10, MaxKeys: 50_000}
+				if c.RateLimits != want {
+					t.Errorf("rate limits %+v, want %+v", c.RateLimits, want)
+				}
+			},
+		},
+		{
+			name: "CORS origins and trusted proxies from the environment, normalized; rate limits from flags",
+			args: []string{"-feedback-rate-per-address", "2.5", "-feedback-burst-per-address", "5", "-feedback-rate-per-token", "-1", "-feedback-rate-max-keys", "1000"},
+			env: map[string]string{
+				"FEEDBACK_PROXY_CORS_ALLOWED_ORIGINS": "https://App.example:443, http://localhost:3000,",
+				"FEEDBACK_PROXY_TRUSTED_PROXIES":      "10.1.2.3/8, 192.0.2.7, 2001:db8::/48",
+			},
+			check: func(t *testing.T, o *options, err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := o.cfg
+				if strings.Join(c.CORSAllowedOrigins, "|") != "https://app.example|http://localhost:3000" {
+					t.Errorf("origins %q", c.CORSAllowedOrigins)
+				}
+				if fmt.Sprint(c.TrustedProxies) != "[10.0.0.0/8 192.0.2.7/32 2001:db8::/48]" {
+					t.Errorf("trusted %v", c.TrustedProxies)
+				}
+				want := proxy.RateLimits{PerAddress: 2.5, AddressBurst: 5, PerToken: -1, TokenBurst: 10, MaxKeys: 1000}
+				if c.RateLimits != want {
+					t.Errorf("rate limits %+v, want %+v", c.RateLimits, want)
+				}
+			},
+		},
+		{
+			name: "any origin; no trusted proxies",
+			args: []string{"-cors-allowed-origins", "*", "-trusted-proxies", "-"},
+			check: func(t *testing.T, o *options, err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fmt.Sprint(o.cfg.CORSAllowedOrigins) != "[*]" || o.cfg.TrustedProxies == nil || len(o.cfg.TrustedProxies) != 0 {
+					t.Errorf("origins %q, trusted %v", o.cfg.CORSAllowedOrigins, o.cfg.TrustedProxies)
+				}
+			},
+		},
+		{
+			name: "an origin with a path",
+			args: []string{"-cors-allowed-origins", "https://app.example/chat"},
+			check: func(t *testing.T, _ *options, err error) {
+				if want := "-cors-allowed-origins: origin \"https://app.example/chat\": expected no path"; err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("err = %v, want %q", err, want)
+				}
+			},
+		},
+		{
+			name: "a wildcard subdomain",
+			args: []string{"-cors-allowed-origins", "https://*.example.com"},
+			check: func(t *testing.T, _ *options, err error) {
+				if want := "wildcards in an origin are not supported"; err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("err = %v, want %q", err, want)
+				}
+			},
+		},
+		{
+			name: "a star among origins",
+			args: []string{"-cors-allowed-origins", "*,https://app.example"},
+			check: func(t *testing.T, _ *options, err error) {
+				if want := "give it alone"; err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("err = %v, want %q", err, want)
+				}
+			},
+		},
+		{
+			name: "a trusted proxy that is not an address",
+			args: []string{"-trusted-proxies", "10.0.0.0/8,proxy.internal"},
+			check: func(t *testing.T, _ *options, err error) {
+				if want := "-trusted-proxies: \"proxy.internal\": expected an address"; err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("err = %v, want %q", err, want)
+				}
+			},
+		},
+		{
+			name: "a rate of zero",
+			args: []string{"-feedback-rate-per-address", "0"},
+			check: func(t *testing.T, _ *options, err error) {
+				if want := "-feedback-rate-per-address 0: expected a positive number of requests a second, or a negative one for no limit"; err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("err = %v, want %q", err, want)
+				}
+			},
+		},
+		{
+			name: "a burst of zero",
+			args: []string{"-feedback-burst-per-token", "0"},
+			check: func(t *testing.T, _ *options, err error) {
+				if want := "-feedback-burst-per-token 0: expected at least 1"; err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("err = %v, want %q", err, want)
+				}
+			},
+		},
+		{
+			name: "no keys",
+			args: []string{"-feedback-rate-max-keys", "0"},
+			check: func(t *testing.T, _ *options, err error) {
+				if want := "-feedback-rate-max-keys 0"; err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("err = %v, want %q", err, want)
 				}
 			},
 		},

@@ -48,7 +48,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"reason"}),
 		tokenRefused: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "feedbackproxy_feedback_token_refused_total",
-			Help: "Feedback refused for its per-response token, by reason: expired, unknown_key (retired or foreign), bad_signature (changed or forged), malformed, out_of_scope (another response, identifier, name or annotator kind) or rate (the token's request rate used up).",
+			Help: "Feedback refused for its per-response token, by reason: expired, unknown_key (retired or foreign), bad_signature (changed or forged), malformed or out_of_scope (another response, identifier, name or annotator kind). Tokens over their rate are counted by the rate limiter.",
 		}, []string{"reason"}),
 		latency: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "feedbackproxy_feedback_annotate_latency_seconds",
@@ -63,7 +63,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{evictedCount, evictedBytes} {
 		m.evictions.WithLabelValues(r)
 	}
-	for _, r := range []string{"expired", "unknown_key", "bad_signature", "malformed", "out_of_scope", "rate"} {
+	for _, r := range []string{"expired", "unknown_key", "bad_signature", "malformed", "out_of_scope"} {
 		m.tokenRefused.WithLabelValues(r)
 	}
 	return m

@@ -71,8 +71,8 @@ func (s *Service) checkToken(tok string, f *Feedback) *refusal {
 		return &refusal{code: http.StatusForbidden, msg: fmt.Sprintf("a per-response token sends HUMAN feedback only, not %s", f.AnnotatorKind)}
 	}
 	if s.cfg.TokenLimiter != nil {
+		// The limiter counts its own refusals.
 		if wait := s.cfg.TokenLimiter.TokenWait(tokenKey(tok)); wait > 0 {
-			s.metrics.tokenRefused.WithLabelValues("rate").Inc()
 			return &refusal{code: http.StatusTooManyRequests, wait: wait,
 				msg: fmt.Sprintf("this token sent too many requests; retry in %d s", retryAfterSeconds(wait))}
 		}

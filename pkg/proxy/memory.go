@@ -4,6 +4,7 @@ import (
 	"cmp"
 
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/listener"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/ratelimit"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
@@ -15,6 +16,9 @@ const (
 	// connectionBytes is what an open connection costs: its goroutines,
 	// read and write buffers and, on gRPC, flow-control windows.
 	connectionBytes = 64 << 10
+	// tlsConnectionBytes is what TLS adds to a connection: its state
+	// (~11 KiB measured, both ends) and a 16 KiB record buffer each way.
+	tlsConnectionBytes = 44 << 10
 	// indexEntryBytes is an index entry with its share of the hash table
 	// (docs/benchmarks.md measures 116 bytes).
 	indexEntryBytes = 140
@@ -39,6 +43,10 @@ func MemoryBound(cfg Config) int64 {
 		limits = cfg.Limits
 	}
 	conns := int64(limits.WithDefaults().MaxConnections)
+	perConn := int64(connectionBytes)
+	if cfg.TLS.CertFile != "" {
+		perConn += tlsConnectionBytes
+	}
 	listeners := int64(1) // feedback
 	if r.GRPCAddr != "-" {
 		listeners++
@@ -50,12 +58,14 @@ func MemoryBound(cfg Config) int64 {
 	if cfg.Shared.URL != "" {
 		shared = int64(cmp.Or(cfg.Shared.MaxBacklog, sharedindex.DefaultMaxBacklog)) * sharedindex.BacklogEntryBytes
 	}
-	return inflight + shared +
+	// The rate limits' buckets: per address and per token, each bounded.
+	buckets := 2 * int64(cmp.Or(cfg.RateLimits.MaxKeys, DefaultRateLimitMaxKeys)) * ratelimit.BucketBytes
+	return inflight + shared + buckets +
 		2*int64(otlp.GRPCReceivers(maxReq, inflight))*maxReq +
 		zstdBytes +
 		cmp.Or(cfg.FeedbackInflightBytes, DefaultFeedbackInflightBytes) +
 		int64(cmp.Or(cfg.Feedback.MaxBytes, feedback.DefaultMaxBytes)) +
 		int64(cmp.Or(cfg.Index.MaxEntries, index.DefaultMaxEntries))*indexEntryBytes +
-		(listeners*conns+AdminMaxConnections)*connectionBytes +
+		listeners*conns*perConn + AdminMaxConnections*connectionBytes +
 		runtimeBytes
 }

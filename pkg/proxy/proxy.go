@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,6 +23,8 @@ import (
 
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/budget"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/listener"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/tlsconfig"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/evaluation"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
@@ -30,6 +33,8 @@ import (
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/seek"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/sharedindex"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/store"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/token"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/widget"
 )
 
 // Default listen addresses of the HTTP APIs.
@@ -53,10 +58,41 @@ type Config struct {
 	// AdminAddr serves /metrics, /healthz and /readyz; "" means
 	// DefaultAdminAddr.
 	AdminAddr string
+	// TLS, when set, serves the OTLP/gRPC, OTLP/HTTP and feedback listeners
+	// over TLS, the certificate (and client CA) read again when the files
+	// change. The admin listener stays plain: probes and scrapers reach it
+	// without certificates, and it serves no spans, feedback or secrets.
+	// Receiver.TLS, when set, wins for the OTLP listeners.
+	TLS tlsconfig.ServerConfig
 	// FeedbackInflightBytes bounds the bytes of POST /feedback bodies
 	// being handled at once; past it, 429 with Retry-After. Zero means
 	// DefaultFeedbackInflightBytes.
 	FeedbackInflightBytes int64
+	// CORSAllowedOrigins are the origins (scheme://host[:port]) whose web
+	// pages may call the feedback API from the browser, as
+	// internal/cors.NormalizeOrigin reads them; a lone "*" lets any origin
+	// call. Never with credentials (cookies). A request with an Origin not
+	// listed, preflighted or not, is refused 403, and no page may call
+	// POST /feedback/tokens. Empty: no CORS header is sent and no Origin
+	// checked, so only pages of the feedback API's own origin can call it.
+	CORSAllowedOrigins []string
+	// TokenKeysFile, when set, is the key file of per-response tokens
+	// (pkg/token: one key a line, the first signs, all verify): POST
+	// /feedback takes such tokens within their scope, POST /feedback/tokens
+	// mints them. The file is looked at every token.DefaultRecheck and
+	// re-read when it changed, so that keys rotate without a restart.
+	TokenKeysFile string
+	// RateLimits bound the feedback API's requests per client address and
+	// per per-response token; the zero value takes the defaults.
+	RateLimits RateLimits
+	// TrustedProxies are the reverse proxies in front of the feedback
+	// API whose X-Forwarded-For names the client for the rate limit per
+	// address (the right-most address in it that is not one of them); their
+	// own requests are not limited. nil means DefaultTrustedProxies
+	// (loopback); an empty, non-nil slice trusts none, as an empty
+	// http.Server.TLSNextProto turns HTTP/2 off: the connection's peer is
+	// then always the client.
+	TrustedProxies []netip.Prefix
 	// Limits bound what one client can hold of the OTLP and feedback
 	// listeners (connections, and the time to send a request or stay
 	// idle); Receiver.Limits, when set, wins for the OTLP ones. The admin
@@ -111,6 +147,7 @@ type Proxy struct {
 	reg      *prometheus.Registry
 	index    *index.Index
 	feedback *feedback.Service
+	guard    *feedbackGuard // CORS and rate limits in front of feedback
 	receiver *otlp.Receiver
 	store    *store.Store // nil without a DataDir, or before Start
 	exporter *otlp.Exporter
@@ -132,6 +169,7 @@ type Proxy struct {
 	wg                    sync.WaitGroup
 	ready                 atomic.Bool
 	clients               []*http.Client
+	tls                   *tlsFiles
 }
 
 // New builds the proxy from cfg; it does no I/O.
@@ -148,9 +186,20 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	tlsFiles, err := newTLSFiles(cfg, reg, log)
+	if err != nil {
+		return nil, err
+	}
 	// The proxy owns the HTTP clients to Phoenix, so that Shutdown can close
 	// their idle connections.
-	exportClient, restClient := newHTTPClient(0), newHTTPClient(phoenix.DefaultTimeout)
+	exportClient, err := tlsFiles.httpClient(0, cfg.Exporter.TLS)
+	if err != nil {
+		return nil, err
+	}
+	restClient, err := tlsFiles.httpClient(phoenix.DefaultTimeout, cfg.Phoenix.TLS)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Exporter.Client == nil {
 		cfg.Exporter.Client = exportClient
 	}
@@ -170,11 +219,25 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
+	guard, err := newFeedbackGuard(cfg, reg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Feedback.TokenLimiter == nil {
+		cfg.Feedback.TokenLimiter = guard.tokenLimiter()
+	}
+	if cfg.TokenKeysFile != "" && cfg.Feedback.Tokens == nil {
+		keys, err := openTokenKeys(cfg.TokenKeysFile, log)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Feedback.Tokens = keys
+	}
 	fb, err := feedback.New(cfg.Feedback, ix, client, feedback.NewMetrics(reg), log.With("component", "feedback"))
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{cfg: cfg, log: log, reg: reg, index: ix, feedback: fb,
+	p := &Proxy{cfg: cfg, log: log, reg: reg, index: ix, feedback: fb, guard: guard,
 		exporter: exporter, clients: []*http.Client{exportClient, restClient}}
 	if err := p.newSeeker(client); err != nil {
 		return nil, err
@@ -190,7 +253,15 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 	if cfg.Receiver.Limits == (listener.Limits{}) {
 		cfg.Receiver.Limits = cfg.Limits
 	}
-	if p.receiver, err = otlp.NewReceiver(cfg.Receiver, consumer, otlpMetrics, log.With("component", "receiver")); err != nil {
+	if cfg.Receiver.TLS == nil {
+		cfg.Receiver.TLS = tlsFiles.server
+	}
+	p.tls = tlsFiles
+	// The path of an evaluation event: OTLP logs -> the feedback service,
+	// as POST /feedback.
+	evaluations := evaluation.NewConsumer(fb, cfg.Feedback.Token, evaluation.NewMetrics(reg), log.With("component", "evaluation"))
+	if p.receiver, err = otlp.NewReceiver(cfg.Receiver, consumer, otlpMetrics, log.With("component", "receiver"),
+		otlp.WithLogs(evaluations)); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -214,6 +285,9 @@ func (p *Proxy) Start(ctx context.Context) (err error) {
 			err = errors.Join(err, p.Shutdown(ctx))
 		}
 	}()
+	if err = p.tls.load(); err != nil {
+		return err
+	}
 	if err = p.restore(); err != nil {
 		return err
 	}
@@ -221,14 +295,17 @@ func (p *Proxy) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("admin listener on %s: %w", p.cfg.AdminAddr, err)
 	}
 	p.adminSrv = p.cfg.Limits.HTTPServer(p.adminHandler())
-	p.serve("admin", p.adminSrv, p.adminLn)
+	p.serve("admin", p.adminSrv, p.adminLn, nil)
 
 	if p.feedbackLn, err = listener.Listen(ctx, p.cfg.FeedbackAddr, p.cfg.Limits.WithDefaults().MaxConnections, nil); err != nil {
 		return fmt.Errorf("feedback listener on %s: %w", p.cfg.FeedbackAddr, err)
 	}
 	bodies := budget.New(cmp.Or(p.cfg.FeedbackInflightBytes, DefaultFeedbackInflightBytes), nil)
-	p.feedbackSrv = p.cfg.Limits.HTTPServer(boundBodies(p.feedback.Handler(), bodies, feedback.MaxBodyBytes))
-	p.serve("feedback", p.feedbackSrv, p.feedbackLn)
+	feedbackMux := http.NewServeMux()
+	feedbackMux.Handle("/", boundBodies(p.feedback.Handler(), bodies, feedback.MaxBodyBytes))
+	feedbackMux.Handle("GET /widget.js", widget.Handler())
+	p.feedbackSrv = p.cfg.Limits.HTTPServer(p.guard.wrap(feedbackMux))
+	p.serve("feedback", p.feedbackSrv, p.feedbackLn, p.tls.server)
 
 	if err = p.receiver.Start(ctx); err != nil {
 		return err
@@ -238,7 +315,7 @@ func (p *Proxy) Start(ctx context.Context) (err error) {
 	p.log.Info("proxy started",
 		"otlp_grpc", addrString(p.receiver.GRPCAddr()), "otlp_http", addrString(p.receiver.HTTPAddr()),
 		"feedback", addrString(p.feedbackLn.Addr()), "admin", addrString(p.adminLn.Addr()),
-		"phoenix_otlp", p.cfg.Exporter.Endpoint, "phoenix_rest", p.cfg.Phoenix.BaseURL)
+		"phoenix_otlp", p.cfg.Exporter.Endpoint, "phoenix_rest", p.cfg.Phoenix.BaseURL, "tls", p.tls.server != nil)
 	return nil
 }
 
@@ -289,9 +366,10 @@ func (p *Proxy) restore() error {
 	return nil
 }
 
-func (p *Proxy) serve(name string, srv *http.Server, ln net.Listener) {
+// serve serves srv on ln, over TLS when tls is not nil.
+func (p *Proxy) serve(name string, srv *http.Server, ln net.Listener, tls *tlsconfig.Server) {
 	p.wg.Go(func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := tlsconfig.ServeHTTP(srv, ln, tls); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			p.log.Error("server stopped", "server", name, "err", err)
 		}
 	})
@@ -423,4 +501,21 @@ func (p *Proxy) adminHandler() http.Handler {
 		_, _ = io.WriteString(w, b.String())
 	})
 	return mux
+}
+
+// openTokenKeys loads the key file of per-response tokens, logging which
+// keys sign and verify (their ids, never the keys) and every reload.
+func openTokenKeys(path string, log *slog.Logger) (*token.KeysFile, error) {
+	kf, err := token.OpenKeysFile(path, token.DefaultRecheck)
+	if err != nil {
+		return nil, fmt.Errorf("token keys: %w", err)
+	}
+	kf.OnReload = func(k *token.Keys) {
+		log.Info("token keys reloaded", "file", path, "key_ids", k.KeyIDs())
+	}
+	kf.OnError = func(err error) {
+		log.Error("token keys not reloaded; the keys loaded before stay in use", "file", path, "err", err)
+	}
+	log.Info("per-response tokens on", "file", path, "key_ids", kf.Keys().KeyIDs())
+	return kf, nil
 }

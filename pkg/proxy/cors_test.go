@@ -1,0 +1,155 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The feedback listener answers CORS for the allowed origin only, limits
+// a client address (here behind a reverse proxy on loopback, which names it
+// in X-Forwarded-For) to its burst then answers 429 with Retry-After
+// (which a page may read), never limits the server token nor the app's
+// backend on this host, and takes a JSON body sent as text/plain
+// (navigator.sendBeacon). The other listeners know nothing of CORS.
+func TestFeedbackGuard(t *testing.T) {
+	fp := &fakePhoenix{t: t, spans: map[string]bool{}}
+	phx := httptest.NewServer(fp)
+	defer phx.Close()
+
+	cfg := localConfig(phx.URL)
+	cfg.Feedback.Token = "s3cret"
+	cfg.CORSAllowedOrigins = []string{"https://app.example"}
+	cfg.RateLimits = RateLimits{PerAddress: 0.01, AddressBurst: 3}
+	p, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := p.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	}()
+	client := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	feedbackURL := "http://" + p.Addrs().Feedback + "/feedback"
+
+	type answer struct {
+		code   int
+		header http.Header
+		body   string
+	}
+	do := func(method, url string, header map[string]string, body string) answer {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return answer{resp.StatusCode, resp.Header, string(b)}
+	}
+	preflight := func(origin string) map[string]string {
+		return map[string]string{"Origin": origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type,authorization"}
+	}
+	server := map[string]string{"Authorization": "Bearer s3cret", "Origin": "https://app.example", "Content-Type": "text/plain;charset=UTF-8",
+		"X-Forwarded-For": "198.51.100.7"}
+	vote := `{"response_id":"chatcmpl-g","thumbs":"up"}`
+
+	// Preflights are not counted against the address's burst.
+	a := do("OPTIONS", feedbackURL, preflight("https://app.example"), "")
+	if a.code != http.StatusNoContent || a.header.Get("Access-Control-Allow-Origin") != "https://app.example" ||
+		a.header.Get("Access-Control-Allow-Methods") != "POST, GET" || a.header.Get("Access-Control-Allow-Headers") != "Content-Type, Authorization" ||
+		a.header.Get("Access-Control-Max-Age") != "600" || a.header.Get("Vary") != "Origin" || a.header.Get("Access-Control-Allow-Credentials") != "" {
+		t.Fatalf("preflight from the allowed origin: %d %v", a.code, a.header)
+	}
+	a = do("OPTIONS", feedbackURL, preflight("https://evil.example"), "")
+	if a.code != http.StatusForbidden || a.header.Get("Access-Control-Allow-Origin") != "" || a.header.Get("Access-Control-Allow-Methods") != "" ||
+		!strings.Contains(a.body, `"status":403`) || !strings.Contains(a.body, "https://evil.example") {
+		t.Fatalf("preflight from another origin: %d %v %s", a.code, a.header, a.body)
+	}
+	// A page may not mint, whatever it holds.
+	if a := do("POST", feedbackURL+"/tokens", server, `{"response_id":"chatcmpl-g"}`); a.code != http.StatusForbidden || !strings.Contains(a.body, "may not mint") {
+		t.Fatalf("POST /feedback/tokens from a page: %d %s", a.code, a.body)
+	}
+
+	// The server token is never limited; its text/plain JSON is taken.
+	for i := range 5 {
+		a := do("POST", feedbackURL, server, vote)
+		if a.code != http.StatusAccepted || a.header.Get("Access-Control-Allow-Origin") != "https://app.example" {
+			t.Fatalf("POST %d with the server token, as text/plain: %d %s", i, a.code, a.body)
+		}
+	}
+	// The app's backend on this host (loopback, naming no client) neither.
+	for i := range 5 {
+		if a := do("POST", feedbackURL, map[string]string{"Content-Type": "application/json"}, vote); a.code != http.StatusUnauthorized {
+			t.Fatalf("POST %d from this host without a credential: %d %s", i, a.code, a.body)
+		}
+	}
+	// A page's client: the burst (401s, no credential), then 429.
+	page := map[string]string{"Origin": "https://app.example", "Content-Type": "text/plain", "X-Forwarded-For": "203.0.113.1, 198.51.100.7"}
+	for i := range 3 {
+		if a := do("POST", feedbackURL, page, vote); a.code != http.StatusUnauthorized {
+			t.Fatalf("POST %d without a credential: %d %s", i, a.code, a.body)
+		}
+	}
+	a = do("POST", feedbackURL, page, vote)
+	if a.code != http.StatusTooManyRequests || a.header.Get("Retry-After") != "100" ||
+		a.header.Get("Access-Control-Allow-Origin") != "https://app.example" || a.header.Get("Access-Control-Expose-Headers") != "Retry-After" {
+		t.Fatalf("past the burst: %d %v %s", a.code, a.header, a.body)
+	}
+	var ans struct {
+		Error struct {
+			Status  int    `json:"status"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(a.body), &ans); err != nil || ans.Error.Status != 429 || !strings.Contains(ans.Error.Message, "client address") {
+		t.Errorf("429 body %s (%v)", a.body, err)
+	}
+	// GETs share the bucket; another client has its own.
+	if a := do("GET", feedbackURL+"/chatcmpl-g", map[string]string{"X-Forwarded-For": "198.51.100.7"}, ""); a.code != http.StatusTooManyRequests {
+		t.Errorf("GET past the burst: %d", a.code)
+	}
+	if a := do("GET", feedbackURL+"/chatcmpl-g", map[string]string{"X-Forwarded-For": "198.51.100.8"}, ""); a.code != http.StatusUnauthorized {
+		t.Errorf("GET from another client: %d", a.code)
+	}
+
+	// Not the OTLP or admin listeners.
+	for _, url := range []string{"http://" + p.Addrs().OTLPHTTP + "/v1/traces", "http://" + p.Addrs().Admin + "/metrics"} {
+		if a := do("OPTIONS", url, preflight("https://app.example"), ""); a.header.Get("Access-Control-Allow-Origin") != "" || a.code == http.StatusNoContent {
+			t.Errorf("preflight to %s: %d %v", url, a.code, a.header)
+		}
+	}
+
+	metrics := do("GET", "http://"+p.Addrs().Admin+"/metrics", nil, "").body
+	for _, want := range []string{
+		`feedbackproxy_feedback_refused_total{reason="rate_address"} 2`,
+		`feedbackproxy_feedback_refused_total{reason="cors_origin"} 1`,
+		`feedbackproxy_feedback_refused_total{reason="cors_mint"} 1`,
+		`feedbackproxy_ratelimit_buckets{limit="address"} 2`,
+		`feedbackproxy_ratelimit_capacity{limit="address"} 50000`,
+		`feedbackproxy_ratelimit_evictions_total{limit="token"} 0`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}

@@ -1,0 +1,246 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/token"
+)
+
+func TestNewFeedbackGuard(t *testing.T) {
+	tests := []struct {
+		name    string
+		set     func(*Config)
+		wantErr string
+		check   func(t *testing.T, g *feedbackGuard)
+	}{
+		{
+			name: "defaults: both limits, no CORS",
+			check: func(t *testing.T, g *feedbackGuard) {
+				if g.cors.Enabled() || g.perAddress == nil || g.perToken == nil {
+					t.Fatalf("cors %v, per address %v, per token %v", g.cors.Enabled(), g.perAddress, g.perToken)
+				}
+				a, tk := g.perAddress.Config(), g.perToken.Config()
+				if a.Rate != 10 || a.Burst != 40 || a.MaxKeys != 50_000 || tk.Rate != 2 || tk.Burst != 10 || tk.MaxKeys != 50_000 {
+					t.Errorf("per address %+v, per token %+v", a, tk)
+				}
+			},
+		},
+		{
+			name: "negative rates turn the limits off",
+			set:  func(c *Config) { c.RateLimits = RateLimits{PerAddress: -1, PerToken: -1} },
+			check: func(t *testing.T, g *feedbackGuard) {
+				if g.perAddress != nil || g.perToken != nil || g.tokenLimiter() != nil {
+					t.Fatal("a limit is on")
+				}
+			},
+		},
+		{
+			name:    "a bad origin",
+			set:     func(c *Config) { c.CORSAllowedOrigins = []string{"https://app.example/feedback"} },
+			wantErr: "CORS allowed origins: origin \"https://app.example/feedback\": expected no path",
+		},
+		{
+			name:    "a burst below 1",
+			set:     func(c *Config) { c.RateLimits = RateLimits{PerToken: 1, TokenBurst: -1} },
+			wantErr: "rate limit per token: burst -1",
+		},
+		{
+			name:    "a rate that is not a number",
+			set:     func(c *Config) { c.RateLimits = RateLimits{PerAddress: math.NaN()} },
+			wantErr: "rate limit per address: rate NaN",
+		},
+		{
+			name:    "no keys",
+			set:     func(c *Config) { c.RateLimits = RateLimits{MaxKeys: -5} },
+			wantErr: "max keys -5",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := localConfig("http://127.0.0.1:1")
+			if tc.set != nil {
+				tc.set(&cfg)
+			}
+			g, err := newFeedbackGuard(cfg, prometheus.NewRegistry())
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				if _, err := New(cfg, nil); err == nil {
+					t.Fatal("New took it")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, g)
+		})
+	}
+}
+
+// The limit per token as the feedback service asks it: the burst, then a
+// wait; tokens apart.
+func TestTokenLimiter(t *testing.T) {
+	cfg := localConfig("http://127.0.0.1:1")
+	cfg.RateLimits = RateLimits{PerToken: 0.5, TokenBurst: 2}
+	g, err := newFeedbackGuard(cfg, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := g.tokenLimiter()
+	waits := []float64{l.TokenWait("a").Seconds(), l.TokenWait("a").Seconds(), l.TokenWait("a").Seconds(), l.TokenWait("b").Seconds()}
+	if waits[0] != 0 || waits[1] != 0 || waits[2] < 1.9 || waits[2] > 2 || waits[3] != 0 {
+		t.Fatalf("waits %v; want 0, 0, 2 s, 0", waits)
+	}
+}
+
+// The bucket of a request: the client behind a trusted proxy, IPv6 by
+// /64; none for the server token.
+func TestAddressKey(t *testing.T) {
+	cfg := localConfig("http://127.0.0.1:1")
+	cfg.Feedback.Token = "s3cret"
+	cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	g, err := newFeedbackGuard(cfg, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, remote, xff, auth string
+		want                    string // "" for not limited
+	}{
+		{name: "the peer", remote: "198.51.100.1:1", want: "198.51.100.1"},
+		{name: "behind a trusted proxy", remote: "127.0.0.1:1", xff: "203.0.113.9, 198.51.100.2", want: "198.51.100.2"},
+		{name: "a trusted proxy's own request", remote: "127.0.0.1:1", want: ""},
+		{name: "trusted hops only", remote: "127.0.0.1:1", xff: "127.0.0.2", want: ""},
+		{name: "a client that cannot be told", remote: "127.0.0.1:1", xff: "unknown", want: "?"},
+		{name: "an untrusted peer's X-Forwarded-For", remote: "198.51.100.1:1", xff: "198.51.100.2", want: "198.51.100.1"},
+		{name: "IPv6 by /64", remote: "[2001:db8:1:2:3:4:5:6]:1", want: "2001:db8:1:2::"},
+		{name: "the server token", remote: "198.51.100.1:1", auth: "bearer s3cret", want: ""},
+		{name: "a wrong token", remote: "198.51.100.1:1", auth: "Bearer s3cre", want: "198.51.100.1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("POST", "/feedback", nil)
+			r.RemoteAddr = tc.remote
+			if tc.xff != "" {
+				r.Header.Set("X-Forwarded-For", tc.xff)
+			}
+			if tc.auth != "" {
+				r.Header.Set("Authorization", tc.auth)
+			}
+			key, limited := g.addressKey(r)
+			if tc.want == "" {
+				if limited {
+					t.Fatalf("limited under %q", key)
+				}
+				return
+			}
+			var wantKey string
+			want, err := netip.ParseAddr(tc.want)
+			if err != nil {
+				wantKey = tc.want
+			} else if want.Is4() {
+				b := want.As4()
+				wantKey = string(b[:])
+			} else {
+				b := want.As16()
+				wantKey = string(b[:8])
+			}
+			if !limited || key != wantKey {
+				t.Fatalf("key %x (limited %v), want %s's", key, limited, tc.want)
+			}
+		})
+	}
+}
+
+// A page's per-response token, sent as navigator.sendBeacon sends it (the
+// token in a text/plain body, no headers but Origin), is limited to its
+// burst whatever address it comes from, then told to wait; another token
+// is not.
+func TestTokenRateLimit(t *testing.T) {
+	fp := &fakePhoenix{t: t, spans: map[string]bool{}}
+	phx := httptest.NewServer(fp)
+	defer phx.Close()
+
+	keys, err := token.ParseKeys([]byte(strings.Repeat("ab", 32) + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mint := func(responseID string) string {
+		tok, err := keys.Mint(token.Claims{ResponseID: responseID, Expires: time.Now().Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	cfg := localConfig(phx.URL)
+	cfg.Feedback.Token = "s3cret"
+	cfg.Feedback.Tokens = keys
+	cfg.CORSAllowedOrigins = []string{"https://app.example"}
+	cfg.RateLimits = RateLimits{PerToken: 0.01, TokenBurst: 2}
+	p, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := p.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	}()
+	client := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	beacon := func(from, responseID, tok string) (int, string, string) {
+		t.Helper()
+		body := fmt.Sprintf(`{"response_id":%q,"thumbs":"down","token":%q}`, responseID, tok)
+		req, err := http.NewRequestWithContext(ctx, "POST", "http://"+p.Addrs().Feedback+"/feedback", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "text/plain;charset=UTF-8")
+		req.Header.Set("Origin", "https://app.example")
+		req.Header.Set("X-Forwarded-For", from)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Retry-After"), string(b)
+	}
+	tok := mint("chatcmpl-t")
+	for i, from := range []string{"198.51.100.1", "198.51.100.2"} {
+		if code, _, body := beacon(from, "chatcmpl-t", tok); code != http.StatusAccepted {
+			t.Fatalf("beacon %d: %d %s", i, code, body)
+		}
+	}
+	if code, retry, body := beacon("198.51.100.3", "chatcmpl-t", tok); code != http.StatusTooManyRequests || retry != "100" {
+		t.Fatalf("past the token's burst: %d, Retry-After %q, %s", code, retry, body)
+	}
+	if code, _, body := beacon("198.51.100.3", "chatcmpl-u", mint("chatcmpl-u")); code != http.StatusAccepted {
+		t.Fatalf("another token: %d %s", code, body)
+	}
+	// A made-up token is refused before it costs a bucket.
+	if code, _, _ := beacon("198.51.100.3", "chatcmpl-v", "fbt1.made.up"); code != http.StatusUnauthorized {
+		t.Fatalf("a made-up token: %d", code)
+	}
+	if n := p.guard.perToken.Len(); n != 2 {
+		t.Errorf("%d token buckets, want 2 (one per valid token)", n)
+	}
+}
