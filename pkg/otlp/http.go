@@ -55,9 +55,10 @@ func (r *Receiver) handleTraces(w http.ResponseWriter, req *http.Request) {
 
 	if enc == contentTypeJSON {
 		// pdata's JSON decoder builds objects many times the size of their
-		// text ({} takes far more than two bytes): charged up front, and a
-		// body that could never fit the budget is refused for what it is.
-		need := int64(len(body)) * jsonExpansion
+		// text ({} as a span takes 263 bytes): charged up front by counting
+		// them, and a body that could never fit the budget is refused for
+		// what it is.
+		need := jsonDecodeCost(body)
 		if need > r.cfg.MaxInflightBytes {
 			writeStatus(w, enc, http.StatusRequestEntityTooLarge, status.Newf(codes.InvalidArgument,
 				"an OTLP/JSON body of %d bytes may take %d to decode, more than this proxy's --max-inflight-bytes (%d); send protobuf, or smaller exports",
@@ -387,11 +388,6 @@ func (r *Receiver) overloaded(transport string) {
 		r.metrics.overloaded.WithLabelValues(transport).Inc()
 	}
 }
-
-// jsonExpansion is how many times the size of an OTLP/JSON body decoding it
-// may take at most: measured at 6.3 for a body of empty objects, the worst
-// shape (a 20 MiB body took 126 MiB).
-const jsonExpansion = 8
 
 // maxJSONDepth bounds how deeply a JSON body may nest. pdata's JSON decoder
 // recurses once per nested array or map value with no limit of its own, so

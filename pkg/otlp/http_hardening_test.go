@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -44,12 +45,51 @@ func TestStalledZstdBodiesHoldNoDecoder(t *testing.T) {
 func TestJSONChargedForDecoding(t *testing.T) {
 	js := marshalJSON(t, sampleRequest(200))
 	r := newHandler(t, 20<<20, &recorder{})
-	r.cfg.MaxInflightBytes = int64(len(js)) * jsonExpansion / 2
+	r.cfg.MaxInflightBytes = jsonDecodeCost(js) / 2
 	w := newRecorderWriter()
 	req, _ := http.NewRequest(http.MethodPost, TracesPath, bytes.NewReader(js))
 	req.Header.Set("Content-Type", contentTypeJSON)
 	r.HTTPHandler().ServeHTTP(w, req)
 	if w.code != http.StatusRequestEntityTooLarge || !strings.Contains(w.body.String(), "send protobuf") {
 		t.Fatalf("a JSON body needing twice the budget to decode: %d %s; want 413 saying to send protobuf", w.code, w.body.String())
+	}
+}
+
+// TestTracesJSONCostCoversDecoding checks the charge of an OTLP/JSON
+// traces body against what decoding it really allocates (pdata's decoder
+// and the protobuf the export is kept as), for the shapes that allocate
+// most per byte: 20,000 empty objects of each kind.
+func TestTracesJSONCostCoversDecoding(t *testing.T) {
+	const n = 20_000
+	list := func(prefix, item, suffix string) []byte {
+		return []byte(prefix + strings.TrimSuffix(strings.Repeat(item+",", n), ",") + suffix)
+	}
+	for _, tc := range []struct {
+		name string
+		body []byte
+	}{
+		{"empty resourceSpans", list(`{"resourceSpans":[`, `{}`, `]}`)},
+		{"empty scopeSpans", list(`{"resourceSpans":[{"scopeSpans":[`, `{}`, `]}]}`)},
+		{"empty spans", list(`{"resourceSpans":[{"scopeSpans":[{"spans":[`, `{}`, `]}]}]}`)},
+		{"empty events", list(`{"resourceSpans":[{"scopeSpans":[{"spans":[{"events":[`, `{}`, `]}]}]}]}`)},
+		{"empty links", list(`{"resourceSpans":[{"scopeSpans":[{"spans":[{"links":[`, `{}`, `]}]}]}]}`)},
+		{"empty attributes", list(`{"resourceSpans":[{"scopeSpans":[{"spans":[{"attributes":[`, `{}`, `]}]}]}]}`)},
+		{"array of empty values", list(`{"resourceSpans":[{"scopeSpans":[{"spans":[{"attributes":[{"key":"a","value":{"arrayValue":{"values":[`, `{}`, `]}}}]}]}]}]}`)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			e, err := decodeBody(contentTypeJSON, tc.body, nil)
+			runtime.ReadMemStats(&after)
+			if err != nil {
+				t.Fatal(err)
+			}
+			runtime.KeepAlive(e)
+			got := int64(after.TotalAlloc - before.TotalAlloc)
+			if cost := jsonDecodeCost(tc.body); got > cost {
+				t.Errorf("decoding allocated %d bytes for a %d-byte body; the charge was %d", got, len(tc.body), cost)
+			}
+		})
 	}
 }

@@ -75,7 +75,7 @@ func (r *Receiver) decodeLogs(enc string, body []byte, res *budget.Reservation, 
 		if err := checkJSON(body); err != nil {
 			return plog.Logs{}, http.StatusBadRequest, Errorf(codes.InvalidArgument, "cannot decode the %s body as an OTLP logs export: %v", enc, err)
 		}
-		cost = logsJSONCost(body)
+		cost = jsonDecodeCost(body)
 	} else {
 		var err error
 		if cost, err = logsProtoCost(body); err != nil {
