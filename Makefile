@@ -55,3 +55,8 @@ demo:
 
 screenshot:
 	scripts/screenshot.sh
+
+## demo-web: make demo plus the chat page with the feedback widget on http://127.0.0.1:8090 (scripts/demo-web.sh)
+.PHONY: demo-web
+demo-web:
+	scripts/demo-web.sh

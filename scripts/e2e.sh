@@ -20,6 +20,8 @@ cd "$root"
 "$root/scripts/venv.sh"
 # The TypeScript app of the matrix's vercel-ai-sdk cells (npm ci when its lockfile changed).
 "$root/scripts/ts-app.sh"
+# The browser test's Debian chromium and playwright-core (apt-get and npm ci, each only when missing).
+"$root/scripts/browser.sh" install
 
 export PHOENIX_PORT="${E2E_PHOENIX_PORT:-16006}"
 export PHOENIX_GRPC_PORT="${E2E_PHOENIX_GRPC_PORT:-16007}"

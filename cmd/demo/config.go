@@ -83,6 +83,7 @@ Every flag can also be set by the environment variable %s<FLAG>,
 e.g. %s=y.
 
 Run everything at once with: make demo
+A chat page in the browser, with the thumbs of the feedback widget: demo web --help
 
 Flags:
 `, question, envPrefix, envName("answer"))

@@ -2,7 +2,8 @@
 // LLM one question through the official OpenAI SDK, traces the call with
 // OpenTelemetry, exports the spans to the feedback proxy, and sends the
 // user's thumbs up or down to the proxy by the response id alone. Run it
-// with --help, or everything at once with `make demo`.
+// with --help, or everything at once with `make demo`. `demo web` serves a
+// chat page whose answers carry the proxy's feedback widget (web.go).
 package main
 
 import (
@@ -46,6 +47,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "web" {
+		return runWeb(ctx, args[1:], getenv, stdout, stderr)
+	}
 	o, err := parseOptions(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -201,14 +205,21 @@ func (d *demo) chooseLLM() (base string, opts []option.RequestOption, desc strin
 // ask runs the question inside a span of the app's own, the parent of the
 // LLM span, as a request handler or a chain would be.
 func (d *demo) ask(ctx context.Context, tracer trace.Tracer, l *llm) (reply, error) {
+	return askInChain(ctx, tracer, l, d.o.model, d.o.question)
+}
+
+// askInChain asks question inside an "answer question" CHAIN span, with
+// attrs (the user, for `demo web`) on it.
+func askInChain(ctx context.Context, tracer trace.Tracer, l *llm, model, question string, attrs ...attribute.KeyValue) (reply, error) {
 	ctx, span := tracer.Start(ctx, "answer question")
 	defer span.End()
 	span.SetAttributes(
 		attribute.String(attrSpanKind, "CHAIN"),
-		attribute.String(attrInputValue, d.o.question),
+		attribute.String(attrInputValue, question),
 		attribute.String(attrInputMimeType, mimeText),
 	)
-	r, err := l.ask(ctx, d.o.model, d.o.question)
+	span.SetAttributes(attrs...)
+	r, err := l.ask(ctx, model, question)
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
 		return r, err

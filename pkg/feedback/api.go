@@ -97,12 +97,12 @@ func unauthorized(w http.ResponseWriter, format string, args ...any) {
 
 func (s *Service) handlePost(w http.ResponseWriter, r *http.Request) {
 	cred := bearer(r)
-	full := s.open() || s.isServerToken(cred)
-	if !full && cred == "" && s.cfg.Tokens == nil {
+	server := s.isServerToken(cred)
+	if !server && !s.open() && cred == "" && s.cfg.Tokens == nil {
 		unauthorized(w, "POST /feedback needs the header Authorization: Bearer <token>")
 		return
 	}
-	if full {
+	if server {
 		cred = ""
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
@@ -117,7 +117,7 @@ func (s *Service) handlePost(w http.ResponseWriter, r *http.Request) {
 	}
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	if len(trimmed) > 0 && trimmed[0] == '[' {
-		s.postBatch(w, r, trimmed, full, cred)
+		s.postBatch(w, r, trimmed, server, cred)
 		return
 	}
 	f, tok, ferr := decodeItem(trimmed)
@@ -125,14 +125,9 @@ func (s *Service) handlePost(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, ferr.Field, "%s", ferr.Message)
 		return
 	}
-	if !full {
-		if tok == "" {
-			tok = cred
-		}
-		if rf := s.checkToken(tok, &f); rf != nil {
-			rf.write(w)
-			return
-		}
+	if rf := s.admits(server, cred, tok, &f); rf != nil {
+		rf.write(w)
+		return
 	}
 	st, err := s.SubmitAndWait(r.Context(), []Feedback{f})
 	if err != nil {
@@ -144,7 +139,7 @@ func (s *Service) handlePost(w http.ResponseWriter, r *http.Request) {
 
 // postBatch accepts the valid items of a batch and reports each invalid one;
 // one bad item does not cost the good ones.
-func (s *Service) postBatch(w http.ResponseWriter, r *http.Request, body []byte, full bool, cred string) {
+func (s *Service) postBatch(w http.ResponseWriter, r *http.Request, body []byte, server bool, cred string) {
 	var raw []json.RawMessage
 	if err := json.Unmarshal(body, &raw); err != nil {
 		writeError(w, http.StatusBadRequest, "", "expected a JSON object or an array of objects: %v", err)
@@ -160,11 +155,8 @@ func (s *Service) postBatch(w http.ResponseWriter, r *http.Request, body []byte,
 	for i, item := range raw {
 		ans.Items[i].Index = i
 		f, tok, ferr := decodeItem(item)
-		if ferr == nil && !full {
-			if tok == "" {
-				tok = cred
-			}
-			if rf := s.checkToken(tok, &f); rf != nil {
+		if ferr == nil {
+			if rf := s.admits(server, cred, tok, &f); rf != nil {
 				ferr = fieldErr("token", "%d %s: %s", rf.code, http.StatusText(rf.code), rf.msg)
 			}
 		}

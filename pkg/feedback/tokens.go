@@ -50,6 +50,24 @@ func (rf *refusal) write(w http.ResponseWriter) {
 	}
 }
 
+// admits decides whether a feedback may be taken: with the server token
+// (server), always; with a per-response token (tok, the item's, else cred,
+// the header's), within the token's scope; with none, only when the API is
+// open. A token presented to an open API is checked all the same: a page
+// must learn that its token was refused rather than have it ignored.
+func (s *Service) admits(server bool, cred, tok string, f *Feedback) *refusal {
+	if server {
+		return nil
+	}
+	if tok == "" {
+		tok = cred
+	}
+	if s.open() && (tok == "" || s.cfg.Tokens == nil) {
+		return nil
+	}
+	return s.checkToken(tok, f)
+}
+
 // checkToken checks that the per-response token tok allows f: nil when it
 // does. A feedback without an identifier takes the token's, so that a page
 // need not repeat what its token says.

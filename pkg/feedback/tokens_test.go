@@ -299,3 +299,29 @@ func TestTokenMint(t *testing.T) {
 		})
 	})
 }
+
+// An API without a server token is open, but a token presented to it is
+// checked: a page learns that its token was refused.
+func TestTokenCheckedWhenOpen(t *testing.T) {
+	ka := keys(t, keyA)
+	cfg := apiConfig()
+	cfg.Tokens = ka
+	inBubble(t, cfg, []answer{accept}, func(t *testing.T, h *harness) {
+		tok := mint(t, ka, token.Claims{ResponseID: "chatcmpl-1"})
+		for _, tc := range []struct {
+			header   []string
+			body     string
+			wantCode int
+		}{
+			{nil, `{"response_id":"chatcmpl-1","thumbs":"up"}`, http.StatusAccepted},
+			{[]string{"Authorization", "Bearer " + tok}, `{"response_id":"chatcmpl-1","thumbs":"up"}`, http.StatusAccepted},
+			{[]string{"Authorization", "Bearer " + tok + "x"}, `{"response_id":"chatcmpl-1","thumbs":"up"}`, http.StatusUnauthorized},
+			{nil, `{"response_id":"chatcmpl-1","thumbs":"up","token":"` + tok + `x"}`, http.StatusUnauthorized},
+			{[]string{"Authorization", "Bearer " + tok}, `{"response_id":"chatcmpl-2","thumbs":"up"}`, http.StatusForbidden},
+		} {
+			if rec := h.serve("POST", "/feedback", tc.body, tc.header...); rec.Code != tc.wantCode {
+				t.Errorf("%v %s: %d, want %d: %s", tc.header, tc.body, rec.Code, tc.wantCode, rec.Body)
+			}
+		}
+	})
+}

@@ -13,7 +13,8 @@
 // The buttons appear right after the element. Optional attributes:
 // data-feedback-endpoint (the proxy's base URL; default: the origin this
 // script was loaded from), data-feedback-identifier and data-feedback-name
-// (when the token's scope needs them). Elements added later are found too.
+// (by default the ones the token is bound to, read from it). Elements added
+// later are found too.
 // A single-page app may mount it itself:
 //
 //   FeedbackWidget.mount(el, {responseId, token, endpoint})
@@ -123,6 +124,29 @@
     return svg;
   }
 
+  // scopeOf reads the identifier and names a token is scoped to from its
+  // payload (docs/tokens.md: fbt1.<key id>.<payload>.<signature>, the
+  // payload a base64url JSON object), so that a page need not repeat them.
+  // Nothing is trusted from it: the proxy verifies the token.
+  function scopeOf(tok) {
+    var parts = tok.split(".");
+    if (parts.length !== 4 || parts[0] !== "fbt1") {
+      return {};
+    }
+    try {
+      var b64 = parts[2].replace(/-/g, "+").replace(/_/g, "/");
+      var bin = atob(b64 + "===".slice((b64.length + 3) % 4));
+      var bytes = new Uint8Array(bin.length);
+      for (var i = 0; i < bin.length; i++) {
+        bytes[i] = bin.charCodeAt(i);
+      }
+      var p = JSON.parse(new TextDecoder().decode(bytes));
+      return { identifier: typeof p.identifier === "string" ? p.identifier : "", names: Array.isArray(p.names) ? p.names : [] };
+    } catch (e) {
+      return {};
+    }
+  }
+
   function WidgetError(message, httpStatus, retryAfter) {
     this.message = message;
     this.httpStatus = httpStatus || 0;
@@ -195,6 +219,15 @@
     }
     if (!o.token) {
       throw new Error("FeedbackWidget: no token for response " + o.responseId + " (token, or the data-feedback-token attribute)");
+    }
+    // A token bound to one identifier, or to one name, takes feedback
+    // only with it.
+    var scope = scopeOf(o.token);
+    if (!o.identifier && scope.identifier) {
+      o.identifier = scope.identifier;
+    }
+    if (!o.name && scope.names && scope.names.length === 1) {
+      o.name = scope.names[0];
     }
     o.url = o.endpoint.replace(/\/+$/, "") + "/feedback";
     this.opts = o;
