@@ -17,6 +17,7 @@ import (
 
 	"github.com/feedbackproxy/phoenix-feedback-proxy/e2e/internal/versions"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/phoenix"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/proxy"
 )
 
@@ -32,6 +33,10 @@ type providerCells struct {
 // does not depend on the provider, and the OpenAI cells cover gRPC.
 var matrix = []providerCells{
 	{"openai", []string{"openinference", "openai-v2"}, []string{"chat", "chat-stream", "responses", "responses-stream"}, []string{"http", "grpc"}},
+	// Through the frameworks: app.py calls litellm.completion, or a
+	// prompt | ChatOpenAI chain (the Responses API with use_responses_api).
+	{"openai", []string{"litellm-openinference", "litellm-openllmetry"}, []string{"chat", "chat-stream"}, []string{"http"}},
+	{"openai", []string{langChainOpenInference}, []string{"chat", "chat-stream", "responses", "responses-stream"}, []string{"http"}},
 	{"anthropic", []string{"openinference", "openllmetry", "sdk"}, []string{"chat", "chat-stream"}, []string{"http"}},
 	{"google", []string{"openinference"}, []string{"chat", "chat-stream"}, []string{"http"}},
 	// The TypeScript app (e2e/apps/ts): the Vercel AI SDK's own spans,
@@ -69,9 +74,25 @@ func pairOf(o appOptions) string {
 // has no span to annotate, and why. Their cells assert the limitation (what
 // the instrumentation exports), so that the day it is lifted they fail and
 // say to move the cell out of here.
-var unsupported = map[string]string{
-	"openai/openai-v2/responses":        openaiV2Responses,
-	"openai/openai-v2/responses-stream": openaiV2Responses,
+var unsupported = map[string]limitation{
+	"openai/openai-v2/responses":                        {reason: openaiV2Responses},
+	"openai/openai-v2/responses-stream":                 {reason: openaiV2Responses},
+	"openai/litellm-openinference/chat":                 {reason: litellmOpenInference, llmSpan: "completion"},
+	"openai/litellm-openinference/chat-stream":          {reason: litellmOpenInference, llmSpan: "completion"},
+	"openai/" + langChainOpenInference + "/chat-stream": {reason: langChainChatStream, llmSpan: langChainLLMSpan, appHasNoID: true},
+}
+
+// limitation is why a cell has no span to annotate, and what it shows
+// instead.
+type limitation struct {
+	reason string
+	// llmSpan names the LLM span the instrumentation makes without the
+	// response id; "" when it makes no LLM span at all.
+	llmSpan string
+	// appHasNoID is set when the framework hands the app no provider id:
+	// the app prints the id it has instead (LangChain's run id), and the
+	// cell looks for the id the server issued.
+	appHasNoID bool
 }
 
 // httpSibling names the cells whose HTTP client span is not the LLM span's
@@ -81,6 +102,10 @@ var unsupported = map[string]string{
 var httpSibling = map[string]string{
 	"anthropic/openllmetry/chat":        openllmetryNotCurrent,
 	"anthropic/openllmetry/chat-stream": openllmetryNotCurrent,
+	"openai/litellm-openllmetry/chat": "opentelemetry-instrumentation-litellm (OpenLLMetry) starts its `litellm.chat` span " +
+		"without making it the current span, so LiteLLM's HTTP request is traced beside it",
+	"openai/litellm-openllmetry/chat-stream": "opentelemetry-instrumentation-litellm (OpenLLMetry) starts its `litellm.chat` span " +
+		"without making it the current span, so LiteLLM's HTTP request is traced beside it",
 	"google/openinference/chat-stream": "openinference-instrumentation-google-genai makes its `GenerateContentStream` span " +
 		"the current span only until generate_content_stream has returned its generator; google-genai sends the request " +
 		"at the first iteration, outside it",
@@ -91,6 +116,14 @@ const openllmetryNotCurrent = "opentelemetry-instrumentation-anthropic (OpenLLMe
 
 const openaiV2Responses = "opentelemetry-instrumentation-openai-v2 instruments chat completions and embeddings only, " +
 	"not the Responses API: the call makes no LLM span, only the HTTP client span, and no span carries the response id"
+
+const litellmOpenInference = "openinference-instrumentation-litellm records the answer's text as `output.value` " +
+	"(the ModelResponse's JSON only when there is no text, e.g. tool calls) and the id nowhere else: its LLM span " +
+	"`completion` does not carry the response id, nor does any other span"
+
+const langChainChatStream = "langchain-openai builds the streamed message from the chunks without their id, so LangChain " +
+	"hands the app no provider id (the app prints the message's own id, LangChain's run id `lc_run--...`) and the " +
+	"LLM run `ChatOpenAI` records none: no span carries the id the server issued"
 
 // unsupportedMaxAge is how long the proxy of an unsupported cell keeps the
 // feedback waiting for a span that never comes.
@@ -122,7 +155,7 @@ func TestMatrix(t *testing.T) {
 		results = map[string]cellResult{}
 	)
 	runCases(t, matrixCells(), appOptions.String, func(t *testing.T, opts appOptions) {
-		r := runCell(t, opts, unsupported[pairOf(opts)])
+		r := runCell(t, opts)
 		mu.Lock()
 		results[opts.String()] = r
 		mu.Unlock()
@@ -130,19 +163,26 @@ func TestMatrix(t *testing.T) {
 	checkMatrixDoc(t, results)
 }
 
-func runCell(t *testing.T, opts appOptions, reason string) cellResult {
+func runCell(t *testing.T, opts appOptions) cellResult {
+	lim, limited := unsupported[pairOf(opts)]
 	p := startProxy(t, func(cfg *proxy.Config) {
-		if reason != "" {
+		if limited {
 			cfg.Feedback.MaxAge = unsupportedMaxAge
 		}
 	})
 	llm, _ := startLLM(t)
 	res := runApp(t, p, llm.BaseURL(opts.llmProvider()), opts)
-	if got := llm.LastIDOf(opts.llmProvider()); got != res.ResponseID {
-		t.Fatalf("the app printed response id %q, the LLM server issued %q", res.ResponseID, got)
+	issued := llm.LastIDOf(opts.llmProvider())
+	switch {
+	case lim.appHasNoID && issued == res.ResponseID:
+		t.Fatalf("%s was listed as handing the app no provider id (%s), but the app printed the id the LLM server issued, %q. "+
+			"Move the cell out of `unsupported` in e2e/matrix_test.go and regenerate the table: "+
+			"E2E_WRITE_MATRIX=1 scripts/e2e.sh -run TestMatrix ./e2e/", opts, lim.reason, issued)
+	case !lim.appHasNoID && issued != res.ResponseID:
+		t.Fatalf("the app printed response id %q, the LLM server issued %q", res.ResponseID, issued)
 	}
-	if reason != "" {
-		return unsupportedCell(t, p, opts, res, reason)
+	if limited {
+		return unsupportedCell(t, p, opts, issued, res.TraceID, lim)
 	}
 
 	// The app flushed its spans before exiting, and the proxy answers an
@@ -158,14 +198,18 @@ func runCell(t *testing.T, opts appOptions, reason string) cellResult {
 	}
 
 	c := phoenixClient(t)
-	tr := shapeOf(waitTrace(t, c, "default", res.TraceID, 3), st.Span.SpanID)
+	tr := shapeOf(waitTrace(t, c, "default", res.TraceID, minSpans(opts)), st.Span.SpanID)
 	on, idIn, others := "the LLM span", "", ""
-	if opts.typeScript() {
+	switch {
+	case opts.typeScript():
 		idIn = checkVercelShape(t, tr, opts.Call, res.ResponseID)
 		on, others = "`"+tr.llm.Name+"`", "`"+tr.llmParent().Name+"` and `"+rootSpanName+"`"
-	} else if sibling := httpSibling[pairOf(opts)]; sibling != "" {
+	case opts.Instrumentation == langChainOpenInference:
+		idIn = checkLangChainShape(t, tr, res.ResponseID)
+		on, others = "`"+langChainLLMSpan+"`", "the other 4 spans, `"+langChainChainSpan+"` (which carries the id too) included"
+	case httpSibling[pairOf(opts)] != "":
 		idIn, others = checkLLMShapeSibling(t, tr, res.ResponseID), "its parent and the HTTP span beside it"
-	} else {
+	default:
 		idIn, others = checkLLMShape(t, tr, res.ResponseID), "its parent and child"
 	}
 	waitVotes(t, c, "default", tr, []vote{v})
@@ -176,33 +220,34 @@ func runCell(t *testing.T, opts appOptions, reason string) cellResult {
 	}
 }
 
-// unsupportedCell asserts what makes the cell unsupported: no LLM span and
-// no span with the response id, so that the proxy cannot index it and the
+// unsupportedCell asserts what makes the cell unsupported: no span with the
+// response id the server issued (responseID) and no LLM span but the one
+// the limitation names, so that the proxy cannot index the id and the
 // feedback expires, reported as such.
-func unsupportedCell(t *testing.T, p *proxy.Proxy, opts appOptions, res appResult, reason string) cellResult {
+func unsupportedCell(t *testing.T, p *proxy.Proxy, opts appOptions, responseID, traceID string, lim limitation) cellResult {
 	c := phoenixClient(t)
-	code, st := getFeedbackCode(t, p, res.ResponseID)
-	spans := waitTrace(t, c, "default", res.TraceID, 2)
+	code, st := getFeedbackCode(t, p, responseID)
+	spans := waitTrace(t, c, "default", traceID, minSpans(opts))
 	var lifted []string
 	if st.Indexed || code != http.StatusNotFound {
-		lifted = append(lifted, fmt.Sprintf("GET /feedback/%s answers %d %+v", res.ResponseID, code, st))
+		lifted = append(lifted, fmt.Sprintf("GET /feedback/%s answers %d %+v", responseID, code, st))
 	}
-	if llms := llmKind(spans); len(llms) > 0 {
-		lifted = append(lifted, "Phoenix shows LLM spans "+describeSpans(llms))
+	if llms := llmKind(spans); (lim.llmSpan == "" && len(llms) > 0) || (lim.llmSpan != "" && (len(llms) != 1 || llms[0].Name != lim.llmSpan)) {
+		lifted = append(lifted, fmt.Sprintf("Phoenix shows LLM spans %s (the cell expects %q)", describeSpans(llms), lim.llmSpan))
 	}
-	if where := carriesID(spans, res.ResponseID); len(where) > 0 {
+	if where := carriesID(spans, responseID); len(where) > 0 {
 		lifted = append(lifted, "the response id is in "+strings.Join(where, ", "))
 	}
 	if len(lifted) > 0 {
 		t.Fatalf("%s was listed as unsupported (%s), but now %s. Move the cell out of `unsupported` in e2e/matrix_test.go "+
-			"and regenerate the table: E2E_WRITE_MATRIX=1 scripts/e2e.sh -run TestMatrix ./e2e/", opts, reason, strings.Join(lifted, "; "))
+			"and regenerate the table: E2E_WRITE_MATRIX=1 scripts/e2e.sh -run TestMatrix ./e2e/", opts, lim.reason, strings.Join(lifted, "; "))
 	}
 
-	fst := sendVote(t, p, res.ResponseID, vote{identifier: "user-unsupported", up: true})
+	fst := sendVote(t, p, responseID, vote{identifier: "user-unsupported", up: true})
 	if fst.State != feedback.Pending || fst.SpanID != "" {
 		t.Errorf("POST /feedback = %+v, want pending without a span", fst)
 	}
-	end := waitState(t, p, res.ResponseID, string(feedback.Expired), unsupportedMaxAge+10*time.Second)
+	end := waitState(t, p, responseID, string(feedback.Expired), unsupportedMaxAge+10*time.Second)
 	t.Logf("feedback ended expired: %s", end.Feedback[0].Reason)
 	if got := metric(t, p, `feedbackproxy_feedback_total{outcome="expired"}`); got != "1" {
 		t.Errorf(`feedbackproxy_feedback_total{outcome="expired"} = %q, want 1`, got)
@@ -211,9 +256,96 @@ func unsupportedCell(t *testing.T, p *proxy.Proxy, opts appOptions, res appResul
 		t.Errorf("the trace has annotations: %s", describeAnnotations(anns))
 	}
 	return cellResult{
-		opts: opts, trace: treeOf(spans), idIn: "nowhere", reason: reason,
+		opts: opts, trace: treeOf(spans), idIn: "nowhere", reason: lim.reason,
 		feedback: "not indexed (`GET /feedback` 404); `expired` after `Feedback.MaxAge`",
 	}
+}
+
+// The LangChain cells: app.py's prompt | ChatOpenAI chain, traced by
+// openinference-instrumentation-langchain.
+const (
+	langChainOpenInference = "langchain-openinference"
+	langChainChainSpan     = "RunnableSequence" // the chain run
+	langChainLLMSpan       = "ChatOpenAI"       // the chat model run
+	langChainPromptSpan    = "ChatPromptTemplate"
+	// langChainIDPath is where the LLM run's output.value (LangChain's
+	// LLMResult) holds the provider's response id.
+	langChainIDPath = "generations[0][0].message.kwargs.response_metadata.id"
+)
+
+// minSpans is how many spans the cell's trace has at least.
+func minSpans(opts appOptions) int {
+	if opts.Instrumentation == langChainOpenInference {
+		return 5
+	}
+	return 2
+}
+
+// checkLangChainShape checks the trace of the LangChain app: handle_request >
+// RunnableSequence > ChatPromptTemplate, ChatOpenAI (the LLM run, indexed),
+// and the HTTP client span beside the chain, under handle_request:
+// openinference-instrumentation-langchain starts its spans from LangChain's
+// callbacks without making them current, so the openai SDK's request is
+// traced under the handler. The chain's output (the AIMessage) carries the
+// response id too, but only the LLM run may be indexed and voted on; the
+// check fails if the chain stops carrying it, so that the table stays true.
+// It returns where the LLM run carries the id.
+func checkLangChainShape(t *testing.T, tr traceShape, responseID string) string {
+	t.Helper()
+	if tr.root == nil || tr.llm == nil {
+		t.Fatalf("want %s > %s > %s in Phoenix, got %s", rootSpanName, langChainChainSpan, langChainLLMSpan, describeSpans(tr.spans))
+	}
+	chain := tr.llmParent()
+	if tr.llm.Name != langChainLLMSpan || chain.Name != langChainChainSpan || chain.ParentID != tr.root.Context.SpanID {
+		t.Fatalf("want %s > %s > %s (indexed) in Phoenix, got %s with %s indexed",
+			rootSpanName, langChainChainSpan, langChainLLMSpan, describeSpans(tr.spans), tr.llm.Name)
+	}
+	var prompt, httpSpan bool
+	for _, s := range tr.spans {
+		_, isHTTP := s.Attributes["http.method"]
+		switch {
+		case s.Name == langChainPromptSpan && s.ParentID == chain.Context.SpanID:
+			prompt = true
+		case isHTTP && s.ParentID == tr.root.Context.SpanID:
+			httpSpan = true
+		}
+	}
+	if !prompt || !httpSpan || len(tr.spans) != 5 || tr.child != nil {
+		t.Errorf("want %s > %s > %s, %s and an HTTP client span beside the chain (5 spans), got %s",
+			rootSpanName, langChainChainSpan, langChainPromptSpan, langChainLLMSpan, describeSpans(tr.spans))
+	}
+	if llms := llmKind(tr.spans); len(llms) != 1 || llms[0].Context.SpanID != tr.llm.Context.SpanID {
+		t.Errorf("Phoenix's LLM spans are %s, want only the indexed %s", describeSpans(llms), tr.llm.Context.SpanID)
+	}
+	if got := langChainResponseID(*tr.llm); got != responseID {
+		t.Errorf("%s's output.value holds %q at %s, want %s", tr.llm.Name, got, langChainIDPath, responseID)
+	}
+	if out, _ := chain.Attributes["output.value"].(string); !strings.Contains(out, responseID) {
+		t.Errorf("%s's output.value does not carry the response id any more (it did with the installed packages): "+
+			"say so in the table's text, e2e/matrix_test.go", chain.Name)
+	}
+	return "output.value (" + langChainIDPath + ")"
+}
+
+// langChainResponseID decodes the id at langChainIDPath from the span's
+// output.value; "" when there is none.
+func langChainResponseID(s phoenix.Span) string {
+	out, _ := s.Attributes["output.value"].(string)
+	var result struct {
+		Generations [][]struct {
+			Message struct {
+				Kwargs struct {
+					ResponseMetadata struct {
+						ID string `json:"id"`
+					} `json:"response_metadata"`
+				} `json:"kwargs"`
+			} `json:"message"`
+		} `json:"generations"`
+	}
+	if json.Unmarshal([]byte(out), &result) != nil || len(result.Generations) == 0 || len(result.Generations[0]) == 0 {
+		return ""
+	}
+	return result.Generations[0][0].Message.Kwargs.ResponseMetadata.ID
 }
 
 // checkMatrixDoc renders the table from a complete, passing run and writes
@@ -285,6 +417,8 @@ var pythonPackages = []string{
 	"openai", "openinference-instrumentation-openai", "opentelemetry-instrumentation-openai-v2",
 	"anthropic", "openinference-instrumentation-anthropic", "opentelemetry-instrumentation-anthropic",
 	"google-genai", "openinference-instrumentation-google-genai",
+	"litellm", "openinference-instrumentation-litellm", "opentelemetry-instrumentation-litellm",
+	"langchain-core", "langchain-openai", "openinference-instrumentation-langchain",
 	"opentelemetry-instrumentation-httpx", "opentelemetry-sdk",
 	"opentelemetry-exporter-otlp-proto-http", "opentelemetry-exporter-otlp-proto-grpc", "arize-phoenix",
 }
@@ -353,6 +487,20 @@ response id and an identifier, and reads back through Phoenix's REST API: the tr
 (` + "`GET /v1/projects/default/spans?trace_id=`" + `) and the annotations of all its spans, which must be
 exactly one, ` + "`user feedback`" + `, HUMAN, with the label, score and identifier sent, on the LLM span.
 
+The ` + "`litellm-*`" + ` and ` + "`langchain-*`" + ` cells run the same app through a framework, against OpenAI's
+endpoint. LiteLLM: ` + "`litellm.completion(model=\"openai/gpt-4o-mini\")`" + `, traced by OpenInference's
+LiteLLM instrumentation (` + "`litellm-openinference`" + `) or OpenLLMetry's (` + "`litellm-openllmetry`" + `); LiteLLM hands
+the openai SDK an httpx client of its own, so the HTTP client span comes from ` + "`HTTPXClientInstrumentor`" + `,
+and the app sets ` + "`LITELLM_LOCAL_MODEL_COST_MAP=True`" + ` (else LiteLLM fetches its price list from GitHub
+when imported). LangChain: a ` + "`prompt | ChatOpenAI`" + ` chain from langchain-openai (the Responses API with
+` + "`use_responses_api=True`" + `), traced by OpenInference's LangChain instrumentation, which records the
+run's outputs, LangChain's ` + "`LLMResult`" + `, as ` + "`output.value`" + `: the provider's id is nested in it, at
+` + "`" + langChainIDPath + "`" + ` (the message's own ` + "`id`" + ` is LangChain's run id for chat
+completions). The LLM run ` + "`ChatOpenAI`" + ` is a child of the chain run ` + "`RunnableSequence`" + `, whose output,
+the AIMessage, carries the id too (not as an LLM span); the test asserts that the vote lands on
+` + "`ChatOpenAI`" + ` alone. The instrumentation does not make its spans current, so the HTTP client span is
+beside the chain, under ` + "`handle_request`" + `.
+
 The ` + "`vercel-ai-sdk`" + ` cells run the TypeScript app ` + "`e2e/apps/ts/app.ts`" + ` instead (Node, run by
 ` + "`tsx`" + `; installed by ` + "`scripts/ts-app.sh`" + `, ` + "`npm ci`" + ` from its lockfile): the Vercel AI SDK
 (` + "`ai`" + `) with ` + "`@ai-sdk/openai`" + ` (` + "`openai.chat(model)`" + ` for chat completions,
@@ -396,10 +544,13 @@ Versions (from the venv and e2e/apps/ts/package-lock.json):
 	b.WriteString(`
 ## Unsupported cells
 
-The test of an unsupported cell asserts the limitation: the trace Phoenix shows has no LLM span and no
-span carries the response id, ` + "`GET /feedback/{id}`" + ` says it is not indexed, and the feedback ends
-` + "`expired`" + ` (counted in ` + "`feedbackproxy_feedback_total{outcome=\"expired\"}`" + `). The day the
-instrumentation exports the call, the cell fails and says to move it to the supported ones.
+The test of an unsupported cell asserts the limitation: no span of the trace Phoenix shows carries the
+response id the server issued, Phoenix shows no LLM span but the one named below (the
+instrumentation's, without the id), ` + "`GET /feedback/{id}`" + ` says it is not indexed, and the feedback ends
+` + "`expired`" + ` (counted in ` + "`feedbackproxy_feedback_total{outcome=\"expired\"}`" + `). Where the framework
+hands the app no provider id, the cell also asserts that the app printed another id. The day the
+instrumentation records the id (or the framework hands it over), the cell fails and says to move it
+to the supported ones.
 
 `)
 	b.WriteString(strings.Join(reasons, "\n"))

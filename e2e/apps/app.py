@@ -3,18 +3,25 @@
 
 It stands for a real user's app: a request handler (span ``handle_request``) asks an
 LLM server one question with the provider's official SDK: ``openai`` (the default),
-``anthropic`` (``--provider anthropic``) or ``google-genai`` (``--provider google``).
+``anthropic`` (``--provider anthropic``) or ``google-genai`` (``--provider google``), or,
+for OpenAI, through a framework: LiteLLM (``litellm.completion`` with model
+``openai/<model>``) or LangChain (a ``prompt | ChatOpenAI`` chain from langchain-openai),
+chosen by the instrumentation's name (``litellm-...``, ``langchain-...``).
 Instrumentors add the LLM span and the HTTP client span. The LLM span comes from
 OpenInference (every provider), opentelemetry-instrumentation-openai-v2 (openai),
 OpenLLMetry's opentelemetry-instrumentation-anthropic (anthropic) or, with
 ``--instrumentation sdk``, the anthropic SDK's own OpenTelemetry tracing (on by default in
 anthropic 1.x; the app turns it off beside the other anthropic instrumentations, so that
-theirs is the only LLM span). The HTTP client span comes from ``HTTPX2ClientInstrumentor``
-(openai and anthropic send through httpx2) or ``HTTPXClientInstrumentor`` (google-genai
-sends through httpx). Spans leave through the real OTLP exporter (HTTP/protobuf or gRPC)
+theirs is the only LLM span); for the frameworks from OpenInference's LiteLLM or LangChain
+instrumentation, or OpenLLMetry's LiteLLM one. The HTTP client span comes from
+``HTTPX2ClientInstrumentor`` (openai, anthropic and LangChain's ChatOpenAI send through
+httpx2) or ``HTTPXClientInstrumentor`` (google-genai and LiteLLM send through httpx).
+Spans leave through the real OTLP exporter (HTTP/protobuf or gRPC)
 and are flushed before exit. The app prints one stdout line, a JSON object
 ``{"response_id": ..., "answer": ..., "trace_id": ...}``, the response id being the one the
-SDK returned (OpenAI's ``id``, Anthropic's message ``id``, google-genai's ``response_id``):
+SDK returned (OpenAI's ``id``, Anthropic's message ``id``, google-genai's ``response_id``,
+LiteLLM's ``ModelResponse.id``, LangChain's ``response_metadata["id"]``, or, where LangChain
+hands the app none, the message's own ``id``, a LangChain run id ``lc_run--...``):
 after the flush by default, or, with ``--print-early``, the moment the response is in, while
 the spans still sit in the batch processor (``--linger-ms`` then keeps the process, and so the
 processor, alive a while longer, as a long-running app would be).
@@ -25,6 +32,8 @@ Run it with the project's venv, e.g.::
         --base-url http://127.0.0.1:8080/v1 --endpoint http://127.0.0.1:4318
     .venv/bin/python e2e/apps/app.py --provider anthropic --instrumentation openllmetry \
         --call chat-stream --base-url http://127.0.0.1:8080 --endpoint http://127.0.0.1:4318
+    .venv/bin/python e2e/apps/app.py --instrumentation langchain-openinference --call chat \
+        --base-url http://127.0.0.1:8080/v1 --endpoint http://127.0.0.1:4318
 """
 
 from __future__ import annotations
@@ -43,7 +52,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 # What each provider's app can do: its instrumentations and calls.
 PROVIDERS = {
     "openai": {
-        "instrumentations": ("openinference", "openai-v2"),
+        "instrumentations": ("openinference", "openai-v2", "litellm-openinference", "litellm-openllmetry",
+                             "langchain-openinference"),
         "calls": ("chat", "chat-stream", "responses", "responses-stream"),
         "model": "gpt-4o-mini",
         "base_url_env": "OPENAI_BASE_URL",
@@ -61,6 +71,12 @@ PROVIDERS = {
         "base_url_env": "GOOGLE_GEMINI_BASE_URL",
     },
 }
+# The calls of the instrumentations that do not take all of their provider's.
+# The app asks LiteLLM through its chat completions (litellm.completion) only.
+INSTRUMENTATION_CALLS = {
+    "litellm-openinference": ("chat", "chat-stream"),
+    "litellm-openllmetry": ("chat", "chat-stream"),
+}
 INSTRUMENTATIONS = tuple(dict.fromkeys(i for p in PROVIDERS.values() for i in p["instrumentations"]))
 CALLS = tuple(dict.fromkeys(c for p in PROVIDERS.values() for c in p["calls"]))
 DEFAULT_QUESTION = "In which ocean is Bouvet Island?"
@@ -72,7 +88,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="which SDK asks: openai (default), anthropic or google (google-genai)")
     p.add_argument("--instrumentation", choices=INSTRUMENTATIONS, required=True,
                    help="which instrumentation makes the LLM span: openinference (any provider), "
-                        "openai-v2 (openai), openllmetry (anthropic), sdk (anthropic: the SDK's own tracing)")
+                        "openai-v2 (openai), openllmetry (anthropic), sdk (anthropic: the SDK's own tracing); "
+                        "through a framework (openai): litellm-openinference, litellm-openllmetry (the app "
+                        "calls litellm.completion), langchain-openinference (a prompt | ChatOpenAI chain)")
     p.add_argument("--call", choices=CALLS, required=True,
                    help="which API to call, streamed or not: chat completions or Responses (openai), "
                         "Messages (anthropic) and generateContent (google): chat and chat-stream only")
@@ -108,6 +126,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.call not in spec["calls"]:
         p.error(f"--call {args.call} is not a call of --provider {args.provider} "
                 f"(choose from {', '.join(spec['calls'])})")
+    calls = INSTRUMENTATION_CALLS.get(args.instrumentation, spec["calls"])
+    if args.call not in calls:
+        p.error(f"--call {args.call} is not a call of --instrumentation {args.instrumentation} "
+                f"(choose from {', '.join(calls)})")
     if args.base_url is None:
         args.base_url = os.environ.get(spec["base_url_env"])
     if args.model is None:
@@ -145,8 +167,9 @@ def setup_tracing(args: argparse.Namespace) -> TracerProvider:
     # httpx with its own classes: HTTPXClientInstrumentor patches httpx and
     # would see nothing. HTTPX2ClientInstrumentor patches httpx2's transports,
     # so the HTTP client span becomes a child of the LLM span. google-genai
-    # prefers httpx when it is installed (it is: openai-v2 needs it).
-    if args.provider == "google":
+    # prefers httpx when it is installed (it is: openai-v2 needs it), and
+    # LiteLLM hands the openai SDK an httpx.Client of its own.
+    if args.provider == "google" or framework_of(args.instrumentation) == "litellm":
         from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor as HTTPInstrumentor
     else:
         from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor as HTTPInstrumentor
@@ -165,8 +188,27 @@ def setup_tracing(args: argparse.Namespace) -> TracerProvider:
     return provider
 
 
+def framework_of(instrumentation: str) -> str | None:
+    """Returns the framework the app asks through ("litellm", "langchain"); None for the SDK itself."""
+    framework, _, _ = instrumentation.partition("-")
+    return framework if framework in ("litellm", "langchain") else None
+
+
 def instrumentor_of(provider: str, instrumentation: str):
     """Returns the instrumentor class that makes the LLM span; None when the SDK traces itself."""
+    if instrumentation == "litellm-openinference":
+        from openinference.instrumentation.litellm import LiteLLMInstrumentor
+
+        return LiteLLMInstrumentor
+    if instrumentation == "litellm-openllmetry":
+        # OpenLLMetry's (Traceloop's), published under the opentelemetry name.
+        from opentelemetry.instrumentation.litellm import LiteLLMInstrumentor
+
+        return LiteLLMInstrumentor
+    if instrumentation == "langchain-openinference":
+        from openinference.instrumentation.langchain import LangChainInstrumentor
+
+        return LangChainInstrumentor
     if provider == "openai":
         if instrumentation == "openinference":
             from openinference.instrumentation.openai import OpenAIInstrumentor
@@ -188,7 +230,27 @@ def instrumentor_of(provider: str, instrumentation: str):
 
 
 def new_client(args: argparse.Namespace):
-    """Returns the provider's SDK client for the server at args.base_url."""
+    """Returns the provider's SDK client for the server at args.base_url (for
+    LiteLLM, the litellm module with the keyword arguments of each call)."""
+    framework = framework_of(args.instrumentation)
+    if framework == "litellm":
+        import litellm
+
+        # Called as litellm.completion, looked up at each call: OpenInference
+        # instruments LiteLLM by replacing the module's functions.
+        return litellm, {"model": "openai/" + args.model, "api_base": args.base_url,
+                         "api_key": os.environ.get("OPENAI_API_KEY") or "sk-dummy", "max_retries": 0}
+    if framework == "langchain":
+        from langchain_core.prompts import ChatPromptTemplate
+        from langchain_openai import ChatOpenAI
+
+        # A chain as LangChain's docs build one: the prompt template, then the
+        # chat model. use_responses_api picks the Responses API over chat
+        # completions.
+        model = ChatOpenAI(model=args.model, base_url=args.base_url,
+                           api_key=os.environ.get("OPENAI_API_KEY") or "sk-dummy", max_retries=0,
+                           use_responses_api=args.call.startswith("responses"))
+        return ChatPromptTemplate.from_messages([("user", "{question}")]) | model
     if args.provider == "anthropic":
         import anthropic
 
@@ -251,6 +313,45 @@ def ask_google(client, call: str, model: str, question: str) -> tuple[str | None
     raise ValueError(f"unknown call {call!r}")
 
 
+def ask_litellm(client, call: str, model: str, question: str) -> tuple[str | None, str]:
+    """litellm.completion: the id is the ModelResponse's (or the chunks') id, OpenAI's."""
+    litellm, kwargs = client
+    messages = [{"role": "user", "content": question}]
+    if call == "chat":
+        response = litellm.completion(messages=messages, **kwargs)
+        return response.id, response.choices[0].message.content or ""
+    if call == "chat-stream":
+        response_id, parts = None, []
+        for chunk in litellm.completion(messages=messages, stream=True, stream_options={"include_usage": True},
+                                        **kwargs):
+            response_id = response_id or chunk.id
+            for choice in chunk.choices:
+                parts.append(choice.delta.content or "")
+        return response_id, "".join(parts)
+    raise ValueError(f"unknown call {call!r}")
+
+
+def ask_langchain(chain, call: str, model: str, question: str) -> tuple[str | None, str]:
+    """The chain's AIMessage: the provider's id is in its response_metadata.
+
+    langchain-openai 1.7.4 puts it there for chat completions and for the
+    Responses API (in the first chunk when streaming) but drops it from
+    streamed chat completion chunks: then the message's own id, a LangChain
+    run id (lc_run--...), is all the app has, and it prints that.
+    """
+    if call in ("chat", "responses"):
+        message = chain.invoke({"question": question})
+        return message.response_metadata.get("id") or message.id, message.text
+    if call in ("chat-stream", "responses-stream"):
+        response_id, message_id, parts = None, None, []
+        for chunk in chain.stream({"question": question}):
+            response_id = response_id or chunk.response_metadata.get("id")
+            message_id = message_id or chunk.id
+            parts.append(chunk.text)
+        return response_id or message_id, "".join(parts)
+    raise ValueError(f"unknown call {call!r}")
+
+
 def ask(client, call: str, model: str, question: str) -> tuple[str | None, str]:
     """Makes one OpenAI call and returns (response id, answer text)."""
     messages = [{"role": "user", "content": question}]
@@ -283,12 +384,18 @@ def ask(client, call: str, model: str, question: str) -> tuple[str | None, str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if framework_of(args.instrumentation) == "litellm":
+        # LiteLLM fetches its model price list from GitHub when imported,
+        # unless told to use the copy it ships (its documented switch): the
+        # app runs offline, against a local server.
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     provider = setup_tracing(args)
 
     # The SDK is imported after instrumenting, as an app that follows the
     # instrumentors' docs would; they patch classes, so the order is not critical.
     client = new_client(args)
     ask_fn = {"openai": ask, "anthropic": ask_anthropic, "google": ask_google}[args.provider]
+    ask_fn = {"litellm": ask_litellm, "langchain": ask_langchain}.get(framework_of(args.instrumentation), ask_fn)
     tracer = trace.get_tracer("feedback-e2e-app")
     try:
         with tracer.start_as_current_span("handle_request", kind=trace.SpanKind.SERVER) as span:

@@ -50,8 +50,11 @@ type spanInfo struct {
 // capture is what one app run produced.
 type capture struct {
 	cell
-	File     string
-	App      appResult
+	File string
+	App  appResult
+	// IssuedID is the id llmserver issued: the app's, unless the app had
+	// none to print (appHasNoID).
+	IssuedID string
 	Exports  []export
 	Resource map[string]string
 	spans    []*spanInfo
@@ -83,7 +86,7 @@ func (c *capture) decode() error {
 				ss := rs.ScopeSpans().At(j)
 				for k := range ss.Spans().Len() {
 					si := &spanInfo{span: ss.Spans().At(k), scope: ss.Scope()}
-					si.idKey = findResponseID(si.span.Attributes(), c.App.ResponseID)
+					si.idKey = findResponseID(si.span.Attributes(), c.IssuedID)
 					c.spans = append(c.spans, si)
 				}
 			}
@@ -95,7 +98,8 @@ func (c *capture) decode() error {
 
 // findResponseID returns the attribute that carries id, naming where in
 // output.value the id sits when it is in the JSON there: the top-level key
-// ("id" for OpenAI and Anthropic, "response_id" or "responseId" for Google).
+// ("id" for OpenAI and Anthropic, "response_id" or "responseId" for Google),
+// else every path to it (LangChain's LLMResult nests it).
 func findResponseID(attrs pcommon.Map, id string) string {
 	if id == "" {
 		return ""
@@ -106,14 +110,19 @@ func findResponseID(attrs pcommon.Map, id string) string {
 			continue
 		}
 		if k == "output.value" {
-			k = "output.value (not as the top-level JSON id)"
-			var top map[string]any
-			if json.Unmarshal([]byte(v.Str()), &top) == nil {
+			k = "output.value (not in its JSON)"
+			var doc any
+			if json.Unmarshal([]byte(v.Str()), &doc) == nil {
+				top, _ := doc.(map[string]any)
+				paths := jsonPaths(doc, id, "")
 				for _, name := range []string{"id", "response_id", "responseId"} {
 					if s, ok := top[name].(string); ok && s == id {
-						k = fmt.Sprintf("output.value (top-level %q of the JSON)", name)
+						paths = []string{fmt.Sprintf("top-level %q", name)}
 						break
 					}
+				}
+				if len(paths) > 0 {
+					k = "output.value (" + strings.Join(paths, ", ") + " of the JSON)"
 				}
 			}
 		}
@@ -121,6 +130,34 @@ func findResponseID(attrs pcommon.Map, id string) string {
 	}
 	slices.Sort(keys)
 	return strings.Join(keys, ", ")
+}
+
+// jsonPaths returns the paths (a.b[0].c) under prefix at which the decoded
+// JSON value v holds the string id, in key order.
+func jsonPaths(v any, id, prefix string) []string {
+	switch v := v.(type) {
+	case string:
+		if v == id {
+			return []string{prefix}
+		}
+	case []any:
+		var out []string
+		for i, e := range v {
+			out = append(out, jsonPaths(e, id, fmt.Sprintf("%s[%d]", prefix, i))...)
+		}
+		return out
+	case map[string]any:
+		var out []string
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			p := k
+			if prefix != "" {
+				p = prefix + "." + k
+			}
+			out = append(out, jsonPaths(v[k], id, p)...)
+		}
+		return out
+	}
+	return nil
 }
 
 // link sets the children of every span and returns the roots.
@@ -146,24 +183,36 @@ func (c *capture) link() []*spanInfo {
 	return roots
 }
 
-// llmSpan is the span with the response id or, failing that, the one an
-// instrumentation marked as an LLM call.
+// llmSpan is the span marked as an LLM call that holds the response id,
+// else any span with the id (LangChain's chain spans hold it too), else the
+// first marked as an LLM call.
 func (c *capture) llmSpan() *spanInfo {
+	for _, s := range c.spans {
+		if s.idKey != "" && isLLM(s) {
+			return s
+		}
+	}
 	for _, s := range c.spans {
 		if s.idKey != "" {
 			return s
 		}
 	}
 	for _, s := range c.spans {
-		a := s.span.Attributes()
-		if v, ok := a.Get("openinference.span.kind"); ok && v.Str() == "LLM" {
-			return s
-		}
-		if _, ok := a.Get("gen_ai.operation.name"); ok {
+		if isLLM(s) {
 			return s
 		}
 	}
 	return nil
+}
+
+// isLLM reports whether an instrumentation marked s as an LLM call.
+func isLLM(s *spanInfo) bool {
+	a := s.span.Attributes()
+	if v, ok := a.Get("openinference.span.kind"); ok && v.Str() == "LLM" {
+		return true
+	}
+	_, ok := a.Get("gen_ai.operation.name")
+	return ok
 }
 
 // matrixRow is one line of the README's table.
@@ -205,6 +254,9 @@ func (c *capture) describe(b *strings.Builder) {
 	}
 	fmt.Fprintf(b, "%d export request(s), %d bytes. The app printed response_id `%s`, trace_id `%s`.\n",
 		len(c.Exports), size, c.App.ResponseID, c.App.TraceID)
+	if c.IssuedID != c.App.ResponseID {
+		fmt.Fprintf(b, "The server issued response id `%s`, which the app was not given; the spans are searched for that one.\n", c.IssuedID)
+	}
 	types := map[string]bool{}
 	for _, e := range c.Exports {
 		types[e.ContentType] = true

@@ -65,6 +65,25 @@ func benchOutputIDLast(id string, size int) string {
 	return s[:len(s)-1] + `,"id":"` + id + `"}`
 }
 
+// benchLangChainOutput is LangChain's LLMResult for a chat completion of
+// about size bytes, as openinference-instrumentation-langchain records it
+// (json.dumps): the id deep in the first generation's message, after the
+// answer, which is there twice.
+func benchLangChainOutput(id string, size int) string {
+	head := `{"generations": [[{"text": "`
+	mid := `", "generation_info": {"finish_reason": "stop", "logprobs": null}, "type": "ChatGeneration", "message": ` +
+		`{"lc": 1, "type": "constructor", "id": ["langchain", "schema", "messages", "AIMessage"], "kwargs": {"content": "`
+	tail := `", "additional_kwargs": {"refusal": null}, "response_metadata": {"token_usage": {"completion_tokens": 187, ` +
+		`"prompt_tokens": 412, "total_tokens": 599}, "model_provider": "openai", "model_name": "gpt-4o-mini-2024-07-18", ` +
+		`"system_fingerprint": "fp_0aa8d3e20b", "id": "` + id + `", "service_tier": "default", "finish_reason": "stop", ` +
+		`"logprobs": null}, "type": "ai", "id": "lc_run--019a35a4-5255-74e2-b39e-606f33b7c9c8-0", "tool_calls": [], ` +
+		`"invalid_tool_calls": []}}}]], "llm_output": {"model_name": "gpt-4o-mini-2024-07-18", "id": "` + id + `"}, ` +
+		`"run": null, "type": "LLMResult"}`
+	n := max((size-len(head)-len(mid)-len(tail))/2, 0)
+	answer := strings.Repeat("Bouvet Island lies in the South Atlantic Ocean. ", n/48+1)[:n]
+	return head + answer + mid + answer + tail
+}
+
 // benchTrace is one trace of an LLM app: a request span, the LLM span with
 // attrs, and three ordinary children.
 func benchTrace(attrs map[string]any) ptrace.Traces {
@@ -131,6 +150,8 @@ func BenchmarkExtract(b *testing.B) {
 		{"openinference-50KB", openInferenceAttrs(benchOutput(id, 50<<10))},
 		{"openinference-2KB-id-last", openInferenceAttrs(benchOutputIDLast(id, 2<<10))},
 		{"openinference-50KB-id-last", openInferenceAttrs(benchOutputIDLast(id, 50<<10))},
+		{"langchain-2KB", openInferenceAttrs(benchLangChainOutput(id, 2<<10))},
+		{"langchain-50KB", openInferenceAttrs(benchLangChainOutput(id, 50<<10))},
 		{"no-llm-span", map[string]any{"app.step": "render_prompt"}},
 	}
 	for _, c := range cases {

@@ -211,10 +211,14 @@ func (x Extractor) openInferenceID(kind, mime, output wire.Value) ([]byte, bool)
 var errNoObject = errors.New("not a JSON object")
 
 // TopLevelID returns the string value of the top-level "id" key of the JSON
-// object in s ("response_id" or "responseId" for Google's answers: the
-// first of them). It reads only as far as that key and skips nested values
-// without decoding them, so the usual OpenAI answer (where "id" comes first)
-// costs a few tokens whatever the size of the completion.
+// object in s ("response_id" or "responseId" for Google's answers), or, in
+// LangChain's LLMResult, the response_metadata "id" of its first
+// generation's message (generations[0][0].message.kwargs.response_metadata.id):
+// the first of them in the document. It reads only as far as that key and
+// skips the other values without decoding them, so the usual OpenAI answer
+// (where "id" comes first) costs a few tokens whatever the size of the
+// completion; it follows no other path, so hostile nesting costs no more
+// than skipping it.
 func TopLevelID(s string) (string, error) {
 	id, err := topLevelID([]byte(s))
 	return string(id), err
@@ -232,7 +236,7 @@ func topLevelID(b []byte) ([]byte, error) {
 // decodeID is topLevelID with encoding/json's tokenizer: for whatever
 // scanID leaves to it (escapes, non-ASCII ids, anything malformed).
 func decodeID(b []byte) ([]byte, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
+	dec := newDecoder(b)
 	tok, err := dec.Token()
 	if err != nil {
 		return nil, err
@@ -257,11 +261,73 @@ func decodeID(b []byte) ([]byte, error) {
 			id, _ := tok.(string) // an "id" that is not a string is no response id
 			return []byte(id), nil
 		}
+		if key == langChainIDPath[0] {
+			var raw json.RawMessage
+			if err := dec.Decode(&raw); err != nil {
+				return nil, err
+			}
+			if id, ok := decodePath(raw, langChainIDPath[1:]); ok {
+				return id, nil
+			}
+			continue
+		}
 		if err := skipValue(dec); err != nil {
 			return nil, err
 		}
 	}
 	return nil, io.EOF
+}
+
+// decodePath is scanPath with encoding/json's tokenizer, on one whole
+// value: the string at path, if there is one. As in scanPath (and decodeID)
+// the first member of a name counts.
+func decodePath(raw []byte, path []string) ([]byte, bool) {
+	dec := newDecoder(raw)
+	for _, step := range path {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, false
+		}
+		d, _ := tok.(json.Delim)
+		if step == "[0]" {
+			if d != '[' || !dec.More() {
+				return nil, false
+			}
+			continue
+		}
+		if d != '{' {
+			return nil, false
+		}
+		for {
+			if !dec.More() {
+				return nil, false
+			}
+			tok, err := dec.Token()
+			if err != nil {
+				return nil, false
+			}
+			if key, _ := tok.(string); key == step {
+				break
+			}
+			if err := skipValue(dec); err != nil {
+				return nil, false
+			}
+		}
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, false
+	}
+	id, ok := tok.(string)
+	return []byte(id), ok
+}
+
+// newDecoder tokenizes b. Numbers stay text: as float64, one out of its
+// range (1E700, valid JSON) would be an error where the scanner skips it.
+func newDecoder(b []byte) *json.Decoder {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	return dec
 }
 
 // skipValue consumes one JSON value, however deeply nested.

@@ -59,6 +59,19 @@ func llmAttrs(output string) map[string]any {
 	}
 }
 
+// langChainResult is output.value as openinference-instrumentation-langchain
+// records a ChatOpenAI run (json.dumps of LangChain's LLMResult, shortened):
+// the provider's id in the first generation's response_metadata, the
+// message's own id LangChain's run id.
+func langChainResult(id string) string {
+	return `{"generations": [[{"text": "South Atlantic Ocean", "generation_info": {"finish_reason": "stop"}, ` +
+		`"type": "ChatGeneration", "message": {"lc": 1, "type": "constructor", "id": ["langchain", "schema", "messages", "AIMessage"], ` +
+		`"kwargs": {"content": "South Atlantic Ocean", "additional_kwargs": {"refusal": null}, "response_metadata": ` +
+		`{"token_usage": {"completion_tokens": 3, "prompt_tokens": 13, "total_tokens": 16}, "model_name": "gpt-4o-mini", ` +
+		`"id": "` + id + `", "finish_reason": "stop"}, "type": "ai", "id": "lc_run--019a-0", "tool_calls": []}}}]], ` +
+		`"llm_output": {"model_name": "gpt-4o-mini", "id": "` + id + `"}, "run": null, "type": "LLMResult"}`
+}
+
 func TestExtract(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -172,6 +185,35 @@ func TestExtract(t *testing.T) {
 			},
 		},
 		{
+			name: "LangChain: the LLM run's id, not its chain's",
+			td: traces("",
+				testSpan{id: 40, start: 1, attrs: map[string]any{ // RunnableSequence
+					AttrOpenInferenceSpanKind: "CHAIN", AttrOutputMimeType: "application/json",
+					AttrOutputValue: `{"type": "ai", "data": {"response_metadata": {"id": "chatcmpl-40"}, "id": "lc_run--1"}}`,
+				}},
+				testSpan{id: 41, parent: 40, start: 2, attrs: llmAttrs(langChainResult("chatcmpl-40"))}, // ChatOpenAI
+			),
+			check: func(t *testing.T, got []Entry) {
+				wantIDs(t, got, "chatcmpl-40")
+				if got[0].Span.SpanID != sid(41) {
+					t.Errorf("span = %v, want the LLM run %v", got[0].Span.SpanID, sid(41))
+				}
+			},
+		},
+		{
+			name: "LangChain: innermost LLM run wins",
+			td: traces("",
+				testSpan{id: 51, parent: 50, start: 2, attrs: llmAttrs(langChainResult("resp_50"))},
+				testSpan{id: 50, start: 1, attrs: llmAttrs(langChainResult("resp_50"))},
+			),
+			check: func(t *testing.T, got []Entry) {
+				wantIDs(t, got, "resp_50")
+				if got[0].Span.SpanID != sid(51) {
+					t.Errorf("span = %v, want the inner run %v", got[0].Span.SpanID, sid(51))
+				}
+			},
+		},
+		{
 			name: "unknown ancestry: the later start is the inner span",
 			td: traces("",
 				testSpan{id: 31, start: 5, attrs: map[string]any{AttrGenAIResponseID: "chatcmpl-31"}},
@@ -228,6 +270,18 @@ func TestTopLevelID(t *testing.T) {
 		{`{"candidates":[{"content":{"parts":[{"text":"hi"}]}}],"model_version":"gemini-2.5-flash","response_id":"AAAAAGstPfXrwOz7PiSREgv"}`, "AAAAAGstPfXrwOz7PiSREgv", true},
 		{`{"candidates":[],"responseId":"r1"}`, "r1", true},
 		{`{"candidates":[],"response_id":"\u0072"}`, "r", true},
+		// LangChain's LLMResult: generations[0][0].message.kwargs.response_metadata.id.
+		{langChainResult("chatcmpl-7"), "chatcmpl-7", true},
+		{`{"generations":[[{"message":{"kwargs":{"response_metadata":{"id":"resp_\u0031"}}}}]]}`, "resp_1", true},
+		// Streamed chat completions: langchain-openai records no provider id.
+		{`{"generations": [[{"message": {"kwargs": {"response_metadata": {"model_provider": "openai"}, "id": "lc_run--2"}}}]], "llm_output": null}`, "", false},
+		{`{"generations":[[],[{"message":{"kwargs":{"response_metadata":{"id":"not-first"}}}}]]}`, "", false},
+		{`{"generations":[[{"message":{"kwargs":{"response_metadata":{"id":7}}}}]],"id":"after"}`, "after", true},
+		{`{"generations":{"message":1},"response_id":"r2"}`, "r2", true},
+		{`{"id":"first","generations":[[{"message":{"kwargs":{"response_metadata":{"id":"second"}}}}]]}`, "first", true},
+		{`{"generations":[[{"message":{"kwargs":{"response_metadata":{"id":"x","id":"dup"}}}}]]}`, "x", true},
+		// A chain's output (an AIMessage) is not an LLMResult.
+		{`{"type":"ai","data":{"response_metadata":{"id":"chatcmpl-8"}}}`, "", false},
 	}
 	for _, tt := range tests {
 		got, err := TopLevelID(tt.in)

@@ -15,6 +15,7 @@ func FuzzTopLevelID(f *testing.F) {
 		`{"choices": [{"delta": {"content": "x"}}], "id": "chatcmpl-2"}`,
 		`{"object":"response","output":[{"id":"msg_1","content":[{"text":"{\"id\":1}"}]}],"id":"resp_1"}`,
 		`{"id":`, `[]`, `{"a":{"b":[1,2,{"c":null}]}}`, `{"id":null}`, "\xff",
+		`{"generations":[[{"message":{"kwargs":{"response_metadata":{"id":"chatcmpl-3"}}}}]]}`,
 	} {
 		f.Add(s)
 	}
@@ -42,6 +43,9 @@ func FuzzScanID(f *testing.F) {
 		`{"choices": [{"message": {"content": "x \"quoted\" \\ y", "role": "assistant"}}], "id": "chatcmpl-2", "model": "m"}`,
 		`{"a":[1,-2.5e3,true,null,{"b":"}]"}],"id":"x"}`,
 		`{"a\"b":1,"id":"y"}`, `{"id":"\u0041"}`, `{"id":1}`, `{"a":{"id":"inner"}}`, ` { "id" : "z" } `,
+		`{"generations": [[{"text": "}", "message": {"id": ["a"], "kwargs": {"response_metadata": {"id": "chatcmpl-4"}}}}]], "id": "x"}`,
+		`{"generations":[[{"message":{"kwargs":{"response_metadata":{"id":null}}}}]],"id":"y"}`,
+		`{"generations":[[]],"llm_output":{"id":"z"}}`, `{"generations":[[{"message":{"kwargs":[]}}]]}`,
 	} {
 		f.Add(s)
 	}

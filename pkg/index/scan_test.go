@@ -55,7 +55,7 @@ func BenchmarkTopLevelID(b *testing.B) {
 
 func TestScanIDShapes(t *testing.T) {
 	const id = "chatcmpl-1"
-	for _, s := range []string{streamedOutput(id, 100), streamedOutput(id, 5000)} {
+	for _, s := range []string{streamedOutput(id, 100), streamedOutput(id, 5000), langChainResult(id)} {
 		if got, ok := scanID([]byte(s)); !ok || string(got) != id {
 			t.Errorf("scanID(%.60q...) = %q, %v; want %q by the fast path", s, got, ok, id)
 		}
@@ -63,7 +63,10 @@ func TestScanIDShapes(t *testing.T) {
 	// Left to the decoder: escapes in the key or the id, a non-string id,
 	// no id, and nesting beyond the scanner's stack.
 	for _, s := range []string{`{"i\u0064":"x"}`, `{"id":"a\"b"}`, `{"id":1}`, `{"a":1}`,
-		`{"a":` + strings.Repeat("[", 65) + strings.Repeat("]", 65) + `,"id":"x"}`} {
+		`{"a":` + strings.Repeat("[", 65) + strings.Repeat("]", 65) + `,"id":"x"}`,
+		`{"generations":[[{"message":{"kwargs":{"response_metadata":{"i\u0064":"x"}}}}]]}`,
+		`{"generations":[[{"message":{"kwargs":{"response_metadata":{"id":"a\"b"}}}}]]}`,
+		`{"generations":[[{"message":{"kw":` + strings.Repeat("[", 65) + strings.Repeat("]", 65) + `}}]]}`} {
 		if got, ok := scanID([]byte(s)); ok {
 			t.Errorf("scanID(%q) = %q; want it left to the decoder", s, got)
 		}
