@@ -79,8 +79,10 @@ type appOptions struct {
 	// default), "anthropic" or "google".
 	Provider string
 	// Instrumentation makes the LLM span: openinference (any provider),
-	// openai-v2 (openai), openllmetry or sdk (anthropic); vercel-ai-sdk
-	// (openai) runs the TypeScript app e2e/apps/ts instead of app.py.
+	// openai-v2 (openai), openllmetry or sdk (anthropic); through a
+	// framework (openai): litellm-openinference, litellm-openllmetry,
+	// langchain-openinference; vercel-ai-sdk (openai) runs the TypeScript
+	// app e2e/apps/ts instead of app.py.
 	Instrumentation string
 	Call            string // chat, chat-stream (any provider), responses or responses-stream (openai)
 	Exporter        string // http or grpc
