@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
@@ -152,12 +154,18 @@ func (s *Service) postBatch(w http.ResponseWriter, r *http.Request, body []byte,
 	ans := batchAnswer{Items: make([]itemStatus, len(raw))}
 	var valid []Feedback
 	var at []int
+	var wait time.Duration // the longest a token's rate asks for
+	limited := 0
 	for i, item := range raw {
 		ans.Items[i].Index = i
 		f, tok, ferr := decodeItem(item)
 		if ferr == nil {
 			if rf := s.admits(server, cred, tok, &f); rf != nil {
 				ferr = fieldErr("token", "%d %s: %s", rf.code, http.StatusText(rf.code), rf.msg)
+				if rf.code == http.StatusTooManyRequests {
+					limited++
+					wait = max(wait, rf.wait)
+				}
 			}
 		}
 		if ferr != nil {
@@ -173,8 +181,15 @@ func (s *Service) postBatch(w http.ResponseWriter, r *http.Request, body []byte,
 		valid = append(valid, f)
 		at = append(at, i)
 	}
+	if wait > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
+	}
 	if len(valid) == 0 {
-		writeJSON(w, http.StatusBadRequest, ans)
+		code := http.StatusBadRequest
+		if limited == len(raw) {
+			code = http.StatusTooManyRequests
+		}
+		writeJSON(w, code, ans)
 		return
 	}
 	st, err := s.SubmitAndWait(r.Context(), valid)
@@ -335,7 +350,8 @@ type spanInfo struct {
 // handleGet answers the state of a response's feedback. It takes the
 // server token, or a per-response token for that response: a page can show
 // the vote its user made. Its answer shows identifiers, often user ids, so
-// a token bound to an identifier sees that identifier's feedback only.
+// a token sees only the feedback of its own identifier ("" for a token
+// bound to none).
 func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("response_id")
 	var only *token.Claims
@@ -359,7 +375,7 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ans := lookupAnswer{ResponseID: id, Feedback: s.Lookup(id)}
-	if only != nil && only.Identifier != "" {
+	if only != nil {
 		ans.Feedback = slices.DeleteFunc(ans.Feedback, func(st Status) bool { return st.Identifier != only.Identifier })
 	}
 	if ans.Feedback == nil {

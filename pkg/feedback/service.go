@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -35,7 +34,7 @@ type TargetAnnotator interface {
 	AnnotateTraces(ctx context.Context, anns []phoenix.TraceAnnotation) ([]string, error)
 	AnnotateSessions(ctx context.Context, anns []phoenix.SessionAnnotation) ([]string, error)
 	AddNote(ctx context.Context, n phoenix.Note) (string, error)
-	SessionOfTrace(ctx context.Context, project, traceID string) (string, error)
+	SessionOfTrace(ctx context.Context, project, traceID, spanID string) (string, error)
 }
 
 // Resolver finds the span that produced a response; *index.Index is one.
@@ -184,15 +183,17 @@ type record struct {
 	span     index.Span
 	resolved bool
 	// session is the session id of the span's trace, once Phoenix told it
-	// (target session).
-	session  string
-	annID    string
-	reason   string
-	attempts int
-	received time.Time
-	updated  time.Time
-	deadline time.Time
-	expiry   *time.Timer // while waiting for the span
+	// (target session); noSession is when Phoenix first said the trace is
+	// in none (see sessionGrace).
+	session   string
+	noSession time.Time
+	annID     string
+	reason    string
+	attempts  int
+	received  time.Time
+	updated   time.Time
+	deadline  time.Time
+	expiry    *time.Timer // while waiting for the span
 	// voted is when the vote was received: what orders it against the
 	// votes other replicas hold for the same key (see Ordering).
 	voted time.Time
@@ -237,8 +238,11 @@ type Service struct {
 	pending    int
 	waiting    map[string][]*record // response id -> records waiting for the span
 	ended      *simplelru.LRU[key, struct{}]
-	mem        budget
-	closed     bool
+	// targets holds the newest vote claimed for each trace and session
+	// target (see claimTarget).
+	targets *simplelru.LRU[string, time.Time]
+	mem     budget
+	closed  bool
 	// store, set by Restore, keeps every pending feedback on disk. Its
 	// writes are made under mu (see saveLocked).
 	store Store
@@ -275,6 +279,9 @@ func New(cfg Config, resolver Resolver, ann Annotator, metrics *Metrics, log *sl
 		return nil, err
 	}
 	s.ended = ended
+	if s.targets, err = simplelru.NewLRU[string, time.Time](maxTargetClaims, nil); err != nil {
+		return nil, err
+	}
 	metrics.observe(s)
 	return s, nil
 }
@@ -576,22 +583,28 @@ func (s *Service) deliver(r *record) {
 			return
 		}
 		var ids []string
-		var err error
-		write := func() error {
-			ids, err = s.write(s.ctx, r, ann, comment)
-			return err
-		}
-		superseded := false
-		if s.order == nil {
-			_ = write()
-		} else {
-			superseded, _ = s.order.Write(s.ctx, orderKey(r.key), digest, voted, write)
+		superseded := ""
+		tgt, err := s.targetOf(s.ctx, r)
+		switch {
+		case err != nil:
+		case !s.claimTarget(tgt, r, voted):
+			superseded = "a newer vote of the same name and identifier on the same " + string(tgt.kind) + ", sent by another of its response ids, is written instead"
+		default:
+			write := func() error {
+				ids, err = s.write(s.ctx, r, tgt, ann, comment)
+				return err
+			}
+			if s.order == nil {
+				_ = write()
+			} else if other, _ := s.order.Write(s.ctx, tgt.orderKey(r.key), digest, voted, write); other {
+				superseded = "another replica took a newer vote for the same " + string(tgt.kind) + ", name and identifier, and writes that one"
+			}
 		}
 		<-s.sem
 		if s.ctx.Err() != nil {
 			return // shutting down: the record stays pending and is reported
 		}
-		if superseded && s.endSuperseded(r, version) {
+		if superseded != "" && s.endSuperseded(r, version, superseded) {
 			return
 		}
 
@@ -617,7 +630,7 @@ func (s *Service) deliver(r *record) {
 // endSuperseded ends r, whose vote at version another replica's newer
 // vote superseded, unless r took a newer vote itself since (then that one
 // is written next, and reports false).
-func (s *Service) endSuperseded(r *record, version int) bool {
+func (s *Service) endSuperseded(r *record, version int, reason string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if r.version != version || r.state != Pending {
@@ -625,7 +638,7 @@ func (s *Service) endSuperseded(r *record, version int) bool {
 	}
 	r.attempts++
 	r.updated = time.Now()
-	s.endLocked(r, Superseded, "another replica took a newer vote for the same response, name and identifier, and writes that one")
+	s.endLocked(r, Superseded, reason)
 	return true
 }
 
@@ -648,88 +661,6 @@ func (s *Service) nextAttempt(r *record) (*phoenix.SpanAnnotation, *string, int,
 	return &ann, v.comment, version, v.digest(), voted
 }
 
-// write makes one attempt at a vote of r: the annotation (ann, written on
-// the span, or moved to the span's trace or session as r's target says),
-// then its comment as a note on the same target. It returns the id of the
-// annotation, or of the note for a comment alone. Both upsert, so that an
-// attempt made again after a failure of either writes nothing twice.
-func (s *Service) write(ctx context.Context, r *record, ann *phoenix.SpanAnnotation, comment *string) ([]string, error) {
-	note := phoenix.Note{Target: phoenix.NoteOnSpan, ID: r.span.SpanID.String(), Identifier: noteIdentifier(r.key)}
-	var ids []string
-	var err error
-	switch r.key.target {
-	case TargetSpan:
-		if ann != nil {
-			ids, err = s.ann.AnnotateSpans(ctx, []phoenix.SpanAnnotation{*ann})
-		}
-	case TargetTrace:
-		ta := s.ann.(TargetAnnotator) // Submit took the target only with one
-		note.Target, note.ID = phoenix.NoteOnTrace, r.span.TraceID.String()
-		if ann != nil {
-			ids, err = ta.AnnotateTraces(ctx, []phoenix.TraceAnnotation{{
-				TraceID: note.ID, Name: ann.Name, AnnotatorKind: ann.AnnotatorKind,
-				Result: ann.Result, Metadata: ann.Metadata, Identifier: ann.Identifier,
-			}})
-		}
-	case TargetSession:
-		ta := s.ann.(TargetAnnotator)
-		var session string
-		if session, err = s.sessionOf(ctx, ta, r); err != nil {
-			return nil, err
-		}
-		note.Target, note.ID = phoenix.NoteOnSession, session
-		if ann != nil {
-			ids, err = ta.AnnotateSessions(ctx, []phoenix.SessionAnnotation{{
-				SessionID: session, Name: ann.Name, AnnotatorKind: ann.AnnotatorKind,
-				Result: ann.Result, Metadata: ann.Metadata, Identifier: ann.Identifier,
-			}})
-		}
-	}
-	if err != nil || comment == nil {
-		return ids, err
-	}
-	note.Text = *comment
-	id, err := s.ann.(TargetAnnotator).AddNote(ctx, note)
-	if err != nil {
-		return nil, err
-	}
-	if ann == nil {
-		ids = []string{id}
-	}
-	return ids, nil
-}
-
-// sessionOf returns the session of r's trace, asking Phoenix the first
-// time: the proxy sees the session.id attribute only on the spans it
-// passes through, which need not include the one it indexed.
-func (s *Service) sessionOf(ctx context.Context, ta TargetAnnotator, r *record) (string, error) {
-	s.mu.Lock()
-	session := r.session
-	s.mu.Unlock()
-	if session != "" {
-		return session, nil
-	}
-	session, err := ta.SessionOfTrace(ctx, r.span.Project, r.span.TraceID.String())
-	if err != nil {
-		return "", err
-	}
-	s.mu.Lock()
-	s.uncountLocked(r)
-	r.session = session
-	s.countLocked(r)
-	s.mu.Unlock()
-	return session, nil
-}
-
-// noteIdentifier is the identifier of the note a feedback's comment is
-// written as: one note per name and identifier on a target, so that a new
-// comment replaces the last one, as a new vote replaces the last vote.
-// Escaped so that two keys cannot give the same identifier.
-func noteIdentifier(k key) string {
-	esc := strings.NewReplacer("%", "%25", "/", "%2F")
-	return "feedback/" + esc.Replace(k.name) + "/" + esc.Replace(k.identifier)
-}
-
 // settleAttempt applies what the attempt at version of r's vote leads to
 // (see settle) and returns it.
 func (s *Service) settleAttempt(r *record, version int, a attempt) decision {
@@ -737,6 +668,12 @@ func (s *Service) settleAttempt(r *record, version int, a attempt) decision {
 	defer s.mu.Unlock()
 	now := time.Now()
 	a.superseded = r.version != version
+	if errors.Is(a.err, phoenix.ErrNoSession) {
+		if r.noSession.IsZero() {
+			r.noSession = now
+		}
+		a.noSessionSince = r.noSession
+	}
 	d := settle(a, r.received, r.deadline, now)
 	s.metrics.attempts.WithLabelValues(d.result).Inc()
 	r.attempts++

@@ -31,6 +31,9 @@ type attempt struct {
 	// backoff is the wait before the next attempt, unless Phoenix asks for
 	// a longer one.
 	backoff time.Duration
+	// noSessionSince is when Phoenix first said the trace is in no
+	// session (err is phoenix.ErrNoSession).
+	noSessionSince time.Time
 }
 
 // decision is what an attempt leads to.
@@ -73,7 +76,7 @@ func settle(a attempt, received, deadline, now time.Time) decision {
 		d.next, d.state = end, Failed
 		d.reason = "Phoenix refused the annotation: " + a.err.Error()
 		return d
-	case d.result == resultNoSession && now.Sub(received) >= sessionGrace:
+	case d.result == resultNoSession && now.Sub(a.noSessionSince) >= sessionGrace:
 		d.next, d.state = end, Failed
 		d.reason = fmt.Sprintf("feedback on the session, but the trace is in none: none of its spans in Phoenix carried %s within %s", phoenix.SessionIDAttribute, sessionGrace)
 		return d
@@ -122,6 +125,8 @@ func attemptResult(err error) string {
 		return resultSpanNotFound
 	case errors.Is(err, phoenix.ErrNoSession):
 		return resultNoSession
+	case errors.As(err, new(*lookupError)):
+		return resultRetryable
 	case phoenix.IsRetryable(err):
 		return resultRetryable
 	}

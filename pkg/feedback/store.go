@@ -32,7 +32,7 @@ type Store interface {
 	// kept replaces it.
 	SaveFeedback(saved []Saved) error
 	// RemoveFeedback deletes the feedback kept under the key, if any.
-	RemoveFeedback(responseID, name, identifier string) error
+	RemoveFeedback(responseID, name, identifier string, target Target) error
 	// LoadFeedback returns every feedback kept.
 	LoadFeedback() ([]Saved, error)
 }
@@ -65,6 +65,11 @@ func (s *Service) Restore(st Store) (int, error) {
 		// Accepted before: held to the limits of then, not of now (a
 		// version that took metadata up to a whole body).
 		v, ferr := prepare(&f, MaxBodyBytes)
+		if ferr == nil {
+			// A target or comment this service's Annotator cannot write
+			// (a data directory moved between setups) ends failed below.
+			ferr = s.supports(f)
+		}
 		k := keyOf(f)
 		if r, ok := s.byResponse[k.responseID][k]; ok && r.state == Pending {
 			continue // submitted since: newer than what was kept
@@ -127,7 +132,7 @@ func (s *Service) removeLocked(r *record) {
 	if s.store == nil {
 		return
 	}
-	if err := s.store.RemoveFeedback(r.key.responseID, r.key.name, r.key.identifier); err != nil {
+	if err := s.store.RemoveFeedback(r.key.responseID, r.key.name, r.key.identifier, r.key.target); err != nil {
 		s.log.Error("feedback ended but is still in the data directory; it will be resumed at the next start",
 			"response_id", r.key.responseID, "name", r.key.name, "identifier", r.key.identifier, "state", r.state, "err", err)
 	}

@@ -26,6 +26,7 @@ type fakeTargets struct {
 
 	mu          sync.Mutex
 	lines       []string
+	annErr      error // the first annotation's answer, when set
 	session     string
 	sessionErrs []error
 	sessionAsks int
@@ -53,7 +54,14 @@ func label(r phoenix.Result) string {
 
 func (f *fakeTargets) AnnotateSpans(ctx context.Context, anns []phoenix.SpanAnnotation) ([]string, error) {
 	a := anns[0]
-	return []string{f.record(fmt.Sprintf("span %s %s/%s %s", a.SpanID, a.Name, a.Identifier, label(a.Result)))}, nil
+	id := f.record(fmt.Sprintf("span %s %s/%s %s", a.SpanID, a.Name, a.Identifier, label(a.Result)))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.annErr; err != nil {
+		f.annErr = nil
+		return nil, err
+	}
+	return []string{id}, nil
 }
 
 func (f *fakeTargets) AnnotateTraces(ctx context.Context, anns []phoenix.TraceAnnotation) ([]string, error) {
@@ -70,7 +78,7 @@ func (f *fakeTargets) AddNote(ctx context.Context, n phoenix.Note) (string, erro
 	return f.record(fmt.Sprintf("note %s %s %s %s", n.Target, n.ID, n.Identifier, n.Text)), nil
 }
 
-func (f *fakeTargets) SessionOfTrace(ctx context.Context, project, traceID string) (string, error) {
+func (f *fakeTargets) SessionOfTrace(ctx context.Context, project, traceID, spanID string) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := f.sessionAsks
@@ -80,7 +88,7 @@ func (f *fakeTargets) SessionOfTrace(ctx context.Context, project, traceID strin
 			return "", err
 		}
 	}
-	if project != "support" || traceID != span(1).TraceID.String() {
+	if project != "support" || traceID != span(1).TraceID.String() || spanID != span(1).SpanID.String() {
 		return "", fmt.Errorf("asked for the session of trace %s in %s", traceID, project)
 	}
 	return f.session, nil
@@ -265,3 +273,104 @@ func TestTargetsBadInput(t *testing.T) {
 
 // The proxy's Phoenix client writes every target.
 var _ feedback.TargetAnnotator = (*phoenix.Client)(nil)
+
+// A session lookup whose answer cannot be read wrote nothing: it is tried
+// again, never taken for a stored annotation.
+func TestSessionLookupUnreadable(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ann := &fakeTargets{session: "conv-9", sessionErrs: []error{unreadableAnswer, nil}}
+		svc, ix := newTargetsService(t, ann)
+		svc.Indexed(ix.Add([]index.Entry{{ResponseID: "chatcmpl-1", Span: span(1)}}))
+		if _, err := svc.Submit([]feedback.Feedback{{ResponseID: "chatcmpl-1", Thumbs: "up", Target: feedback.TargetSession}}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		st := svc.Lookup("chatcmpl-1")
+		if len(st) != 1 || st[0].State != feedback.Annotated || st[0].Reason != "" || ann.sessionAsks != 2 ||
+			!slices.Equal(ann.Lines(), []string{"session conv-9 user feedback/ thumbs-up"}) {
+			t.Errorf("status %+v after %d asks, calls %q; want annotated after a second ask", st, ann.sessionAsks, ann.Lines())
+		}
+		svc.Shutdown(context.Background())
+	})
+}
+
+// An annotation Phoenix stored but whose answer could not be read still
+// gets its comment.
+func TestCommentAfterUnreadableAnswer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ann := &fakeTargets{annErr: unreadableAnswer}
+		svc, ix := newTargetsService(t, ann)
+		svc.Indexed(ix.Add([]index.Entry{{ResponseID: "chatcmpl-1", Span: span(1)}}))
+		if _, err := svc.Submit([]feedback.Feedback{{ResponseID: "chatcmpl-1", Thumbs: "up", Comment: comment("nice")}}); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if lines := ann.Lines(); len(lines) != 2 || !strings.HasPrefix(lines[1], "note span ") {
+			t.Errorf("calls %q, want the annotation then its note", lines)
+		}
+		if st := svc.Lookup("chatcmpl-1"); len(st) != 1 || st[0].State != feedback.Annotated {
+			t.Errorf("status %+v", st)
+		}
+		svc.Shutdown(context.Background())
+	})
+}
+
+// A trace is reached by each of its LLM calls' response ids: a vote held
+// back waiting for its span does not overwrite a newer one the user sent
+// through another id of the same trace.
+func TestTraceVotesOrderedAcrossResponses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ann := &fakeTargets{}
+		svc, ix := newTargetsService(t, ann)
+		draft := span(1)
+		draft.SpanID[7] = 0x99 // the trace's other LLM span
+		svc.Indexed(ix.Add([]index.Entry{{ResponseID: "chatcmpl-answer", Span: span(1)}}))
+		// Up by the draft's id, whose span has not come through; then down
+		// by the answer's id, written at once.
+		if _, err := svc.Submit([]feedback.Feedback{{ResponseID: "chatcmpl-draft", Thumbs: "up", Identifier: "u1", Target: feedback.TargetTrace}}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		if _, err := svc.Submit([]feedback.Feedback{{ResponseID: "chatcmpl-answer", Thumbs: "down", Identifier: "u1", Target: feedback.TargetTrace}}); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		svc.Indexed(ix.Add([]index.Entry{{ResponseID: "chatcmpl-draft", Span: draft}}))
+		synctest.Wait()
+		trace := span(1).TraceID.String()
+		if lines := ann.Lines(); !slices.Equal(lines, []string{"trace " + trace + " user feedback/u1 thumbs-down"}) {
+			t.Errorf("calls %q, want the newer vote only", lines)
+		}
+		if st := svc.Lookup("chatcmpl-draft"); len(st) != 1 || st[0].State != feedback.Superseded {
+			t.Errorf("the older vote: %+v, want superseded", st)
+		}
+		svc.Shutdown(context.Background())
+	})
+}
+
+// The grace a session is waited for starts at Phoenix's first "no
+// session", not when the feedback came: a vote that waited long for its
+// span still gets it.
+func TestNoSessionGraceFromFirstAnswer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ann := &fakeTargets{sessionErrs: []error{fmt.Errorf("%w (trace x)", phoenix.ErrNoSession)}}
+		svc, ix := newTargetsService(t, ann)
+		if _, err := svc.Submit([]feedback.Feedback{{ResponseID: "chatcmpl-1", Thumbs: "up", Target: feedback.TargetSession}}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Minute) // the span takes its time
+		svc.Indexed(ix.Add([]index.Entry{{ResponseID: "chatcmpl-1", Span: span(1)}}))
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if st := svc.Lookup("chatcmpl-1"); len(st) != 1 || st[0].State != feedback.Pending {
+			t.Fatalf("a minute into the grace: %+v, want pending", st)
+		}
+		time.Sleep(2 * time.Minute)
+		synctest.Wait()
+		if st := svc.Lookup("chatcmpl-1"); len(st) != 1 || st[0].State != feedback.Failed {
+			t.Errorf("past the grace: %+v, want failed", st)
+		}
+		svc.Shutdown(context.Background())
+	})
+}

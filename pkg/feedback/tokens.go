@@ -83,6 +83,13 @@ func (s *Service) checkToken(tok string, f *Feedback) *refusal {
 		s.metrics.tokenRefused.WithLabelValues("out_of_scope").Inc()
 		return &refusal{code: http.StatusForbidden, msg: err.Error()}
 	}
+	if len(c.Names) == 0 && f.Name != DefaultName {
+		// A token that names no annotation is for the user's vote, not for
+		// every name: else a page could overwrite an evaluator's
+		// annotation (its name, identifier "") with its own.
+		s.metrics.tokenRefused.WithLabelValues("out_of_scope").Inc()
+		return &refusal{code: http.StatusForbidden, msg: fmt.Sprintf("%v %q: a token that names none allows %q only", token.ErrWrongName, f.Name, DefaultName)}
+	}
 	if f.AnnotatorKind != DefaultAnnotatorKind {
 		// A page speaks for its user, never for an evaluator.
 		s.metrics.tokenRefused.WithLabelValues("out_of_scope").Inc()

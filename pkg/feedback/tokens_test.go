@@ -88,6 +88,8 @@ func TestTokenPost(t *testing.T) {
 		{name: "wrong name", tok: func(t *testing.T, ka *token.Keys) string {
 			return mint(t, ka, token.Claims{ResponseID: "chatcmpl-1", Names: []string{"helpfulness"}})
 		}, wantCode: http.StatusForbidden, wantMsg: "name"},
+		{name: "a token naming none: another name than the user's vote", body: `{"response_id":"chatcmpl-1","label":"wrong","identifier":"user-7","name":"correctness"}`,
+			wantCode: http.StatusForbidden, wantMsg: "allows \"user feedback\" only"},
 		{name: "not HUMAN", body: `{"response_id":"chatcmpl-1","thumbs":"up","identifier":"user-7","annotator_kind":"LLM"}`,
 			wantCode: http.StatusForbidden, wantMsg: "HUMAN"},
 		{name: "rotated: the old key still verifies", verifier: []string{keyB, keyA}, wantCode: http.StatusAccepted},
@@ -158,7 +160,7 @@ func TestTokenVotesAgain(t *testing.T) {
 			t.Errorf("calls = %+v, want up then down", calls)
 		}
 		// GET with the token: the page sees its user's vote, and only that.
-		h.submit(t, vote("chatcmpl-1", "up", identifier("user-8")))
+		h.submit(t, vote("chatcmpl-1", "up", identifier("user-8")), vote("chatcmpl-1", "up"))
 		rec := h.serve("GET", "/feedback/chatcmpl-1", "", "Authorization", "Bearer "+tok)
 		var ans struct {
 			Feedback []feedback.Status `json:"feedback"`
@@ -225,11 +227,21 @@ func TestTokenRate(t *testing.T) {
 		if codes[0] != 202 || codes[1] != 202 || codes[2] != 429 {
 			t.Errorf("codes = %v, want 202 202 429", codes)
 		}
+		// In a batch too: each item refused, and the answer says when to retry.
+		rec := h.serve("POST", "/feedback", `[{"response_id":"chatcmpl-1","thumbs":"up"}]`, "Authorization", "Bearer "+tok)
+		if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") != "2" {
+			t.Errorf("batch past the rate: %d, Retry-After %q: %s", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+		}
 		// The server token is not rate limited per token.
 		if rec := h.serve("POST", "/feedback", `{"response_id":"chatcmpl-1","thumbs":"up"}`, "Authorization", "Bearer s3cret"); rec.Code != 202 {
 			t.Errorf("server token: %d", rec.Code)
 		}
-		if len(lim.seen) != 1 {
+		if len(lim.seen) != 1 || lim.seen[func() string {
+			for k := range lim.seen {
+				return k
+			}
+			return ""
+		}()] != 4 {
 			t.Errorf("limiter saw %d keys, want the one token", len(lim.seen))
 		}
 		for k := range lim.seen {
@@ -322,6 +334,23 @@ func TestTokenCheckedWhenOpen(t *testing.T) {
 			if rec := h.serve("POST", "/feedback", tc.body, tc.header...); rec.Code != tc.wantCode {
 				t.Errorf("%v %s: %d, want %d: %s", tc.header, tc.body, rec.Code, tc.wantCode, rec.Body)
 			}
+		}
+	})
+}
+
+// A token bound to no identifier reads only the feedback without one: the
+// identifiers of others are often user ids.
+func TestTokenGetUnbound(t *testing.T) {
+	ka := keys(t, keyA)
+	inBubble(t, tokenConfig(t, ka), []answer{accept}, func(t *testing.T, h *harness) {
+		h.submit(t, vote("chatcmpl-1", "up", identifier("user-8")), vote("chatcmpl-1", "down"))
+		tok := mint(t, ka, token.Claims{ResponseID: "chatcmpl-1"})
+		rec := h.serve("GET", "/feedback/chatcmpl-1", "", "Authorization", "Bearer "+tok)
+		var ans struct {
+			Feedback []feedback.Status `json:"feedback"`
+		}
+		if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &ans) != nil || len(ans.Feedback) != 1 || ans.Feedback[0].Identifier != "" {
+			t.Errorf("GET with an unbound token: %d %s, want the feedback without identifier only", rec.Code, rec.Body)
 		}
 	})
 }

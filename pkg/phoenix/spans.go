@@ -41,6 +41,8 @@ type SpanQuery struct {
 	TraceID string
 	SpanID  string
 	Name    string
+	// ParentID keeps the children of that span; "null" keeps root spans.
+	ParentID string
 	// Attribute keeps the spans whose attribute Key holds exactly the string Value (Phoenix's
 	// attribute=key:value filter, case-sensitive, whole value). The zero value does not filter.
 	Attribute AttributeFilter
@@ -97,6 +99,9 @@ func (c *Client) Spans(ctx context.Context, project string, q SpanQuery) ([]Span
 	if q.Name != "" {
 		v.Set("name", q.Name)
 	}
+	if q.ParentID != "" {
+		v.Set("parent_id", q.ParentID)
+	}
 	if q.Attribute != (AttributeFilter{}) {
 		p, err := q.Attribute.param()
 		if err != nil {
@@ -123,43 +128,37 @@ const SessionIDAttribute = "session.id"
 // carries SessionIDAttribute: the trace is in no session.
 var ErrNoSession = errors.New("phoenix: the trace is in no session: none of its spans carries " + SessionIDAttribute)
 
-// sessionSpansLimit bounds the spans SessionOfTrace reads. An app that sets session.id sets it
-// on every span it starts in the session's context, the root included.
-const sessionSpansLimit = 100
-
 // SessionOfTrace returns the session id of a trace: the session.id attribute of its root span,
-// else of the first of its spans that carries one (Phoenix puts a trace in the session of the
-// first span it ingests with one; apps set the same value on all). A trace Phoenix holds no span
-// of yet is a 404 (IsSpanNotFound), as is an unknown project; spans without the attribute give
-// ErrNoSession.
-func (c *Client) SessionOfTrace(ctx context.Context, project, traceID string) (string, error) {
+// else of the span spanID of the trace (the LLM span a feedback names: an app that sets a session
+// sets it on every span it starts in the session's context). Phoenix puts a trace in the session
+// of the first span it ingests with the attribute; apps set one value on all. Each is asked for
+// alone, so that the answers stay small whatever the trace holds. A trace whose root and span
+// Phoenix holds neither of yet is a 404 (IsSpanNotFound), as is an unknown project; a root or span
+// without the attribute gives ErrNoSession.
+func (c *Client) SessionOfTrace(ctx context.Context, project, traceID, spanID string) (string, error) {
 	if traceID == "" {
 		return "", errors.New("phoenix: session of trace: the trace id is empty")
 	}
-	spans, err := c.Spans(ctx, project, SpanQuery{TraceID: traceID, Limit: sessionSpansLimit})
-	if err != nil {
-		return "", err
-	}
-	if len(spans) == 0 {
-		return "", &APIError{StatusCode: http.StatusNotFound, Message: fmt.Sprintf("no span of trace %s in project %s yet", traceID, project),
-			method: http.MethodGet, path: "/v1/projects/" + url.PathEscape(project) + "/spans"}
-	}
-	found := ""
-	for _, s := range spans {
-		id, _ := s.Attributes[SessionIDAttribute].(string)
-		id = strings.TrimSpace(id) // as Phoenix does at ingest
-		if id == "" {
+	seen := false
+	for _, q := range []SpanQuery{{TraceID: traceID, ParentID: "null", Limit: 1}, {TraceID: traceID, SpanID: spanID, Limit: 1}} {
+		if q.SpanID == "" && q.ParentID == "" {
 			continue
 		}
-		if s.ParentID == "" {
-			return id, nil
+		spans, err := c.Spans(ctx, project, q)
+		if err != nil {
+			return "", err
 		}
-		if found == "" {
-			found = id
+		for _, s := range spans {
+			seen = true
+			id, _ := s.Attributes[SessionIDAttribute].(string)
+			if id = strings.TrimSpace(id); id != "" { // trimmed, as Phoenix does at ingest
+				return id, nil
+			}
 		}
 	}
-	if found == "" {
-		return "", fmt.Errorf("%w (trace %s)", ErrNoSession, traceID)
+	if !seen {
+		return "", &APIError{StatusCode: http.StatusNotFound, Message: fmt.Sprintf("neither the root of trace %s nor its span %s is in project %s yet", traceID, spanID, project),
+			method: http.MethodGet, path: "/v1/projects/" + url.PathEscape(project) + "/spans"}
 	}
-	return found, nil
+	return "", fmt.Errorf("%w (trace %s)", ErrNoSession, traceID)
 }

@@ -13,11 +13,11 @@ func TestVCRSessions(t *testing.T) {
 	c := newVCRClient(t, "sessions")
 	ctx := context.Background()
 
-	session, err := c.SessionOfTrace(ctx, vcrProject, seedTraceID)
+	session, err := c.SessionOfTrace(ctx, vcrProject, seedTraceID, spanNotes)
 	if err != nil || session != vcrSessionID {
 		t.Fatalf("SessionOfTrace = %q, %v; want %q (the root span's session.id)", session, err, vcrSessionID)
 	}
-	if _, err := c.SessionOfTrace(ctx, vcrProject, unknownTraceID); !IsSpanNotFound(err) {
+	if _, err := c.SessionOfTrace(ctx, vcrProject, unknownTraceID, unknownSpanID); !IsSpanNotFound(err) {
 		t.Errorf("SessionOfTrace of an unknown trace: err = %v, want a 404", err)
 	}
 
@@ -101,43 +101,58 @@ func TestNoteCheckedWithoutRequest(t *testing.T) {
 			t.Errorf("AddNote(%+v) = nil error", n)
 		}
 	}
-	if _, err := c.SessionOfTrace(context.Background(), "p", ""); err == nil {
+	if _, err := c.SessionOfTrace(context.Background(), "p", "", "s"); err == nil {
 		t.Error("SessionOfTrace with no trace id: nil error")
 	}
 }
 
 func TestSessionOfTrace(t *testing.T) {
 	tests := []struct {
-		name    string
-		spans   string
-		want    string
-		wantErr func(error) bool
+		name       string
+		root, span string // the data Phoenix answers for the root query and the span query
+		want       string
+		wantErr    func(error) bool
+		wantAsks   int
 	}{
-		{"root's wins", `[{"parent_id":"a","attributes":{"session.id":"child"}},{"parent_id":null,"attributes":{"session.id":" root "}}]`, "root", nil},
-		{"else the first carrying one", `[{"parent_id":"a","attributes":{}},{"parent_id":"b","attributes":{"session.id":"s2"}}]`, "s2", nil},
-		{"none: no session", `[{"parent_id":null,"attributes":{"session.id":""}},{"parent_id":"a","attributes":{"session.id":12}}]`, "",
-			func(err error) bool { return errors.Is(err, ErrNoSession) && !IsRetryable(err) && !IsSpanNotFound(err) }},
-		{"no spans yet: not found", `[]`, "", IsSpanNotFound},
+		{"root's, asked first", `[{"parent_id":null,"attributes":{"session.id":" root "}}]`, `[]`, "root", nil, 1},
+		{"else the span's", `[{"parent_id":null,"attributes":{}}]`, `[{"parent_id":"r","attributes":{"session.id":"s2"}}]`, "s2", nil, 2},
+		{"the span's while the root is not in yet", `[]`, `[{"parent_id":"r","attributes":{"session.id":"s2"}}]`, "s2", nil, 2},
+		{"none: no session", `[{"parent_id":null,"attributes":{"session.id":""}}]`, `[{"parent_id":"a","attributes":{"session.id":12}}]`, "",
+			func(err error) bool { return errors.Is(err, ErrNoSession) && !IsRetryable(err) && !IsSpanNotFound(err) }, 2},
+		{"neither in yet: not found", `[]`, `[]`, "", IsSpanNotFound, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			asks := 0
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path != "/v1/projects/p%20q/spans" && r.URL.EscapedPath() != "/v1/projects/p%20q/spans" || r.URL.Query().Get("trace_id") != "t1" {
+				asks++
+				q := r.URL.Query()
+				if r.URL.EscapedPath() != "/v1/projects/p%20q/spans" || q.Get("trace_id") != "t1" || q.Get("limit") != "1" {
 					t.Errorf("request %s", r.URL)
 				}
-				_, _ = w.Write([]byte(`{"data":` + tt.spans + `}`))
+				data := tt.span
+				switch {
+				case q.Get("parent_id") == "null" && q.Get("span_id") == "":
+					data = tt.root
+				case q.Get("span_id") != "s1" || q.Get("parent_id") != "":
+					t.Errorf("request %s", r.URL)
+				}
+				_, _ = w.Write([]byte(`{"data":` + data + `}`))
 			}))
 			defer srv.Close()
 			c, err := New(Config{BaseURL: srv.URL})
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := c.SessionOfTrace(context.Background(), "p q", "t1")
+			got, err := c.SessionOfTrace(context.Background(), "p q", "t1", "s1")
 			if tt.wantErr == nil && (err != nil || got != tt.want) {
 				t.Errorf("SessionOfTrace = %q, %v; want %q", got, err, tt.want)
 			}
 			if tt.wantErr != nil && (err == nil || !tt.wantErr(err)) {
 				t.Errorf("SessionOfTrace = %q, %v; want the error", got, err)
+			}
+			if asks != tt.wantAsks {
+				t.Errorf("%d requests, want %d", asks, tt.wantAsks)
 			}
 		})
 	}

@@ -111,7 +111,7 @@ func buildTemplate() (template, error) {
 		}
 		sv := feedback.Saved{Feedback: f, Received: t0.Add(time.Duration(i) * time.Second), Deadline: t0.Add(time.Hour)}
 		batch = append(batch, sv)
-		tp.feedback[string(feedbackKey(f.ResponseID, f.Name, f.Identifier))] = sv
+		tp.feedback[string(feedbackKey(f.ResponseID, f.Name, f.Identifier, f.Target))] = sv
 		if len(batch) == 1+i%3 {
 			if err := st.SaveFeedback(batch); err != nil {
 				return template{}, err
@@ -124,11 +124,11 @@ func buildTemplate() (template, error) {
 	}
 	for i := 0; i < 70; i += 7 {
 		for _, j := range []int{i, i + 3} {
-			f := tp.feedback[string(feedbackKey(fmt.Sprintf("chatcmpl-%03d", j), feedback.DefaultName, fmt.Sprintf("user-%d", j%13)))].Feedback
-			if err := st.RemoveFeedback(f.ResponseID, f.Name, f.Identifier); err != nil {
+			f := tp.feedback[string(feedbackKey(fmt.Sprintf("chatcmpl-%03d", j), feedback.DefaultName, fmt.Sprintf("user-%d", j%13), ""))].Feedback
+			if err := st.RemoveFeedback(f.ResponseID, f.Name, f.Identifier, f.Target); err != nil {
 				return template{}, err
 			}
-			delete(tp.feedback, string(feedbackKey(f.ResponseID, f.Name, f.Identifier)))
+			delete(tp.feedback, string(feedbackKey(f.ResponseID, f.Name, f.Identifier, f.Target)))
 		}
 	}
 	var order []string
@@ -371,7 +371,7 @@ func readBack(t *testing.T, st *Store, tp template) outcome {
 	}
 	for _, sv := range out.saved {
 		f := sv.Feedback
-		want, ok := tp.feedback[string(feedbackKey(f.ResponseID, f.Name, f.Identifier))]
+		want, ok := tp.feedback[string(feedbackKey(f.ResponseID, f.Name, f.Identifier, f.Target))]
 		switch {
 		case !ok:
 			out.fbStray++
@@ -418,7 +418,7 @@ func checkUsable(t *testing.T, st *Store, feedbacks, entries int) {
 	if err := st.SaveFeedback([]feedback.Saved{{Feedback: f, Received: time.Unix(1, 0), Deadline: time.Unix(2, 0)}}); err != nil {
 		t.Fatalf("SaveFeedback after Open: %v", err)
 	}
-	if err := st.RemoveFeedback("after", feedback.DefaultName, ""); err != nil {
+	if err := st.RemoveFeedback("after", feedback.DefaultName, "", ""); err != nil {
 		t.Fatalf("RemoveFeedback after Open: %v", err)
 	}
 	if err := st.SaveFeedback([]feedback.Saved{{Feedback: f, Received: time.Unix(1, 0), Deadline: time.Unix(2, 0)}}); err != nil {

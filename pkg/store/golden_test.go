@@ -80,7 +80,7 @@ func TestGoldenRecords(t *testing.T) {
 				}
 				// The key is the one RemoveFeedback computes.
 				f := w.Feedback
-				if err := st.RemoveFeedback(f.ResponseID, f.Name, f.Identifier); err != nil {
+				if err := st.RemoveFeedback(f.ResponseID, f.Name, f.Identifier, f.Target); err != nil {
 					t.Fatal(err)
 				}
 				if c, _ := st.Count(); c.Feedback != 0 {

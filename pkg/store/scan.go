@@ -811,7 +811,7 @@ func checkFeedback(key, value []byte) error {
 		return fmt.Errorf("record version %d", sj.V)
 	}
 	f := sj.Feedback
-	if !bytes.Equal(key, feedbackKey(f.ResponseID, f.Name, f.Identifier)) {
+	if !bytes.Equal(key, feedbackKey(f.ResponseID, f.Name, f.Identifier, f.Target)) {
 		return errors.New("the key is not the record's")
 	}
 	return nil

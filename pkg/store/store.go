@@ -285,7 +285,7 @@ func (s *Store) SaveFeedback(saved []feedback.Saved) error {
 				return err
 			}
 			f := sv.Feedback
-			if err := b.Put(feedbackKey(f.ResponseID, f.Name, f.Identifier), v); err != nil {
+			if err := b.Put(feedbackKey(f.ResponseID, f.Name, f.Identifier, f.Target), v); err != nil {
 				return err
 			}
 		}
@@ -298,9 +298,9 @@ func (s *Store) SaveFeedback(saved []feedback.Saved) error {
 }
 
 // RemoveFeedback deletes one feedback.
-func (s *Store) RemoveFeedback(responseID, name, identifier string) error {
+func (s *Store) RemoveFeedback(responseID, name, identifier string, target feedback.Target) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketFeedback).Delete(feedbackKey(responseID, name, identifier))
+		return tx.Bucket(bucketFeedback).Delete(feedbackKey(responseID, name, identifier, target))
 	})
 	if err != nil {
 		return fmt.Errorf("store: remove feedback: %w", err)
@@ -351,11 +351,18 @@ func deleteAll(b *bolt.Bucket, keys [][]byte) error {
 	return nil
 }
 
-// feedbackKey is the three strings, each as a uvarint length and its bytes,
-// so that no choice of separator can make two keys collide.
-func feedbackKey(responseID, name, identifier string) []byte {
-	k := make([]byte, 0, len(responseID)+len(name)+len(identifier)+3*binary.MaxVarintLen16)
-	for _, s := range []string{responseID, name, identifier} {
+// feedbackKey is the strings of a feedback's key, each as a uvarint length
+// and its bytes, so that no choice of separator can make two keys collide:
+// the response id, name and identifier, and the target unless it is the
+// span (the default, "" in records written before targets existed), so
+// that those records keep their keys.
+func feedbackKey(responseID, name, identifier string, target feedback.Target) []byte {
+	parts := []string{responseID, name, identifier}
+	if target != "" && target != feedback.TargetSpan {
+		parts = append(parts, string(target))
+	}
+	k := make([]byte, 0, len(responseID)+len(name)+len(identifier)+len(target)+4*binary.MaxVarintLen16)
+	for _, s := range parts {
 		k = binary.AppendUvarint(k, uint64(len(s)))
 		k = append(k, s...)
 	}

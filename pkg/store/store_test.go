@@ -97,10 +97,10 @@ func TestFeedbackRoundTrip(t *testing.T) {
 		}
 	}
 
-	if err := st.RemoveFeedback("a", "bc", ""); err != nil {
+	if err := st.RemoveFeedback("a", "bc", "", ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.RemoveFeedback("never", "kept", ""); err != nil {
+	if err := st.RemoveFeedback("never", "kept", "", ""); err != nil {
 		t.Errorf("removing what is not kept: %v", err)
 	}
 	if c, err := st.Count(); err != nil || c.Feedback != 2 {
@@ -449,5 +449,38 @@ func TestSaveFeedbackAllOrNone(t *testing.T) {
 	}
 	if c, _ := st.Count(); c.Feedback != 0 {
 		t.Errorf("%d feedbacks kept after a failed batch, want 0", c.Feedback)
+	}
+}
+
+// A vote on a response's span and one on its session by the same user, under
+// the same name, are two feedbacks: each keeps its row, and the end of one
+// removes only its own.
+func TestFeedbackTargetsKeptApart(t *testing.T) {
+	st := open(t, t.TempDir())
+	t0 := time.Unix(1_767_225_600, 0)
+	comment := "why so long?"
+	var saved []feedback.Saved
+	for _, target := range []feedback.Target{feedback.TargetSpan, feedback.TargetTrace, feedback.TargetSession} {
+		f := feedback.Feedback{ResponseID: "chatcmpl-t", Name: feedback.DefaultName, Identifier: "u1", Target: target, Comment: &comment}
+		saved = append(saved, feedback.Saved{Feedback: f, Received: t0, Deadline: t0.Add(time.Hour), Voted: t0})
+	}
+	if err := st.SaveFeedback(saved); err != nil {
+		t.Fatal(err)
+	}
+	st = reopen(t, st)
+	if got, err := st.LoadFeedback(); err != nil || len(got) != 3 {
+		t.Fatalf("loaded %d feedbacks (%v), want the 3 targets", len(got), err)
+	}
+	if err := st.RemoveFeedback("chatcmpl-t", feedback.DefaultName, "u1", feedback.TargetSpan); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.LoadFeedback()
+	if err != nil || len(got) != 2 {
+		t.Fatalf("after removing the span's: %d feedbacks (%v), want 2", len(got), err)
+	}
+	for _, sv := range got {
+		if sv.Feedback.Target == feedback.TargetSpan || sv.Feedback.Comment == nil || *sv.Feedback.Comment != comment {
+			t.Errorf("kept %+v", sv.Feedback)
+		}
 	}
 }

@@ -1,7 +1,8 @@
 package token
 
 import (
-	"os"
+	"crypto/sha256"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,9 +11,11 @@ import (
 // DefaultRecheck is how often a KeysFile looks at its file for a change.
 const DefaultRecheck = 5 * time.Second
 
-// KeysFile is a key file kept loaded: it is looked at again at most every
-// Recheck when tokens are minted or verified, and re-read when its size or
-// modification time changed, so that keys rotate without a restart (add
+// KeysFile is a key file kept loaded: it is read again at most every
+// Recheck when tokens are minted or verified, and its keys replaced when
+// its contents changed (compared by digest: a copy that keeps the size and
+// the modification time is a change too), so that keys rotate without a
+// restart (add
 // the new key as the first line, keep the old one until the tokens it
 // signed have expired, then remove it). A file that cannot be read or
 // parsed keeps the keys loaded before and is reported to OnError.
@@ -24,11 +27,10 @@ type KeysFile struct {
 	// OnReload, when set, is told of the keys loaded by a reload.
 	OnReload func(*Keys)
 
-	keys atomic.Pointer[Keys]
-	mu   sync.Mutex // held while looking at the file
-	next time.Time  // when to look again
-	size int64
-	mod  time.Time
+	keys   atomic.Pointer[Keys]
+	mu     sync.Mutex // held while looking at the file
+	next   time.Time  // when to look again
+	digest [sha256.Size]byte
 }
 
 // OpenKeysFile loads the key file at path; recheck <= 0 means DefaultRecheck.
@@ -37,15 +39,12 @@ func OpenKeysFile(path string, recheck time.Duration) (*KeysFile, error) {
 		recheck = DefaultRecheck
 	}
 	f := &KeysFile{path: path, recheck: recheck}
-	st, err := os.Stat(path)
-	if err == nil {
-		f.size, f.mod = st.Size(), st.ModTime()
-	}
-	k, err := LoadKeys(path)
+	k, digest, err := loadKeys(path)
 	if err != nil {
 		return nil, err
 	}
 	f.keys.Store(k)
+	f.digest = digest
 	f.next = time.Now().Add(recheck)
 	return f, nil
 }
@@ -66,26 +65,19 @@ func (f *KeysFile) maybeReload(now time.Time) {
 		return
 	}
 	f.next = now.Add(f.recheck)
-	st, err := os.Stat(f.path)
+	k, digest, err := loadKeys(f.path)
 	if err != nil {
+		// The keys loaded before stay; a file caught half written is read
+		// again at the next look.
 		if f.OnError != nil {
 			f.OnError(err)
 		}
 		return
 	}
-	if st.Size() == f.size && st.ModTime().Equal(f.mod) {
+	if digest == f.digest {
 		return
 	}
-	k, err := LoadKeys(f.path)
-	if err != nil {
-		if f.OnError != nil {
-			f.OnError(err)
-		}
-		// Not marked as seen: a file caught half written is read again at
-		// the next look.
-		return
-	}
-	f.size, f.mod = st.Size(), st.ModTime()
+	f.digest = digest
 	f.keys.Store(k)
 	if f.OnReload != nil {
 		f.OnReload(k)
@@ -98,4 +90,18 @@ func (f *KeysFile) Mint(c Claims) (string, error) { return f.Keys().Mint(c) }
 // Verify verifies with the keys loaded now (see Keys.Verify).
 func (f *KeysFile) Verify(tok string, now time.Time) (Claims, error) {
 	return f.Keys().Verify(tok, now)
+}
+
+// loadKeys reads and parses the key file at path, returning the digest of
+// its contents.
+func loadKeys(path string) (*Keys, [sha256.Size]byte, error) {
+	text, err := readKeyFile(path)
+	if err != nil {
+		return nil, [sha256.Size]byte{}, err
+	}
+	k, err := ParseKeys(text)
+	if err != nil {
+		return nil, [sha256.Size]byte{}, fmt.Errorf("token keys %s: %w", path, err)
+	}
+	return k, sha256.Sum256(text), nil
 }

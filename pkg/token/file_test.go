@@ -83,3 +83,33 @@ func TestOpenKeysFileFails(t *testing.T) {
 		t.Error("a missing file opened")
 	}
 }
+
+// A replacement with the same size and modification time (cp -p, an
+// archive) is noticed: the contents are compared.
+func TestKeysFileSeesSameSizeSameTime(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys")
+	mod := time.Now().Add(-time.Hour)
+	write := func(key string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(path, mod, mod); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3")
+	f, err := OpenKeysFile(path, time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := f.Mint(Claims{ResponseID: "r", Expires: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4")
+	time.Sleep(2 * time.Millisecond)
+	if _, err := f.Verify(tok, time.Now()); !errors.Is(err, ErrUnknownKey) {
+		t.Errorf("Verify after the key was replaced in place: %v, want ErrUnknownKey", err)
+	}
+}

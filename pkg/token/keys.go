@@ -90,6 +90,19 @@ func ParseKeys(text []byte) (*Keys, error) {
 
 // LoadKeys reads the key file at path (see ParseKeys).
 func LoadKeys(path string) (*Keys, error) {
+	text, err := readKeyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	k, err := ParseKeys(text)
+	if err != nil {
+		return nil, fmt.Errorf("token keys %s: %w", path, err)
+	}
+	return k, nil
+}
+
+// readKeyFile reads the key file at path, refusing one past maxKeyFileSize.
+func readKeyFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("token keys: %w", err)
@@ -102,11 +115,7 @@ func LoadKeys(path string) (*Keys, error) {
 	if len(text) > maxKeyFileSize {
 		return nil, fmt.Errorf("token keys %s: larger than %d bytes; expected one key a line", path, maxKeyFileSize)
 	}
-	k, err := ParseKeys(text)
-	if err != nil {
-		return nil, fmt.Errorf("token keys %s: %w", path, err)
-	}
-	return k, nil
+	return text, nil
 }
 
 // KeyIDs returns the ids of the keys as tokens carry them, the signing key
