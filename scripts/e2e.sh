@@ -22,6 +22,8 @@ cd "$root"
 "$root/scripts/ts-app.sh"
 # The browser test's Debian chromium and playwright-core (apt-get and npm ci, each only when missing).
 "$root/scripts/browser.sh" install
+# schemathesis for e2e/openapi_test.go, in a venv of its own (scripts/schemathesis.sh says why).
+"$root/scripts/schemathesis.sh" install
 
 export PHOENIX_PORT="${E2E_PHOENIX_PORT:-16006}"
 export PHOENIX_GRPC_PORT="${E2E_PHOENIX_GRPC_PORT:-16007}"
@@ -62,6 +64,8 @@ fi
 "$root/scripts/phoenix.sh" start
 export E2E_PHOENIX_URL="http://127.0.0.1:$PHOENIX_PORT"
 export E2E_PYTHON="$root/.venv/bin/python"
+E2E_SCHEMATHESIS="$("$root/scripts/schemathesis.sh" path)"
+export E2E_SCHEMATHESIS
 
 status=0
 # -p 1: one package at a time; the fault suite stops and starts the shared Phoenix (and Redis).

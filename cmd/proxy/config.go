@@ -81,7 +81,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*opt
 	fs.StringVar(&c.TLS.CertFile, "tls-cert-file", "", "certificate (PEM, followed by its intermediates) the OTLP/gRPC, OTLP/HTTP and feedback listeners serve TLS 1.2+ with, "+
 		"read again when it changes; the admin listener stays plain. Empty: plain text")
 	fs.StringVar(&c.TLS.KeyFile, "tls-key-file", "", "private key (PEM) of --tls-cert-file")
-	fs.StringVar(&c.TLS.ClientCAFile, "tls-client-ca-file", "", "with --tls-cert-file: CA certificates (PEM) that every client of the OTLP and feedback listeners must present a certificate of (mutual TLS); read again when it changes")
+	fs.StringVar(&c.TLS.ClientCAFile, "tls-client-ca-file", "", "with --tls-cert-file: CA certificates (PEM) that every client of the OTLP listeners must present a certificate of (mutual TLS); the feedback listener, which browsers reach, asks for none; read again when it changes")
 
 	phoenixOTLP := fs.String("phoenix-otlp-endpoint", "", "Phoenix OTLP/HTTP traces URL (default: PHOENIX_COLLECTOR_ENDPOINT, else "+defaultPhoenixURL+"/v1/traces)")
 	phoenixURL := fs.String("phoenix-url", "", "Phoenix REST base URL for annotations (default: PHOENIX_ENDPOINT, else the OTLP endpoint's base)")

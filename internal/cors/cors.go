@@ -10,6 +10,10 @@
 // POST, a form) is sent without a preflight, and would otherwise be
 // handled: refusing it keeps pages of other origins from writing, not only
 // from reading. Requests without an Origin (servers, same-origin GETs) pass.
+//
+// With no allow-list the policy is off; SameHost then tells a page's
+// request to its own host from another site's, for a caller that still
+// refuses other sites' writes.
 package cors
 
 import (

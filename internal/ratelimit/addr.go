@@ -20,10 +20,13 @@ type ClientAddress struct {
 // request from, so the entries right of the first untrusted one were
 // written by trusted proxies, and those left of it by whoever sent it:
 // anyone. When every entry is trusted (or there is none), the left-most
-// one (or the peer) is returned: the request is the trusted hosts' own,
-// which Trusts tells. ok is false when the client cannot be told: the
-// peer's address cannot be read (not an IP connection), or a trusted
-// proxy wrote an entry that is not an address ("unknown").
+// one (or the peer) is returned. That is no proof that a trusted host sent
+// the request: a trusted proxy that passes the client's X-Forwarded-For on
+// as it came, rather than appending to it, lets the client write any
+// entry, trusted ones too. Only FromTrustedProxy tells a trusted proxy's
+// own request. ok is false when the client cannot be told: the peer's
+// address cannot be read (not an IP connection), or a trusted proxy wrote
+// an entry that is not an address ("unknown").
 func (c ClientAddress) Of(r *http.Request) (addr netip.Addr, ok bool) {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
@@ -60,6 +63,19 @@ func (c ClientAddress) Of(r *http.Request) (addr netip.Addr, ok bool) {
 		}
 	}
 	return addr, true
+}
+
+// FromTrustedProxy reports whether r is a trusted proxy's own request: its
+// peer is trusted and it carries no X-Forwarded-For header at all, so it
+// passes on no one else's. A request whose X-Forwarded-For names trusted
+// hosts only is not: a client can write that header, and a trusted proxy
+// that does not append to it (or overwrite it) passes it on.
+func (c ClientAddress) FromTrustedProxy(r *http.Request) bool {
+	if _, ok := r.Header["X-Forwarded-For"]; ok {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	return err == nil && c.Trusts(normalize(ap.Addr()))
 }
 
 // Trusts reports whether a is one of the trusted proxies.

@@ -53,6 +53,41 @@ func TestClientAddress(t *testing.T) {
 	}
 }
 
+// A trusted proxy's own request is one without X-Forwarded-For: a header
+// of trusted hops only may be the client's own, passed on.
+func TestFromTrustedProxy(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	tests := []struct {
+		name    string
+		trusted []netip.Prefix
+		remote  string
+		xff     []string // X-Forwarded-For lines; nil: no header
+		want    bool
+	}{
+		{"a trusted peer without X-Forwarded-For", trusted, "127.0.0.1:4711", nil, true},
+		{"a trusted IPv6 peer", trusted, "[::1]:4711", nil, true},
+		{"an IPv4-mapped trusted peer", trusted, "[::ffff:127.0.0.1]:4711", nil, true},
+		{"an untrusted peer", trusted, "203.0.113.7:4711", nil, false},
+		{"nothing trusted", nil, "127.0.0.1:4711", nil, false},
+		{"trusted hops only", trusted, "127.0.0.1:4711", []string{"127.0.0.1"}, false},
+		{"an empty X-Forwarded-For", trusted, "127.0.0.1:4711", []string{""}, false},
+		{"a client named", trusted, "127.0.0.1:4711", []string{"198.51.100.1"}, false},
+		{"not an IP connection", trusted, "@", nil, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/", nil)
+			r.RemoteAddr = tc.remote
+			for _, v := range tc.xff {
+				r.Header.Add("X-Forwarded-For", v)
+			}
+			if got := (ClientAddress{Trusted: tc.trusted}).FromTrustedProxy(r); got != tc.want {
+				t.Fatalf("FromTrustedProxy = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestAddressKey(t *testing.T) {
 	key := func(s string) string { return AddressKey(netip.MustParseAddr(s)) }
 	tests := []struct {

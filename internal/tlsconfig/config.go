@@ -22,7 +22,7 @@ type ServerConfig struct {
 	KeyFile string
 	// ClientCAFile, when set, holds the CA certificates (PEM) that every
 	// client must present a certificate chaining to (mutual TLS); "" asks
-	// clients for none.
+	// clients for none, as does Server.WithoutClientCerts.
 	ClientCAFile string
 }
 

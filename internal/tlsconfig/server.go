@@ -23,6 +23,17 @@ type Server struct {
 	clientCAs *watched[*x509.CertPool] // nil without a ClientCAFile
 }
 
+// WithoutClientCerts returns the TLS side of a listener that serves s's
+// certificate but asks its clients for none, whatever s's client CA: one
+// browsers reach, which have no client certificate to present. The
+// certificate is s's own, read and counted once for both. nil for nil.
+func (s *Server) WithoutClientCerts() *Server {
+	if s == nil {
+		return nil
+	}
+	return &Server{cert: s.cert}
+}
+
 // NewServer returns the TLS side of listeners serving c's files. It does no
 // I/O: Load, or else the first handshake, reads the files.
 func NewServer(c ServerConfig, o Options) (*Server, error) {

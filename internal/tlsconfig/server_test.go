@@ -200,6 +200,61 @@ func TestServerClientCA(t *testing.T) {
 	}
 }
 
+// TestServerWithoutClientCerts: a listener of the same files that asks
+// for no client certificate lets a client without one through, while the
+// mutual-TLS one still refuses it; the certificate is read once for both,
+// and a new one is served by both.
+func TestServerWithoutClientCerts(t *testing.T) {
+	serverCA, appsCA := tlstest.NewCA(t, "server CA"), tlstest.NewCA(t, "apps CA")
+	f := files{t.TempDir()}
+	first := serverCA.Issue(t, "127.0.0.1")
+	first.Write(t, f.path("tls.crt"), f.path("tls.key"))
+	tlstest.WriteFile(t, f.path("apps.pem"), appsCA.PEM)
+	o, clk, _ := testOptions("listeners")
+	s, err := NewServer(ServerConfig{CertFile: f.path("tls.crt"), KeyFile: f.path("tls.key"), ClientCAFile: f.path("apps.pem")}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Load(); err != nil {
+		t.Fatal(err)
+	}
+	open := s.WithoutClientCerts()
+	mutualAddr, openAddr := serve(t, s.Config()), serve(t, open.Config())
+
+	if _, err := dial(t, mutualAddr, clientTLS(serverCA, nil, t)); err == nil {
+		t.Error("mutual TLS: a client without a certificate let through")
+	}
+	if _, err := dial(t, mutualAddr, clientTLS(serverCA, appsCA.Issue(t, "app"), t)); err != nil {
+		t.Errorf("mutual TLS: an app's certificate refused: %v", err)
+	}
+	serial, err := dial(t, openAddr, clientTLS(serverCA, nil, t))
+	if err != nil {
+		t.Fatalf("without client certificates: a client without one refused: %v", err)
+	}
+	if serial.Cmp(serialOf(first)) != 0 {
+		t.Errorf("without client certificates: served serial %v, want %v", serial, serialOf(first))
+	}
+	if got := testutil.ToFloat64(o.Metrics.reloads.WithLabelValues("listeners", kindCertificate, "loaded")); got != 1 {
+		t.Errorf("certificate loads = %v, want 1: both listeners read the same files", got)
+	}
+
+	second := serverCA.Issue(t, "127.0.0.1")
+	second.Write(t, f.path("tls.crt"), f.path("tls.key"))
+	clk.advance(DefaultInterval)
+	for name, addr := range map[string]string{"mutual TLS": mutualAddr, "without client certificates": openAddr} {
+		serial, err := dial(t, addr, clientTLS(serverCA, appsCA.Issue(t, "app"), t))
+		if err != nil || serial.Cmp(serialOf(second)) != 0 {
+			t.Errorf("%s after the certificate changed: serial %v, %v; want %v", name, serial, err, serialOf(second))
+		}
+	}
+	if got := testutil.ToFloat64(o.Metrics.reloads.WithLabelValues("listeners", kindCertificate, "loaded")); got != 2 {
+		t.Errorf("certificate loads = %v, want 2", got)
+	}
+	if (*Server)(nil).WithoutClientCerts() != nil {
+		t.Error("nil.WithoutClientCerts() is not nil")
+	}
+}
+
 // TestServerMinVersion: TLS 1.0 and 1.1 are refused.
 func TestServerMinVersion(t *testing.T) {
 	ca := tlstest.NewCA(t, "CA")

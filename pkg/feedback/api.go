@@ -260,15 +260,8 @@ func decodeItem(b []byte) (Feedback, string, *FieldError) {
 			return *f, "", fieldErr("metadata", "at most %d bytes as JSON, got %d", MaxMetadataBytes, compact.Len())
 		}
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
-		return *f, "", jsonFieldError(err)
-	}
-	// Anything but the end after the value is garbage, a stray } or ] too
-	// (which Decoder.More does not report).
-	if _, err := dec.Token(); err != io.EOF {
-		return *f, "", &FieldError{Message: "expected one JSON value; found more after it"}
+	if ferr := decodeStrict(b, &in, itemFields); ferr != nil {
+		return *f, "", ferr
 	}
 	// encoding/json turns invalid UTF-8 into U+FFFD without a word: refuse it
 	// here, where the bytes are still there, rather than store mangled text.
@@ -279,6 +272,39 @@ func decodeItem(b []byte) (Feedback, string, *FieldError) {
 		return *f, "", ferr
 	}
 	return *f, in.Token, nil
+}
+
+// itemFields are the fields of a feedback object, as POST /feedback takes it.
+var itemFields = []string{"response_id", "thumbs", "label", "score", "explanation", "comment", "target", "name", "identifier", "metadata", "annotator_kind", "token"}
+
+// decodeStrict decodes the one JSON object b into v, refusing what
+// encoding/json lets through: fields named other than exactly as fields
+// lists them (it matches names without regard to case), and anything
+// after the object.
+func decodeStrict(b []byte, v any, fields []string) *FieldError {
+	var names map[string]json.RawMessage
+	if json.Unmarshal(b, &names) == nil {
+		for _, name := range slices.Sorted(maps.Keys(names)) {
+			if !slices.Contains(fields, name) {
+				return fieldErr(name, "unknown field; expected %s", strings.Join(fields, ", "))
+			}
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		ferr := jsonFieldError(err)
+		if ferr.Field != "" && strings.HasPrefix(ferr.Message, "unknown field") {
+			ferr.Message = "unknown field; expected " + strings.Join(fields, ", ")
+		}
+		return ferr
+	}
+	// Anything but the end after the value is garbage, a stray } or ] too
+	// (which Decoder.More does not report).
+	if _, err := dec.Token(); err != io.EOF {
+		return &FieldError{Message: "expected one JSON value; found more after it"}
+	}
+	return nil
 }
 
 // jsonFieldError turns an encoding/json error into a field error.

@@ -223,6 +223,7 @@ func TestAPIBadInput(t *testing.T) {
 		wantMsg   string
 	}{
 		{"unknown field", `{"response_id":"r","thumbs":"up","rating":5}`, 0, "rating", "unknown field; expected response_id, thumbs"},
+		{"a field in another case", `{"RESPONSE_ID":"r","thumbs":"up"}`, 0, "RESPONSE_ID", "unknown field; expected response_id, thumbs"},
 		{"score not a number", `{"response_id":"r","score":"x"}`, 0, "score", "expected a finite number, got string"},
 		{"thumbs not a string", `{"response_id":"r","thumbs":1}`, 0, "thumbs", "expected a string, got number"},
 		{"metadata not an object", `{"response_id":"r","thumbs":"up","metadata":[1]}`, 0, "metadata", "expected a JSON object"},

@@ -175,19 +175,17 @@ func (s *Service) handleMint(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotImplemented, "", "this proxy mints no per-response tokens: start it with --token-keys-file")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxMintBodyBytes))
 	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, "", "the body is over the limit of %d bytes", 64<<10)
+		if errors.As(err, new(*http.MaxBytesError)) {
+			writeError(w, http.StatusRequestEntityTooLarge, "", "the body is over the limit of %d bytes", maxMintBodyBytes)
+		} else {
+			writeError(w, http.StatusBadRequest, "", "cannot read the body: %v", err)
+		}
 		return
 	}
 	var req mintRequest
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		ferr := jsonFieldError(err)
-		if ferr.Field != "" && strings.HasPrefix(ferr.Message, "unknown field") {
-			ferr.Message = "unknown field; expected response_id, identifier, names, ttl"
-		}
+	if ferr := decodeStrict(body, &req, mintFields); ferr != nil {
 		writeError(w, http.StatusBadRequest, ferr.Field, "%s", ferr.Message)
 		return
 	}
@@ -199,17 +197,36 @@ func (s *Service) handleMint(w http.ResponseWriter, r *http.Request) {
 	claims := token.Claims{ResponseID: req.ResponseID, Identifier: req.Identifier, Names: req.Names, Expires: time.Now().Add(ttl)}
 	tok, err := s.cfg.Tokens.Mint(claims)
 	if err != nil {
-		// Mint's errors name the field first ("invalid token claims: response_id: required").
-		msg := strings.TrimPrefix(err.Error(), token.ErrInvalidClaims.Error()+": ")
-		field, rest, ok := strings.Cut(msg, ": ")
-		if !ok {
-			field, rest = "", msg
-		}
-		writeError(w, http.StatusBadRequest, field, "%s", rest)
+		writeError(w, http.StatusBadRequest, mintField(err), "%s", strings.TrimPrefix(err.Error(), token.ErrInvalidClaims.Error()+": "))
 		return
 	}
 	c, _ := s.cfg.Tokens.Verify(tok, time.Now())
 	writeJSON(w, http.StatusCreated, mintAnswer{Token: tok, ResponseID: c.ResponseID, Identifier: c.Identifier, Names: c.Names, ExpiresAt: c.Expires.UTC()})
+}
+
+// maxMintBodyBytes caps a POST /feedback/tokens body.
+const maxMintBodyBytes = 64 << 10
+
+// mintFields are the fields of a mint request.
+var mintFields = []string{"response_id", "identifier", "names", "ttl"}
+
+// mintField names the request field a Mint error is about: pkg/token's
+// errors start with the claim they refuse ("response_id: required",
+// "names[2]: ..."), or name none (the whole token too long).
+func mintField(err error) string {
+	msg := strings.TrimPrefix(err.Error(), token.ErrInvalidClaims.Error()+": ")
+	claim, _, ok := strings.Cut(msg, ": ")
+	if !ok {
+		return ""
+	}
+	base, _, _ := strings.Cut(claim, "[")
+	switch base {
+	case "response_id", "identifier", "names":
+		return claim
+	case "expires":
+		return "ttl"
+	}
+	return ""
 }
 
 // parseTTL reads the ttl of a mint request.

@@ -269,6 +269,10 @@ func TestTokenMint(t *testing.T) {
 		{"ttl garbage", `{"response_id":"chatcmpl-1","ttl":"soon"}`, auth, http.StatusBadRequest, 0, "ttl"},
 		{"no response id", `{"identifier":"u"}`, auth, http.StatusBadRequest, 0, "response_id"},
 		{"unknown field", `{"response_id":"r","scope":"all"}`, auth, http.StatusBadRequest, 0, "scope"},
+		{"a field in another case", `{"Response_ID":"r"}`, auth, http.StatusBadRequest, 0, "Response_ID"},
+		{"garbage after the object", `{"response_id":"r"} garbage`, auth, http.StatusBadRequest, 0, ""},
+		{"a token too long: no field named", `{"response_id":"` + strings.Repeat("r", 256) + `","identifier":"` + strings.Repeat("i", 256) + `","names":["` + strings.Repeat("n", 256) + `","` + strings.Repeat("m", 256) + `","` + strings.Repeat("o", 256) + `","` + strings.Repeat("p", 256) + `","` + strings.Repeat("q", 256) + `"]}`, auth, http.StatusBadRequest, 0, ""},
+		{"a name refused", `{"response_id":"r","names":["a",""]}`, auth, http.StatusBadRequest, 0, "names[1]"},
 		{"no server token", `{"response_id":"chatcmpl-1"}`, nil, http.StatusUnauthorized, 0, ""},
 	}
 	for _, tt := range tests {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 )
 
 // The feedback listener answers CORS for the allowed origin only, limits
@@ -85,6 +88,17 @@ func TestFeedbackGuard(t *testing.T) {
 		!strings.Contains(a.body, `"status":403`) || !strings.Contains(a.body, "https://evil.example") {
 		t.Fatalf("preflight from another origin: %d %v %s", a.code, a.header, a.body)
 	}
+	// /widget.js is every page's, loaded with <script crossorigin> (a CORS
+	// GET with the page's Origin) from an origin not on the list too.
+	for _, method := range []string{"GET", "HEAD"} {
+		for _, origin := range []string{"https://evil.example", "https://app.example"} {
+			a := do(method, "http://"+p.Addrs().Feedback+"/widget.js", map[string]string{"Origin": origin}, "")
+			if a.code != http.StatusOK || a.header.Get("Access-Control-Allow-Origin") != "*" ||
+				!strings.HasPrefix(a.header.Get("Content-Type"), "text/javascript") || (method == "GET" && !strings.Contains(a.body, "function")) {
+				t.Errorf("%s /widget.js from %s: %d %v", method, origin, a.code, a.header)
+			}
+		}
+	}
 	// A page may not mint, whatever it holds.
 	if a := do("POST", feedbackURL+"/tokens", server, `{"response_id":"chatcmpl-g"}`); a.code != http.StatusForbidden || !strings.Contains(a.body, "may not mint") {
 		t.Fatalf("POST /feedback/tokens from a page: %d %s", a.code, a.body)
@@ -151,5 +165,107 @@ func TestFeedbackGuard(t *testing.T) {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+}
+
+// With no allowed origins (the default), the open feedback API takes no
+// write from another host's page: a text/plain POST or a beacon, which a
+// browser sends without a preflight, is refused 403 in the API's error
+// format. The API's own pages (also behind a reverse proxy that keeps Host
+// or sets X-Forwarded-Host), servers (no Origin), reads and /widget.js
+// pass, and OTLP knows nothing of it.
+func TestFeedbackCORSOff(t *testing.T) {
+	fp := &fakePhoenix{t: t, spans: map[string]bool{}}
+	phx := httptest.NewServer(fp)
+	defer phx.Close()
+	p, err := New(localConfig(phx.URL), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := p.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	}()
+	client := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	feedbackAddr := p.Addrs().Feedback
+
+	do := func(method, url, host string, header map[string]string, body []byte) (int, http.Header, string) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if host != "" {
+			req.Host = host
+		}
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(b)
+	}
+	vote := []byte(`{"response_id":"chatcmpl-o","thumbs":"up"}`)
+	beacon := func(origin string) map[string]string {
+		return map[string]string{"Origin": origin, "Content-Type": "text/plain;charset=UTF-8"}
+	}
+
+	for _, origin := range []string{"https://evil.example", "http://" + strings.Replace(feedbackAddr, "127.0.0.1", "localhost", 1), "null"} {
+		code, header, body := do("POST", "http://"+feedbackAddr+"/feedback", "", beacon(origin), vote)
+		var ans struct {
+			Error struct {
+				Status  int    `json:"status"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal([]byte(body), &ans); code != http.StatusForbidden || err != nil || ans.Error.Status != 403 ||
+			!strings.Contains(ans.Error.Message, origin) || !strings.Contains(ans.Error.Message, "allowed origins") ||
+			header.Get("Access-Control-Allow-Origin") != "" {
+			t.Errorf("a beacon from %s: %d %v %s", origin, code, header, body)
+		}
+	}
+	for _, tc := range []struct {
+		name, host string
+		header     map[string]string
+	}{
+		{"a page of the API's own host", "", beacon("http://" + feedbackAddr)},
+		{"a page behind a reverse proxy that keeps Host", "app.example", beacon("https://app.example")},
+		{"a page behind a reverse proxy that sets X-Forwarded-Host", "",
+			map[string]string{"Origin": "https://app.example", "X-Forwarded-Host": "app.example", "Content-Type": "application/json"}},
+		{"a server", "", map[string]string{"Content-Type": "application/json"}},
+	} {
+		if code, _, body := do("POST", "http://"+feedbackAddr+"/feedback", tc.host, tc.header, vote); code != http.StatusAccepted {
+			t.Errorf("%s: %d %s", tc.name, code, body)
+		}
+	}
+	// Reads are not refused (a page of another origin cannot read them).
+	for _, path := range []string{"/feedback/chatcmpl-o", "/widget.js"} {
+		if code, _, body := do("GET", "http://"+feedbackAddr+path, "", map[string]string{"Origin": "https://evil.example"}, nil); code != http.StatusOK {
+			t.Errorf("GET %s from another origin: %d %s", path, code, body)
+		}
+	}
+	pb, err := ptraceotlp.NewExportRequestFromTraces(chatTraces("chatcmpl-o")).MarshalProto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, body := do("POST", "http://"+p.Addrs().OTLPHTTP+"/v1/traces", "",
+		map[string]string{"Origin": "https://evil.example", "Content-Type": "application/x-protobuf"}, pb); code != http.StatusOK {
+		t.Errorf("OTLP/HTTP export with another Origin: %d %s", code, body)
+	}
+
+	_, _, metrics := do("GET", "http://"+p.Addrs().Admin+"/metrics", "", nil, nil)
+	if want := `feedbackproxy_feedback_refused_total{reason="cors_off"} 3`; !strings.Contains(metrics, want) {
+		t.Errorf("/metrics lacks %s", want)
 	}
 }

@@ -48,7 +48,7 @@ func newGuardMetrics(reg prometheus.Registerer) *guardMetrics {
 		Name: "feedbackproxy_feedback_refused_total",
 		Help: "Feedback API requests refused before they were handled, by reason: rate_address and rate_token (429, --feedback-rate-per-*), " +
 			"cors_origin (403, an Origin not in --cors-allowed-origins), cors_method and cors_headers (403, a preflight asking for more than the API takes), " +
-			"cors_mint (403, a page calling POST /feedback/tokens).",
+			"cors_mint (403, a page calling POST /feedback/tokens), cors_off (403, a write from another origin while no --cors-allowed-origins is set).",
 	}, []string{"reason"})}
 }
 

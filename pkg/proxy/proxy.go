@@ -60,7 +60,9 @@ type Config struct {
 	AdminAddr string
 	// TLS, when set, serves the OTLP/gRPC, OTLP/HTTP and feedback listeners
 	// over TLS, the certificate (and client CA) read again when the files
-	// change. The admin listener stays plain: probes and scrapers reach it
+	// change. The client CA applies to the OTLP listeners only: the
+	// feedback listener, which browsers reach, asks for no client
+	// certificate. The admin listener stays plain: probes and scrapers reach it
 	// without certificates, and it serves no spans, feedback or secrets.
 	// Receiver.TLS, when set, wins for the OTLP listeners.
 	TLS tlsconfig.ServerConfig
@@ -73,8 +75,11 @@ type Config struct {
 	// internal/cors.NormalizeOrigin reads them; a lone "*" lets any origin
 	// call. Never with credentials (cookies). A request with an Origin not
 	// listed, preflighted or not, is refused 403, and no page may call
-	// POST /feedback/tokens. Empty: no CORS header is sent and no Origin
-	// checked, so only pages of the feedback API's own origin can call it.
+	// POST /feedback/tokens. Empty: no CORS header is sent, and a request
+	// other than GET or HEAD whose Origin is not the host it was sent to is
+	// refused 403 (a browser sends other sites' simple requests without a
+	// preflight), so only pages of the feedback API's own host can call it.
+	// GET /widget.js is every origin's either way.
 	CORSAllowedOrigins []string
 	// TokenKeysFile, when set, is the key file of per-response tokens
 	// (pkg/token: one key a line, the first signs, all verify): POST
@@ -87,8 +92,10 @@ type Config struct {
 	RateLimits RateLimits
 	// TrustedProxies are the reverse proxies in front of the feedback
 	// API whose X-Forwarded-For names the client for the rate limit per
-	// address (the right-most address in it that is not one of them); their
-	// own requests are not limited. nil means DefaultTrustedProxies
+	// address (the right-most address in it that is not one of them; each
+	// must append to the header or overwrite it, never pass a client's on
+	// as it came); their own requests, with no X-Forwarded-For, are not
+	// limited. nil means DefaultTrustedProxies
 	// (loopback); an empty, non-nil slice trusts none, as an empty
 	// http.Server.TLSNextProto turns HTTP/2 off: the connection's peer is
 	// then always the client.
@@ -303,9 +310,11 @@ func (p *Proxy) Start(ctx context.Context) (err error) {
 	bodies := budget.New(cmp.Or(p.cfg.FeedbackInflightBytes, DefaultFeedbackInflightBytes), nil)
 	feedbackMux := http.NewServeMux()
 	feedbackMux.Handle("/", boundBodies(p.feedback.Handler(), bodies, feedback.MaxBodyBytes))
-	feedbackMux.Handle("GET /widget.js", widget.Handler())
+	feedbackMux.Handle("/widget.js", widget.Handler()) // it answers other methods 405 itself
 	p.feedbackSrv = p.cfg.Limits.HTTPServer(p.guard.wrap(feedbackMux))
-	p.serve("feedback", p.feedbackSrv, p.feedbackLn, p.tls.server)
+	// The client CA is the OTLP listeners' alone: browsers (the widget)
+	// reach the feedback API, and have no client certificate to present.
+	p.serve("feedback", p.feedbackSrv, p.feedbackLn, p.tls.server.WithoutClientCerts())
 
 	if err = p.receiver.Start(ctx); err != nil {
 		return err

@@ -22,9 +22,8 @@ import (
 // a client may send a burst at once, then at the rate. Past it, 429 with
 // Retry-After. The app's backend is never limited: requests with the
 // server token, and requests of the trusted proxies themselves (by
-// default, any process on this host) with no other client named in
-// X-Forwarded-For. A zero field takes its default; a negative rate turns
-// that limit off.
+// default, any process on this host) that carry no X-Forwarded-For at all.
+// A zero field takes its default; a negative rate turns that limit off.
 type RateLimits struct {
 	// PerAddress is the requests a second one client address may make, in
 	// bursts of AddressBurst. An IPv6 client is limited by its /64. See
@@ -181,10 +180,13 @@ func (g *feedbackGuard) wrap(h http.Handler) http.Handler {
 
 // addressKey is the bucket of r's client address. Requests of the app's
 // backend are not limited: with the server token, or from a trusted
-// proxy's address naming no other client (a process on this host, by
-// default). Had they been, the backend on the same host and every page
-// behind a reverse proxy that does not set X-Forwarded-For would share one
-// bucket.
+// proxy's address with no X-Forwarded-For header at all (a process on this
+// host, by default). Had they been, the backend on the same host and every
+// page behind a reverse proxy that does not set X-Forwarded-For would
+// share one bucket. A request whose X-Forwarded-For names trusted hosts
+// only is limited by the left-most one's bucket, never exempted: a client
+// behind a trusted relay that passes its header on instead of appending to
+// it could otherwise send "X-Forwarded-For: 127.0.0.1" and be unlimited.
 func (g *feedbackGuard) addressKey(r *http.Request) (string, bool) {
 	if g.serverToken != "" {
 		scheme, cred, ok := strings.Cut(r.Header.Get("Authorization"), " ")
@@ -193,13 +195,13 @@ func (g *feedbackGuard) addressKey(r *http.Request) (string, bool) {
 			return "", false
 		}
 	}
+	if g.clients.FromTrustedProxy(r) {
+		return "", false
+	}
 	addr, ok := g.clients.Of(r)
-	switch {
-	case !ok:
+	if !ok {
 		// A client that cannot be told: one bucket for all of them.
 		return "?", true
-	case g.clients.Trusts(addr):
-		return "", false
 	}
 	return ratelimit.AddressKey(addr), true
 }

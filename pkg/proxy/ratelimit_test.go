@@ -107,7 +107,10 @@ func TestTokenLimiter(t *testing.T) {
 }
 
 // The bucket of a request: the client behind a trusted proxy, IPv6 by
-// /64; none for the server token.
+// /64; none for the server token, nor for a trusted proxy's own request
+// (no X-Forwarded-For at all). An X-Forwarded-For of trusted hops only,
+// which a client behind a relay that passes its header on can write, is
+// limited by its left-most hop, never exempted.
 func TestAddressKey(t *testing.T) {
 	cfg := localConfig("http://127.0.0.1:1")
 	cfg.Feedback.Token = "s3cret"
@@ -118,12 +121,16 @@ func TestAddressKey(t *testing.T) {
 	}
 	tests := []struct {
 		name, remote, xff, auth string
+		blankXFF                bool   // an X-Forwarded-For header with nothing in it
 		want                    string // "" for not limited
 	}{
 		{name: "the peer", remote: "198.51.100.1:1", want: "198.51.100.1"},
 		{name: "behind a trusted proxy", remote: "127.0.0.1:1", xff: "203.0.113.9, 198.51.100.2", want: "198.51.100.2"},
 		{name: "a trusted proxy's own request", remote: "127.0.0.1:1", want: ""},
-		{name: "trusted hops only", remote: "127.0.0.1:1", xff: "127.0.0.2", want: ""},
+		{name: "trusted hops only: the left-most", remote: "127.0.0.1:1", xff: "127.0.0.2, 127.0.0.3", want: "127.0.0.2"},
+		{name: "a client's X-Forwarded-For passed on by a loopback relay", remote: "127.0.0.1:1", xff: "127.0.0.1", want: "127.0.0.1"},
+		{name: "an empty X-Forwarded-For", remote: "127.0.0.1:1", blankXFF: true, want: "127.0.0.1"},
+		{name: "a trusted hop behind the server token", remote: "127.0.0.1:1", xff: "127.0.0.1", auth: "Bearer s3cret", want: ""},
 		{name: "a client that cannot be told", remote: "127.0.0.1:1", xff: "unknown", want: "?"},
 		{name: "an untrusted peer's X-Forwarded-For", remote: "198.51.100.1:1", xff: "198.51.100.2", want: "198.51.100.1"},
 		{name: "IPv6 by /64", remote: "[2001:db8:1:2:3:4:5:6]:1", want: "2001:db8:1:2::"},
@@ -134,7 +141,7 @@ func TestAddressKey(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest("POST", "/feedback", nil)
 			r.RemoteAddr = tc.remote
-			if tc.xff != "" {
+			if tc.xff != "" || tc.blankXFF {
 				r.Header.Set("X-Forwarded-For", tc.xff)
 			}
 			if tc.auth != "" {

@@ -29,9 +29,11 @@ import (
 // TestProxyTLS runs the whole sidecar with TLS on every side: apps reach
 // OTLP/HTTP, OTLP/gRPC and /feedback over TLS with a client certificate,
 // and the proxy reaches an https Phoenix of a private CA that requires a
-// client certificate of its own. A client that never sends its
-// ClientHello is closed at the read header timeout on every TLS listener;
-// the admin listener stays plain.
+// client certificate of its own. The client CA is the OTLP listeners'
+// alone: a browser, with no client certificate, reaches the feedback API
+// and /widget.js over TLS. A client that never sends its ClientHello is
+// closed at the read header timeout on every TLS listener; the admin
+// listener stays plain.
 func TestProxyTLS(t *testing.T) {
 	listenersCA, appsCA := tlstest.NewCA(t, "listeners CA"), tlstest.NewCA(t, "apps CA")
 	phoenixCA, proxyCA := tlstest.NewCA(t, "Phoenix CA"), tlstest.NewCA(t, "proxies CA")
@@ -138,10 +140,21 @@ func TestProxyTLS(t *testing.T) {
 		t.Errorf("Phoenix received the OTLP/HTTP span %v, the OTLP/gRPC span %v", sawHTTP, sawGRPC)
 	}
 
-	// Without a client certificate of the apps' CA, no listener lets a
-	// request through.
+	// Without a client certificate of the apps' CA, no OTLP listener lets
+	// a request through; the feedback listener asks for none, as a browser
+	// has none to present.
 	stranger := &tls.Config{RootCAs: listenersCA.Pool()}
-	for name, addr := range map[string]string{"feedback": addrs.Feedback, "otlp http": addrs.OTLPHTTP, "otlp grpc": addrs.OTLPGRPC} {
+	browser := &http.Client{Transport: &http.Transport{TLSClientConfig: stranger}, Timeout: 10 * time.Second}
+	defer browser.CloseIdleConnections()
+	if code, body := doRequest(t, ctx, browser, "POST", feedbackURL, "text/plain;charset=UTF-8",
+		[]byte(`{"response_id":"chatcmpl-browser","thumbs":"down"}`)); code != http.StatusAccepted {
+		t.Errorf("POST /feedback over TLS without a client certificate: %d %s", code, body)
+	}
+	if code, body := doRequest(t, ctx, browser, "GET", "https://"+addrs.Feedback+"/widget.js", "", nil); code != http.StatusOK {
+		t.Errorf("GET /widget.js over TLS without a client certificate: %d %.200s", code, body)
+	}
+	browser.CloseIdleConnections()
+	for name, addr := range map[string]string{"otlp http": addrs.OTLPHTTP, "otlp grpc": addrs.OTLPGRPC} {
 		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, stranger)
 		if err == nil {
 			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))

@@ -55,7 +55,9 @@ func serve(w http.ResponseWriter, r *http.Request) {
 	// The script is public and carries no secret: any page may load it, also
 	// with <script crossorigin> (for Subresource Integrity), and a page that
 	// isolates itself (Cross-Origin-Embedder-Policy: require-corp) too. This
-	// is not the feedback API's CORS, which stays an allow-list.
+	// is not the feedback API's CORS, which stays an allow-list: the proxy's
+	// CORS guard lets GET and HEAD /widget.js through from any origin,
+	// leaving these headers as they are.
 	h.Set("Access-Control-Allow-Origin", "*")
 	h.Set("Cross-Origin-Resource-Policy", "cross-origin")
 	// ServeContent answers If-None-Match, Range and HEAD; the zero time
