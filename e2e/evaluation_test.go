@@ -279,7 +279,7 @@ func TestEvaluationToken(t *testing.T) {
 	}
 }
 
-func getFeedbackWithToken(t *testing.T, p *proxy.Proxy, responseID, token string) feedbackState {
+func getFeedbackWithToken(t *testing.T, p *proxy.Proxy, responseID, token string) feedback.ResponseState {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, "http://"+p.Addrs().Feedback+"/feedback/"+responseID, nil)
 	if err != nil {
@@ -291,7 +291,7 @@ func getFeedbackWithToken(t *testing.T, p *proxy.Proxy, responseID, token string
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var st feedbackState
+	var st feedback.ResponseState
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		t.Fatal(err)
 	}

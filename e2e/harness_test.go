@@ -130,27 +130,14 @@ func postFeedback(t *testing.T, p *proxy.Proxy, body any) (int, feedback.Status)
 	return resp.StatusCode, st
 }
 
-// feedbackState is GET /feedback/{id}.
-type feedbackState struct {
-	ResponseID string `json:"response_id"`
-	Indexed    bool   `json:"indexed"`
-	Span       *struct {
-		TraceID string `json:"trace_id"`
-		SpanID  string `json:"span_id"`
-		Project string `json:"project"`
-		Name    string `json:"name"`
-	} `json:"span"`
-	Feedback []feedback.Status `json:"feedback"`
-}
-
-func getFeedback(t *testing.T, p *proxy.Proxy, responseID string) feedbackState {
+func getFeedback(t *testing.T, p *proxy.Proxy, responseID string) feedback.ResponseState {
 	t.Helper()
 	resp, err := http.Get("http://" + p.Addrs().Feedback + "/feedback/" + responseID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var st feedbackState
+	var st feedback.ResponseState
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		t.Fatal(err)
 	}

@@ -583,14 +583,14 @@ span of the trace.
 
 // getFeedbackCode is getFeedback with the status code: 404 says the proxy
 // knows neither the response id nor any feedback for it.
-func getFeedbackCode(t *testing.T, p *proxy.Proxy, responseID string) (int, feedbackState) {
+func getFeedbackCode(t *testing.T, p *proxy.Proxy, responseID string) (int, feedback.ResponseState) {
 	t.Helper()
 	resp, err := http.Get("http://" + p.Addrs().Feedback + "/feedback/" + responseID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var st feedbackState
+	var st feedback.ResponseState
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		t.Fatalf("GET /feedback/%s answered %d: %v", responseID, resp.StatusCode, err)
 	}

@@ -320,9 +320,9 @@ func annotationsOfTrace(t *testing.T, c *phoenix.Client, project string, tr trac
 
 // waitState waits until GET /feedback/{id} shows every feedback for the
 // response in the state.
-func waitState(t *testing.T, p *proxy.Proxy, responseID string, want string, timeout time.Duration) feedbackState {
+func waitState(t *testing.T, p *proxy.Proxy, responseID string, want string, timeout time.Duration) feedback.ResponseState {
 	t.Helper()
-	var st feedbackState
+	var st feedback.ResponseState
 	eventually(t, timeout, "feedback for "+responseID+" "+want, func() (bool, string) {
 		st = getFeedback(t, p, responseID)
 		ok := len(st.Feedback) > 0

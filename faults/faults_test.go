@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
 )
 
 // durations of the scenarios: short in `make test`, long with FAULTS_LONG=1.
@@ -156,20 +158,9 @@ func TestProxyKilled(t *testing.T) {
 	report(t, "proxy-killed spans", sum.Spans, got)
 }
 
-type lookupAnswer struct {
-	Indexed bool `json:"indexed"`
-	Span    struct {
-		SpanID string `json:"span_id"`
-	} `json:"span"`
-	Feedback []struct {
-		State  string `json:"state"`
-		Reason string `json:"reason"`
-	} `json:"feedback"`
-}
-
-func lookup(t *testing.T, p *proxyProc, id string) lookupAnswer {
+func lookup(t *testing.T, p *proxyProc, id string) feedback.ResponseState {
 	t.Helper()
-	var st lookupAnswer
+	var st feedback.ResponseState
 	resp, err := http.Get("http://" + p.feedback + "/feedback/" + id)
 	if err != nil {
 		return st

@@ -110,7 +110,7 @@ func expectAnnotated(t *testing.T, project string, taken map[string]*proxyProc, 
 			for {
 				st := lookup(t, p, id)
 				want := llmSpanID(t, project, id)
-				if st.Span.SpanID != "" && want != "" {
+				if st.Span != nil && st.Span.SpanID != "" && want != "" {
 					if st.Span.SpanID != want {
 						t.Errorf("feedback on %s resolved to span %s, Phoenix has the id on %s", id, st.Span.SpanID, want)
 						return

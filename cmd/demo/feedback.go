@@ -11,12 +11,14 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
 )
 
 // The states of a feedback, as GET /feedback/{response_id} reports them.
 const (
-	statePending   = "pending"
-	stateAnnotated = "annotated"
+	statePending   = feedback.Pending
+	stateAnnotated = feedback.Annotated
 )
 
 // proxyClient talks to the proxy's feedback API with nothing but the
@@ -32,27 +34,6 @@ type proxyClient struct {
 
 func newProxyClient(base, token string) *proxyClient {
 	return &proxyClient{base: base, token: token, http: &http.Client{Timeout: 10 * time.Second}, interval: 250 * time.Millisecond}
-}
-
-// feedbackStatus is the proxy's account of one feedback.
-type feedbackStatus struct {
-	ResponseID   string `json:"response_id"`
-	Name         string `json:"name"`
-	State        string `json:"state"`
-	TraceID      string `json:"trace_id"`
-	SpanID       string `json:"span_id"`
-	Project      string `json:"project"`
-	SpanName     string `json:"span_name"`
-	AnnotationID string `json:"annotation_id"`
-	Reason       string `json:"reason"`
-	Attempts     int    `json:"attempts"`
-}
-
-// lookup is the answer of GET /feedback/{response_id}.
-type lookup struct {
-	ResponseID string           `json:"response_id"`
-	Indexed    bool             `json:"indexed"`
-	Feedback   []feedbackStatus `json:"feedback"`
 }
 
 type apiError struct {
@@ -121,7 +102,7 @@ func (c *proxyClient) check(ctx context.Context) error {
 // send posts a thumbs up or down for the response. The proxy answers at
 // once: "pending" while the span has not reached it, "annotated" when
 // Phoenix has the annotation already.
-func (c *proxyClient) send(ctx context.Context, responseID string, satisfied bool) (feedbackStatus, error) {
+func (c *proxyClient) send(ctx context.Context, responseID string, satisfied bool) (feedback.Status, error) {
 	thumbs := "down"
 	if satisfied {
 		thumbs = "up"
@@ -129,10 +110,10 @@ func (c *proxyClient) send(ctx context.Context, responseID string, satisfied boo
 	body, _ := json.Marshal(map[string]string{"response_id": responseID, "thumbs": thumbs})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/feedback", bytes.NewReader(body))
 	if err != nil {
-		return feedbackStatus{}, err
+		return feedback.Status{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	var st feedbackStatus
+	var st feedback.Status
 	_, err = c.do(req, &st, http.StatusAccepted)
 	var ue *errUnreachable
 	if err != nil && !errors.As(err, &ue) {
@@ -143,12 +124,12 @@ func (c *proxyClient) send(ctx context.Context, responseID string, satisfied boo
 
 // lookup returns the proxy's state for a response id. A 404 is an answer
 // too: the proxy knows neither the span nor a feedback yet.
-func (c *proxyClient) lookup(ctx context.Context, responseID string) (lookup, int, error) {
+func (c *proxyClient) lookup(ctx context.Context, responseID string) (feedback.ResponseState, int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/feedback/"+url.PathEscape(responseID), nil)
 	if err != nil {
-		return lookup{}, 0, err
+		return feedback.ResponseState{}, 0, err
 	}
-	var l lookup
+	var l feedback.ResponseState
 	code, err := c.do(req, &l, http.StatusOK, http.StatusNotFound)
 	var ue *errUnreachable
 	if err != nil && !errors.As(err, &ue) {
@@ -159,10 +140,10 @@ func (c *proxyClient) lookup(ctx context.Context, responseID string) (lookup, in
 
 // waitDone polls until the feedback named name for responseID is no longer
 // pending, or timeout passes; it returns the last state seen.
-func (c *proxyClient) waitDone(ctx context.Context, responseID, name string, timeout time.Duration) (feedbackStatus, error) {
+func (c *proxyClient) waitDone(ctx context.Context, responseID, name string, timeout time.Duration) (feedback.Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var last feedbackStatus
+	var last feedback.Status
 	for {
 		l, _, err := c.lookup(ctx, responseID)
 		if err != nil && ctx.Err() == nil {
@@ -178,7 +159,7 @@ func (c *proxyClient) waitDone(ctx context.Context, responseID, name string, tim
 		}
 		select {
 		case <-ctx.Done():
-			return last, fmt.Errorf("still %s after %s (%s)", orUnknown(last.State), timeout, orUnknown(last.Reason))
+			return last, fmt.Errorf("still %s after %s (%s)", orUnknown(string(last.State)), timeout, orUnknown(last.Reason))
 		case <-time.After(c.interval):
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
 )
 
 func TestProxyClientSend(t *testing.T) {
@@ -19,7 +21,7 @@ func TestProxyClientSend(t *testing.T) {
 		satisfied bool
 		token     string
 		handler   http.HandlerFunc
-		wantState string
+		wantState feedback.State
 		wantErr   string
 	}{
 		{
@@ -166,7 +168,7 @@ func TestProxyClientCheck(t *testing.T) {
 
 // lookupServer answers GET /feedback/{id} from a script of states, the last
 // one repeated.
-func lookupServer(t *testing.T, states ...string) *httptest.Server {
+func lookupServer(t *testing.T, states ...feedback.State) *httptest.Server {
 	t.Helper()
 	var mu sync.Mutex
 	calls := 0
@@ -176,7 +178,7 @@ func lookupServer(t *testing.T, states ...string) *httptest.Server {
 		calls++
 		mu.Unlock()
 		id := strings.TrimPrefix(r.URL.Path, "/feedback/")
-		_ = json.NewEncoder(w).Encode(lookup{ResponseID: id, Indexed: st == stateAnnotated, Feedback: []feedbackStatus{
+		_ = json.NewEncoder(w).Encode(feedback.ResponseState{ResponseID: id, Indexed: st == stateAnnotated, Feedback: []feedback.Status{
 			{ResponseID: id, Name: "another name", State: stateAnnotated},
 			{ResponseID: id, Name: feedbackName, State: st, SpanID: "00f067aa0ba902b7", Reason: "waiting"},
 		}})

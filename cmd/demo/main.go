@@ -27,6 +27,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/llmserver"
 )
 
@@ -168,7 +169,7 @@ func (d *demo) run(ctx context.Context) error {
 }
 
 // stateNote explains a state in a few words.
-func stateNote(st feedbackStatus) string {
+func stateNote(st feedback.Status) string {
 	switch {
 	case st.State == stateAnnotated:
 		return fmt.Sprintf(": %q is on span %q (span id %s, trace id %s, project %s)", st.Name, st.SpanName, st.SpanID, st.TraceID, st.Project)

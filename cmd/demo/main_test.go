@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"go.uber.org/goleak"
 
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 )
 
@@ -77,7 +78,7 @@ func newFakeProxy(t *testing.T) (*fakeProxy, *httptest.Server) {
 		id := r.PathValue("id")
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		l := lookup{ResponseID: id, Feedback: []feedbackStatus{}}
+		l := feedback.ResponseState{ResponseID: id, Feedback: []feedback.Status{}}
 		_, l.Indexed = p.spans[id]
 		if _, ok := p.thumbs[id]; ok {
 			l.Feedback = append(l.Feedback, p.status(id))
@@ -94,8 +95,8 @@ func newFakeProxy(t *testing.T) (*fakeProxy, *httptest.Server) {
 
 // status is the feedback's state: annotated once its span is known. Call
 // with p.mu held.
-func (p *fakeProxy) status(id string) feedbackStatus {
-	st := feedbackStatus{ResponseID: id, Name: feedbackName, State: statePending}
+func (p *fakeProxy) status(id string) feedback.Status {
+	st := feedback.Status{ResponseID: id, Name: feedbackName, State: statePending}
 	if s, ok := p.spans[id]; ok {
 		st.State, st.SpanID, st.TraceID, st.SpanName, st.Project = stateAnnotated, s.SpanID.String(), s.TraceID.String(), s.Name, s.Project
 	}

@@ -358,15 +358,18 @@ func jsonType(goType string) string {
 	return goType
 }
 
-// lookupAnswer is the body of GET /feedback/{response_id}.
-type lookupAnswer struct {
-	ResponseID string    `json:"response_id"`
-	Indexed    bool      `json:"indexed"`
-	Span       *spanInfo `json:"span,omitempty"`
-	Feedback   []Status  `json:"feedback"`
+// ResponseState is the body of GET /feedback/{response_id}: whether the
+// span of the response is indexed, which span it is, and the feedback kept
+// for the response.
+type ResponseState struct {
+	ResponseID string   `json:"response_id"`
+	Indexed    bool     `json:"indexed"`
+	Span       *SpanRef `json:"span,omitempty"`
+	Feedback   []Status `json:"feedback"`
 }
 
-type spanInfo struct {
+// SpanRef names the span a response id resolves to.
+type SpanRef struct {
 	TraceID string `json:"trace_id"`
 	SpanID  string `json:"span_id"`
 	Project string `json:"project"`
@@ -400,7 +403,7 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "response_id", "at most %d bytes, got %d", MaxResponseIDLen, len(id))
 		return
 	}
-	ans := lookupAnswer{ResponseID: id, Feedback: s.Lookup(id)}
+	ans := ResponseState{ResponseID: id, Feedback: s.Lookup(id)}
 	if only != nil {
 		ans.Feedback = slices.DeleteFunc(ans.Feedback, func(st Status) bool { return st.Identifier != only.Identifier })
 	}
@@ -409,7 +412,7 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
 	}
 	if span, ok := s.resolver.Lookup(id); ok {
 		ans.Indexed = true
-		ans.Span = spanInfoOf(span)
+		ans.Span = spanRefOf(span)
 	}
 	code := http.StatusOK
 	if !ans.Indexed && len(ans.Feedback) == 0 {
@@ -418,8 +421,8 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, code, ans)
 }
 
-func spanInfoOf(s index.Span) *spanInfo {
-	return &spanInfo{TraceID: s.TraceID.String(), SpanID: s.SpanID.String(), Project: s.Project, Name: s.Name}
+func spanRefOf(s index.Span) *SpanRef {
+	return &SpanRef{TraceID: s.TraceID.String(), SpanID: s.SpanID.String(), Project: s.Project, Name: s.Name}
 }
 
 func sortStatuses(st []Status) {

@@ -161,8 +161,8 @@ var wireTypes = []struct {
 	{"#/components/schemas/FieldError", reflect.TypeFor[FieldError](), true},
 	{"#/components/schemas/Error", reflect.TypeFor[apiError](), true},
 	{"#/components/schemas/Error/properties/error", reflect.TypeFor[errorBody](), true},
-	{"#/components/schemas/LookupAnswer", reflect.TypeFor[lookupAnswer](), true},
-	{"#/components/schemas/Span", reflect.TypeFor[spanInfo](), true},
+	{"#/components/schemas/LookupAnswer", reflect.TypeFor[ResponseState](), true},
+	{"#/components/schemas/Span", reflect.TypeFor[SpanRef](), true},
 	{"#/components/schemas/MintRequest", reflect.TypeFor[mintRequest](), false},
 	{"#/components/schemas/MintAnswer", reflect.TypeFor[mintAnswer](), true},
 }

@@ -38,12 +38,6 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-// lookup is GET /feedback/{id} as the API answers it.
-type lookup struct {
-	Indexed  bool              `json:"indexed"`
-	Feedback []feedback.Status `json:"feedback"`
-}
-
 // TestDataDir runs the proxy twice over one data directory: feedback
 // pending at the first shutdown and a span indexed before it are there at
 // the second start, and both resolve.
@@ -84,10 +78,10 @@ func TestDataDir(t *testing.T) {
 			t.Fatalf("OTLP export: %d %s", code, body)
 		}
 	}
-	get := func(p *Proxy, responseID string) lookup {
+	get := func(p *Proxy, responseID string) feedback.ResponseState {
 		t.Helper()
 		_, body := do("GET", "http://"+p.Addrs().Feedback+"/feedback/"+responseID, "", nil)
-		var l lookup
+		var l feedback.ResponseState
 		if err := json.Unmarshal([]byte(body), &l); err != nil {
 			t.Fatalf("GET /feedback/%s: %v: %s", responseID, err, body)
 		}

@@ -174,10 +174,7 @@ func TestProxy(t *testing.T) {
 	}
 
 	// Real I/O: poll, bounded.
-	var got struct {
-		Indexed  bool              `json:"indexed"`
-		Feedback []feedback.Status `json:"feedback"`
-	}
+	var got feedback.ResponseState
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		code, body := do("GET", feedbackURL+"/chatcmpl-x", "", nil)
 		if code != http.StatusOK {
