@@ -201,13 +201,15 @@ func serveWeb(ctx context.Context, o *webOptions, getenv func(string) string, st
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 
+	// Checked before the page's address is printed, so that whoever waits
+	// for it (a script, a test) sees the warning first, if any.
+	if err := checkWidget(ctx, o.widgetURL); err != nil {
+		fmt.Fprintf(stderr, "demo web: warning: %v; the page will show answers without the thumbs\n", err)
+	}
 	origin := "http://" + ln.Addr().String()
 	fmt.Fprintf(stdout, "Demo page: %s/\n", origin)
 	fmt.Fprintf(stdout, "           LLM: %s; spans to %s; votes to %s\n", llmDesc, target, o.feedbackURL)
 	fmt.Fprintf(stdout, "           the proxy needs: --token-keys-file %s --cors-allowed-origins %s\n", o.tokenKeysFile, origin)
-	if err := checkWidget(ctx, o.widgetURL); err != nil {
-		fmt.Fprintf(stderr, "demo web: warning: %v; the page will show answers without the thumbs\n", err)
-	}
 
 	select {
 	case err = <-errc:
