@@ -68,7 +68,9 @@ func (m *message) field(n protowire.Number) fieldSpec {
 
 // The trace export, from opentelemetry-proto v1 (collector/trace/v1,
 // trace/v1, resource/v1, common/v1). Field numbers and names are the
-// .proto's; pdata decodes the same fields.
+// .proto's; pdata decodes the same fields. Typed here, not read from the
+// descriptors at run time, so that the hot path is a slice index;
+// TestSchemaMatchesGeneratedCode holds it to go.opentelemetry.io/proto/otlp.
 var (
 	exportRequest, resourceSpans, resource, entityRef, scopeSpans, scope,
 	span, event, link, status, keyValue, anyValue, arrayValue, keyValueList message
