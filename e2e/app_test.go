@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/llmserver"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/llmserver"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/proxy"
 )
 
@@ -44,7 +44,7 @@ func runCases[C any](t *testing.T, cases []C, name func(C) string, run func(*tes
 	wg.Wait()
 }
 
-// startLLM serves pkg/llmserver on a loopback port for the test and returns
+// startLLM serves internal/llmserver on a loopback port for the test and returns
 // it with the base URL for the OpenAI SDK.
 func startLLM(t *testing.T) (*llmserver.Server, string) {
 	t.Helper()
@@ -116,7 +116,7 @@ func (o appOptions) provider() string {
 	return o.Provider
 }
 
-// llmProvider is the API of pkg/llmserver that the app's SDK calls.
+// llmProvider is the API of internal/llmserver that the app's SDK calls.
 func (o appOptions) llmProvider() llmserver.Provider {
 	switch o.provider() {
 	case "anthropic":

@@ -23,7 +23,7 @@ import (
 
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/evaluation"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
-	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/llmserver"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/llmserver"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/proxy"
 )
 

@@ -477,7 +477,7 @@ change (a new cell, an instrumentation upgrade), regenerate it:
 Each cell runs the real app ` + "`e2e/apps/app.py`" + ` (the provider's official SDK, ` + "`openai`" + `,
 ` + "`anthropic`" + ` or ` + "`google-genai`" + `; the instrumentation; ` + "`HTTPX2ClientInstrumentor`" + `, or
 ` + "`HTTPXClientInstrumentor`" + ` for google-genai; the OpenTelemetry SDK's BatchSpanProcessor and OTLP
-exporter) against ` + "`pkg/llmserver`" + `'s endpoint for that provider, exporting to a proxy of its own in
+exporter) against ` + "`internal/llmserver`" + `'s endpoint for that provider, exporting to a proxy of its own in
 front of a real Phoenix. The app's request handler span ` + "`handle_request`" + ` wraps the SDK call. The
 anthropic SDK traces its own calls (span ` + "`anthropic.messages.create`" + `): that is the ` + "`sdk`" + `
 instrumentation; beside the others the app turns it off (` + "`open_telemetry=False`" + `), as it would make a

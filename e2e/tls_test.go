@@ -24,7 +24,7 @@ import (
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/tlsconfig"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/tlsconfig/tlstest"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
-	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/llmserver"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/llmserver"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/proxy"
 )
 

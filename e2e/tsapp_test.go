@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/llmserver"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/llmserver"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/phoenix"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/proxy"
 )

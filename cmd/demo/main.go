@@ -28,7 +28,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
-	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/llmserver"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/llmserver"
 )
 
 const tracerName = "github.com/feedbackproxy/phoenix-feedback-proxy/cmd/demo"

@@ -21,7 +21,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
-	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/llmserver"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/llmserver"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/token"
 )
 

@@ -7,7 +7,7 @@
 //
 //	go run ./e2e/capture
 //
-// It starts pkg/llmserver and a minimal OTLP/HTTP sink on loopback ports, runs
+// It starts internal/llmserver and a minimal OTLP/HTTP sink on loopback ports, runs
 // e2e/apps/app.py once per provider, instrumentation and call (exporter http),
 // and writes each run's request bodies, unchanged, to <out>/<name>.binpb (see
 // cell.name), plus <out>/README.md with the versions, the date and a summary of
@@ -30,7 +30,7 @@ import (
 	"time"
 
 	"github.com/feedbackproxy/phoenix-feedback-proxy/e2e/internal/versions"
-	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/llmserver"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/llmserver"
 )
 
 // cell is one app run: a provider's SDK, the instrumentation making the LLM
@@ -140,7 +140,7 @@ func main() {
 	flag.DurationVar(&cfg.timeout, "timeout", 60*time.Second, "limit for one app run")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: go run ./e2e/capture [flags]\n\n"+
-			"Runs e2e/apps/app.py for every provider, instrumentation and call against pkg/llmserver and\n"+
+			"Runs e2e/apps/app.py for every provider, instrumentation and call against internal/llmserver and\n"+
 			"records the OTLP/HTTP requests it exports. Run from the repository root.\n\nFlags:\n")
 		flag.PrintDefaults()
 	}
@@ -338,7 +338,7 @@ the run's spans. The count of requests per file is given below.
 
 ## How they were made
 
-- ` + "`go run ./e2e/capture`" + ` from the repository root starts ` + "`pkg/llmserver`" + ` (a deterministic
+- ` + "`go run ./e2e/capture`" + ` from the repository root starts ` + "`internal/llmserver`" + ` (a deterministic
   server speaking OpenAI's chat completions and Responses, Anthropic's Messages and Gemini's
   generateContent) and a minimal OTLP/HTTP sink that answers 200 with an empty body, both
   on loopback, then runs, for each provider, instrumentation and call:

@@ -12,7 +12,7 @@ silently dropped.
 Run it in a throwaway venv, not the repo's .venv, from the repository root:
 
     python3 -m venv /tmp/llmsdk && /tmp/llmsdk/bin/pip install anthropic google-genai
-    /tmp/llmsdk/bin/python pkg/llmserver/testdata/sdkcheck.py
+    /tmp/llmsdk/bin/python internal/llmserver/testdata/sdkcheck.py
 
 It needs go on PATH; it prints the SDK versions and "sdkcheck: OK" at the end.
 """

@@ -6,7 +6,7 @@
 // {"calls": Server.Calls(), "last": {provider: Server.LastIDOf(provider)}},
 // so that the check can compare the ids the SDKs parsed with those issued.
 //
-//	go run ./pkg/llmserver/testdata/serve.go
+//	go run ./internal/llmserver/testdata/serve.go
 package main
 
 import (
@@ -20,7 +20,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/llmserver"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/llmserver"
 )
 
 func main() {
