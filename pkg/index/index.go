@@ -117,16 +117,18 @@ const (
 	reasonAge      = "age"
 )
 
-// New returns an empty index. metrics may be nil.
+// New returns an empty index. metrics may be nil: the index then counts
+// into metrics registered nowhere.
 func New(cfg Config, metrics *Metrics) (*Index, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg.setDefaults()
-	ix := &Index{cfg: cfg, metrics: metrics, entries: newFIFO(cfg.MaxEntries)}
-	if metrics != nil {
-		metrics.observe(ix)
+	if metrics == nil {
+		metrics = NewMetrics(nil)
 	}
+	ix := &Index{cfg: cfg, metrics: metrics, entries: newFIFO(cfg.MaxEntries)}
+	metrics.observe(ix)
 	return ix, nil
 }
 
@@ -205,12 +207,10 @@ func (ix *Index) Lookup(responseID string) (Span, bool) {
 		}
 	}
 	ix.mu.Unlock()
-	if ix.metrics != nil {
-		if ok {
-			ix.metrics.hits.Inc()
-		} else {
-			ix.metrics.misses.Inc()
-		}
+	if ok {
+		ix.metrics.hits.Inc()
+	} else {
+		ix.metrics.misses.Inc()
 	}
 	return s, ok
 }
@@ -257,9 +257,7 @@ func (ix *Index) evict(slot uint32, reason string) {
 	if ix.entries.rec(slot).flags&live == 0 {
 		return
 	}
-	if ix.metrics != nil {
-		ix.metrics.evictions.WithLabelValues(reason).Inc()
-	}
+	ix.metrics.evictions.WithLabelValues(reason).Inc()
 	if ix.store != nil {
 		ix.changes = append(ix.changes, Change{Entry: Entry{ResponseID: ix.entries.responseID(slot)}, Removed: true})
 	}

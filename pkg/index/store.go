@@ -70,9 +70,7 @@ func (ix *Index) Restore(st Store) (int, error) {
 		return 0, errors.New("index: Restore called twice")
 	}
 	ix.store = st
-	if ix.metrics != nil {
-		ix.metrics.observeStore()
-	}
+	ix.metrics.observeStore()
 	for _, e := range entries {
 		seen := e.Span.Seen.UnixNano()
 		if ix.expired(seen, now) {
@@ -122,7 +120,7 @@ func (ix *Index) unlockAndWrite() {
 	if len(changes) == 0 {
 		return // written by the Add before this one
 	}
-	if err := st.WriteIndex(changes); err != nil && ix.metrics != nil {
+	if err := st.WriteIndex(changes); err != nil {
 		ix.metrics.storeErrors.Inc()
 	}
 }
