@@ -143,6 +143,45 @@ const (
 	DefaultQueueMaxBytes = 256 << 20
 )
 
+// setDefaults fills in the defaults of the fields the proxy itself reads;
+// each part's Config fills in its own.
+func (c *Config) setDefaults() {
+	if c.FeedbackAddr == "" {
+		c.FeedbackAddr = DefaultFeedbackAddr
+	}
+	if c.AdminAddr == "" {
+		c.AdminAddr = DefaultAdminAddr
+	}
+}
+
+// Validate reports every setting that cannot work, the parts' included,
+// before anything is built.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	add(c.Receiver.Validate())
+	add(c.Exporter.Validate())
+	add(c.Index.Validate())
+	add(c.Feedback.Validate())
+	add(c.Limits.Validate())
+	add(c.RateLimits.WithDefaults().Validate())
+	add(c.TLS.Validate())
+	if c.Shared.URL != "" {
+		add(c.Shared.Validate())
+	}
+	if c.FeedbackInflightBytes < 0 {
+		add(fmt.Errorf("proxy: FeedbackInflightBytes must be positive, got %d", c.FeedbackInflightBytes))
+	}
+	if c.QueueMaxBytes < 0 {
+		add(fmt.Errorf("proxy: QueueMaxBytes must be positive, got %d", c.QueueMaxBytes))
+	}
+	return errors.Join(errs...)
+}
+
 // AdminMaxConnections caps the connections open on the admin listener, kept
 // apart from the others' so that probes and metrics stay reachable.
 const AdminMaxConnections = 32
@@ -181,12 +220,10 @@ type Proxy struct {
 
 // New builds the proxy from cfg; it does no I/O.
 func New(cfg Config, log *slog.Logger) (*Proxy, error) {
-	if cfg.FeedbackAddr == "" {
-		cfg.FeedbackAddr = DefaultFeedbackAddr
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	if cfg.AdminAddr == "" {
-		cfg.AdminAddr = DefaultAdminAddr
-	}
+	cfg.setDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

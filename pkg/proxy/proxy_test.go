@@ -318,3 +318,20 @@ func doRequest(t *testing.T, ctx context.Context, client *http.Client, method, u
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
+
+// New reports every setting that cannot work, the parts' too, at once.
+func TestConfigValidate(t *testing.T) {
+	cfg := localConfig("http://127.0.0.1:1")
+	cfg.Feedback.MaxPending = -1
+	cfg.Index.MaxEntries = -1
+	cfg.QueueMaxBytes = -5
+	_, err := New(cfg, nil)
+	if err == nil {
+		t.Fatal("New took a configuration that cannot work")
+	}
+	for _, want := range []string{"MaxPending", "QueueMaxBytes", "MaxEntries"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+}
