@@ -88,6 +88,9 @@ func (c *Consumer) ConsumeLogs(_ context.Context, l otlp.Logs) (otlp.LogsResult,
 func submitError(err error) error {
 	var ferr *feedback.FieldError
 	switch {
+	case errors.Is(err, feedback.ErrBatchTooLarge):
+		// Retrying it as it is could never succeed.
+		return otlp.Errorf(codes.InvalidArgument, "the export holds more evaluation events than the proxy keeps pending at once; nothing of it was taken: export smaller batches (%v)", err)
 	case errors.Is(err, feedback.ErrFull):
 		return &otlp.Error{Code: codes.ResourceExhausted, RetryAfter: retryAfter,
 			Msg: fmt.Sprintf("the proxy holds as much pending feedback as it takes; nothing of this export was taken; retry later (%v)", err)}

@@ -210,6 +210,10 @@ func (s *Service) writeSubmitError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusBadRequest, ferr.Field, "%s", ferr.Message)
 		return
 	}
+	if errors.Is(err, ErrBatchTooLarge) {
+		writeError(w, http.StatusRequestEntityTooLarge, "", "the batch holds more than this proxy keeps pending at once (%d feedbacks, %d bytes; three quarters of each for responses whose span has not come through): send smaller batches", s.cfg.MaxPending, s.cfg.MaxBytes)
+		return
+	}
 	if errors.Is(err, ErrFullWaiting) {
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusTooManyRequests, "", "feedback for responses whose span has not come through holds its share (3/4) of this proxy's limits (%d feedbacks, %d bytes); "+

@@ -162,26 +162,48 @@ func TestAPIPost(t *testing.T) {
 		},
 		{
 			name: "ErrFull: 429 with Retry-After",
-			cfg:  func(c *feedback.Config) { c.MaxPending = 1 },
+			cfg:  func(c *feedback.Config) { c.MaxPending = 4 },
 			body: `[{"response_id":"a","thumbs":"up"}, {"response_id":"b","thumbs":"up"}]`,
 			check: func(t *testing.T, h *harness, rec *httptest.ResponseRecorder) {
+				if rec.Code != http.StatusAccepted {
+					t.Fatalf("the first batch: %d %s", rec.Code, rec.Body)
+				}
+				rec = h.serve("POST", "/feedback", `[{"response_id":"c","thumbs":"up"}, {"response_id":"d","thumbs":"up"}, {"response_id":"e","thumbs":"up"}]`)
 				_, msg := apiErr(t, rec)
 				if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" || !strings.Contains(msg, "retry later") {
 					t.Fatalf("status %d, Retry-After %q: %s", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
 				}
-				if h.svc.Pending() != 0 {
-					t.Error("a refused batch left feedback pending")
+				if h.svc.Pending() != 2 {
+					t.Errorf("%d pending, want the first batch's 2: a refused batch leaves nothing", h.svc.Pending())
 				}
 			},
 		},
 		{
 			name: "ErrFullBytes: a batch past MaxBytes, 429 saying bytes, nothing accepted",
 			cfg:  func(c *feedback.Config) { c.MaxBytes = 1 << 20 },
-			body: fullBatch(60),
+			body: fullBatch(25),
 			check: func(t *testing.T, h *harness, rec *httptest.ResponseRecorder) {
+				if rec.Code != http.StatusAccepted {
+					t.Fatalf("the first batch: %d %s", rec.Code, rec.Body)
+				}
+				rec = h.serve("POST", "/feedback", strings.ReplaceAll(fullBatch(25), `"response_id":"r`, `"response_id":"s`))
 				_, msg := apiErr(t, rec)
 				if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" ||
 					msg != "the feedback pending holds the 1048576 bytes of memory this proxy keeps for it; retry later" {
+					t.Fatalf("status %d, Retry-After %q: %s", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+				}
+				if h.svc.Pending() != 25 {
+					t.Errorf("%d pending, want the first batch's 25", h.svc.Pending())
+				}
+			},
+		},
+		{
+			name: "a batch that could never fit: 413, not a 429 to retry forever",
+			cfg:  func(c *feedback.Config) { c.MaxPending = 2 },
+			body: `[{"response_id":"a","thumbs":"up"}, {"response_id":"b","thumbs":"up"}, {"response_id":"c","thumbs":"up"}]`,
+			check: func(t *testing.T, h *harness, rec *httptest.ResponseRecorder) {
+				_, msg := apiErr(t, rec)
+				if rec.Code != http.StatusRequestEntityTooLarge || rec.Header().Get("Retry-After") != "" || !strings.Contains(msg, "send smaller batches") {
 					t.Fatalf("status %d, Retry-After %q: %s", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
 				}
 				if h.svc.Pending() != 0 {

@@ -164,6 +164,13 @@ var ErrFullBytes = fmt.Errorf("%w: they hold the MaxBytes of memory kept for fee
 // seen is still taken. Nothing of the batch was accepted. It is an ErrFull.
 var ErrFullWaiting = fmt.Errorf("%w: feedback waiting for spans not seen yet holds its share of the limits", ErrFull)
 
+// ErrBatchTooLarge is returned by Submit for a batch that could never be
+// taken, however much room is made: more feedbacks, or more bytes, than
+// MaxPending or MaxBytes (or their share for spans not seen yet) allow at
+// all. Nothing of the batch was accepted; split it. It is not an ErrFull:
+// trying it again as it is cannot help.
+var ErrBatchTooLarge = errors.New("feedback: the batch is larger than this proxy's limits on pending feedback allow at once; split it")
+
 // key is what Phoenix upserts an annotation on, for one response: its
 // target (the response's span, trace or session), name and identifier.
 type key struct {
@@ -391,6 +398,9 @@ func (s *Service) admitLocked(items []Feedback, votes []vote) error {
 		}
 	}
 	switch {
+	case fresh > s.cfg.MaxPending, grow > s.cfg.MaxBytes,
+		freshWaiting > waitingShare(s.cfg.MaxPending), growWaiting > waitingShare(s.cfg.MaxBytes):
+		return ErrBatchTooLarge
 	case s.pending+fresh > s.cfg.MaxPending:
 		return ErrFull
 	case s.mem.pending+grow > s.cfg.MaxBytes:

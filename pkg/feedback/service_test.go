@@ -407,9 +407,10 @@ feedbackproxy_feedback_total{outcome="superseded"} 0
 			name: "MaxPending reached: ErrFull and nothing of the batch accepted",
 			cfg:  func(c *feedback.Config) { c.MaxPending = 2 },
 			run: func(t *testing.T, h *harness) {
+				// A batch that could never fit is told apart from a full service.
 				_, err := h.svc.Submit([]feedback.Feedback{vote("a", "up"), vote("b", "up"), vote("c", "up")})
-				if !errors.Is(err, feedback.ErrFull) {
-					t.Fatalf("Submit of 3 = %v, want ErrFull", err)
+				if !errors.Is(err, feedback.ErrBatchTooLarge) || errors.Is(err, feedback.ErrFull) {
+					t.Fatalf("Submit of 3 = %v, want ErrBatchTooLarge", err)
 				}
 				if h.svc.Pending() != 0 || h.svc.Lookup("a") != nil {
 					t.Fatalf("a refused batch left %d pending", h.svc.Pending())
