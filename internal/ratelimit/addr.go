@@ -104,6 +104,20 @@ func parseHop(s string) (netip.Addr, bool) {
 // into IPv6 is the IPv4 address, and a zone is dropped.
 func normalize(a netip.Addr) netip.Addr { return a.Unmap().WithZone("") }
 
+// NetworkKey is the bucket key of a client address's network: an IPv4
+// address by its /24, an IPv6 address by its /48 (a site's usual
+// allocation). A client that draws addresses from its block, a fresh /64
+// (of the 65,536 in a /48) for every request, meets one bucket here.
+func NetworkKey(a netip.Addr) string {
+	a = normalize(a)
+	if a.Is4() {
+		b := a.As4()
+		return string(b[:3])
+	}
+	b := a.As16()
+	return string(b[:6])
+}
+
 // AddressKey is the bucket key of a client address: an IPv4 address
 // whole, an IPv6 address by its /64, the block one subscriber is normally
 // given (RFC 6177), so that a host cannot draw a fresh bucket from each of

@@ -58,8 +58,10 @@ func MemoryBound(cfg Config) int64 {
 	if cfg.Shared.URL != "" {
 		shared = int64(cmp.Or(cfg.Shared.MaxBacklog, sharedindex.DefaultMaxBacklog)) * sharedindex.BacklogEntryBytes
 	}
-	// The rate limits' buckets: per address and per token, each bounded.
-	buckets := 2 * int64(cmp.Or(cfg.RateLimits.MaxKeys, DefaultRateLimitMaxKeys)) * ratelimit.BucketBytes
+	// The rate limits' buckets: per address and per token, each bounded,
+	// and per network, a quarter of that.
+	maxKeys := cmp.Or(cfg.RateLimits.MaxKeys, DefaultRateLimitMaxKeys)
+	buckets := int64(2*maxKeys+networkKeys(maxKeys)) * ratelimit.BucketBytes
 	return inflight + shared + buckets +
 		2*int64(otlp.GRPCReceivers(maxReq, inflight))*maxReq +
 		zstdBytes +

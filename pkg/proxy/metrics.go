@@ -46,7 +46,7 @@ type guardMetrics struct {
 func newGuardMetrics(reg prometheus.Registerer) *guardMetrics {
 	return &guardMetrics{reg: reg, refused: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 		Name: "feedbackproxy_feedback_refused_total",
-		Help: "Feedback API requests refused before they were handled, by reason: rate_address and rate_token (429, --feedback-rate-per-*), " +
+		Help: "Feedback API requests refused before they were handled, by reason: rate_address, rate_network and rate_token (429, --feedback-rate-per-*; a network is an IPv4 /24 or an IPv6 /48), " +
 			"cors_origin (403, an Origin not in --cors-allowed-origins), cors_method and cors_headers (403, a preflight asking for more than the API takes), " +
 			"cors_mint (403, a page calling POST /feedback/tokens), cors_off (403, a write from another origin while no --cors-allowed-origins is set).",
 	}, []string{"reason"})}

@@ -30,6 +30,13 @@ type RateLimits struct {
 	// Config.TrustedProxies for clients behind a reverse proxy.
 	PerAddress   float64
 	AddressBurst int
+	// PerNetwork is the requests a second all the addresses of one network
+	// (an IPv4 /24, an IPv6 /48) may make together, in bursts of
+	// NetworkBurst: what a client that rotates through its block's
+	// addresses gets at most. Zero means NetworkFactor times PerAddress
+	// (and AddressBurst).
+	PerNetwork   float64
+	NetworkBurst int
 	// PerToken is the requests a second one per-response token may make,
 	// in bursts of TokenBurst, counted once the token is verified (a made-up
 	// token is refused before it costs a bucket).
@@ -56,6 +63,11 @@ type RateLimits struct {
 // are active within those seconds on any site this proxy serves, and
 // costs at most 2 x 50,000 x ratelimit.BucketBytes = 25.6 MB.
 const (
+	// NetworkFactor is how many clients' worth a network gets by default:
+	// a client rotating through a /48 (or a /24) gets 8 times one
+	// address's rate, not 65,536 times; an office or a campus behind one
+	// /24 shares 80 votes a second.
+	NetworkFactor           = 8
 	DefaultRatePerAddress   = 10
 	DefaultAddressBurst     = 40
 	DefaultRatePerToken     = 2
@@ -82,6 +94,10 @@ func (l RateLimits) WithDefaults() RateLimits {
 	if l.AddressBurst == 0 {
 		l.AddressBurst = DefaultAddressBurst
 	}
+	or(&l.PerNetwork, NetworkFactor*l.PerAddress)
+	if l.NetworkBurst == 0 {
+		l.NetworkBurst = NetworkFactor * l.AddressBurst
+	}
 	if l.TokenBurst == 0 {
 		l.TokenBurst = DefaultTokenBurst
 	}
@@ -98,7 +114,7 @@ func (l RateLimits) Validate() error {
 		name  string
 		rate  float64
 		burst int
-	}{{"per address", l.PerAddress, l.AddressBurst}, {"per token", l.PerToken, l.TokenBurst}} {
+	}{{"per address", l.PerAddress, l.AddressBurst}, {"per network", l.PerNetwork, l.NetworkBurst}, {"per token", l.PerToken, l.TokenBurst}} {
 		switch {
 		case math.IsNaN(r.rate) || math.IsInf(r.rate, 0):
 			errs = append(errs, fmt.Errorf("rate limit %s: rate %g: expected a number of requests a second (negative: no limit)", r.name, r.rate))
@@ -118,6 +134,7 @@ func (l RateLimits) Validate() error {
 type feedbackGuard struct {
 	cors       *cors.Policy
 	perAddress *ratelimit.Limiter // nil: no limit
+	perNetwork *ratelimit.Limiter // nil: no limit
 	perToken   *ratelimit.Limiter // nil: no limit
 	clients    ratelimit.ClientAddress
 	// serverToken's requests are the app's backend's: never limited.
@@ -128,6 +145,7 @@ type feedbackGuard struct {
 // Feedback API refusal reasons, the metric's label values.
 const (
 	refusedRateAddress = "rate_address"
+	refusedRateNetwork = "rate_network"
 	refusedRateToken   = "rate_token"
 )
 
@@ -147,22 +165,27 @@ func newFeedbackGuard(cfg Config, reg prometheus.Registerer) (*feedbackGuard, er
 	if err := l.Validate(); err != nil {
 		return nil, err
 	}
-	limiter := func(reason, key string, rate float64, burst int) (*ratelimit.Limiter, error) {
+	limiter := func(reason, key string, rate float64, burst, maxKeys int) (*ratelimit.Limiter, error) {
 		if rate < 0 {
 			return nil, nil
 		}
 		refused := m.refused.WithLabelValues(reason)
-		lim, err := ratelimit.New(ratelimit.Config{Rate: rate, Burst: burst, MaxKeys: l.MaxKeys, Key: key, OnRefuse: refused.Inc})
+		lim, err := ratelimit.New(ratelimit.Config{Rate: rate, Burst: burst, MaxKeys: maxKeys, Key: key, OnRefuse: refused.Inc})
 		if err != nil {
 			return nil, fmt.Errorf("rate limit per %s: %w", key, err)
 		}
 		m.watch(strings.TrimPrefix(reason, "rate_"), lim)
 		return lim, nil
 	}
-	if g.perAddress, err = limiter(refusedRateAddress, "client address", l.PerAddress, l.AddressBurst); err != nil {
+	if g.perAddress, err = limiter(refusedRateAddress, "client address", l.PerAddress, l.AddressBurst, l.MaxKeys); err != nil {
 		return nil, err
 	}
-	if g.perToken, err = limiter(refusedRateToken, "token", l.PerToken, l.TokenBurst); err != nil {
+	if l.PerAddress >= 0 {
+		if g.perNetwork, err = limiter(refusedRateNetwork, "network", l.PerNetwork, l.NetworkBurst, networkKeys(l.MaxKeys)); err != nil {
+			return nil, err
+		}
+	}
+	if g.perToken, err = limiter(refusedRateToken, "token", l.PerToken, l.TokenBurst, l.MaxKeys); err != nil {
 		return nil, err
 	}
 	return g, nil
@@ -175,7 +198,25 @@ func (g *feedbackGuard) wrap(h http.Handler) http.Handler {
 	if g.perAddress != nil {
 		h = g.perAddress.Middleware(h, g.addressKey)
 	}
+	if g.perNetwork != nil {
+		h = g.perNetwork.Middleware(h, g.networkKey)
+	}
 	return g.withCORS(h)
+}
+
+// networkKeys is how many networks the limit per network keeps: fewer than
+// addresses, as many addresses share one.
+func networkKeys(maxKeys int) int { return max(maxKeys/4, 1) }
+
+// networkKey is the bucket of r's client's network, for the requests
+// addressKey limits.
+func (g *feedbackGuard) networkKey(r *http.Request) (string, bool) {
+	key, limited := g.addressKey(r)
+	if !limited || key == "?" {
+		return key, limited
+	}
+	addr, _ := g.clients.Of(r)
+	return ratelimit.NetworkKey(addr), true
 }
 
 // addressKey is the bucket of r's client address. Requests of the app's

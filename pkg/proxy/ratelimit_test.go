@@ -251,3 +251,37 @@ func TestTokenRateLimit(t *testing.T) {
 		t.Errorf("%d token buckets, want 2 (one per valid token)", n)
 	}
 }
+
+// A client that draws a fresh address for every request from its IPv6
+// block (a /64 of the 65,536 in its /48) meets the limit of its network:
+// NetworkFactor addresses' worth, not one fresh bucket per request.
+func TestRateLimitPerNetwork(t *testing.T) {
+	cfg := Config{TrustedProxies: []netip.Prefix{}}
+	g, err := newFeedbackGuard(cfg, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := g.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusAccepted) }))
+	taken := 0
+	for i := range 1000 {
+		req := httptest.NewRequest("POST", "/feedback", strings.NewReader(`{}`))
+		req.RemoteAddr = fmt.Sprintf("[2001:db8:1:%x::1]:443", i)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code == http.StatusAccepted {
+			taken++
+		}
+	}
+	// The network's burst, and what it refilled while the loop ran.
+	if burst := NetworkFactor * DefaultAddressBurst; taken < burst || taken > burst+50 {
+		t.Errorf("%d of 1000 requests from rotating /64s taken, want about the network's burst of %d", taken, burst)
+	}
+	// Another network is not held back by it.
+	req := httptest.NewRequest("POST", "/feedback", strings.NewReader(`{}`))
+	req.RemoteAddr = "[2001:db8:2::1]:443"
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusAccepted {
+		t.Errorf("another /48: %d", rec.Code)
+	}
+}
