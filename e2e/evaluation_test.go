@@ -21,9 +21,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/llmserver"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/evaluation"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
-	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/llmserver"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/proxy"
 )
 

@@ -21,10 +21,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/llmserver"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/tlsconfig"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/tlsconfig/tlstest"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
-	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/llmserver"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/proxy"
 )
 

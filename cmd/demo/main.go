@@ -27,8 +27,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/llmserver"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
 )
 
 const tracerName = "github.com/feedbackproxy/phoenix-feedback-proxy/cmd/demo"
