@@ -6,7 +6,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
 	"github.com/feedbackproxy/phoenix-feedback-proxy/bench/internal/workload"
-	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/extract"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp/wire"
 )
 
@@ -28,7 +28,7 @@ func BenchmarkDecode(b *testing.B) {
 	}
 	body := tpl.Fill(nil, 1)
 	spans := tpl.Spans()
-	var x index.Extractor
+	var x extract.Extractor
 	run := func(name string, fn func() int) {
 		b.Run(name, func(b *testing.B) {
 			if got := fn(); got != spans && got != spans/5 {

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"go.uber.org/goleak"
 
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/extract"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 )
@@ -28,7 +29,7 @@ func TestMain(m *testing.M) {
 // sees which span the real proxy would annotate.
 type fakeProxy struct {
 	mu sync.Mutex
-	// spans by response id, as pkg/index extracts them.
+	// spans by response id, as pkg/extract finds them.
 	spans map[string]index.Span
 	// thumbs by response id.
 	thumbs map[string]string
@@ -49,7 +50,7 @@ func newFakeProxy(t *testing.T) (*fakeProxy, *httptest.Server) {
 			return
 		}
 		p.mu.Lock()
-		for _, e := range (index.Extractor{}).Extract(req.Traces(), "") {
+		for _, e := range (extract.Extractor{}).Extract(req.Traces(), "") {
 			p.spans[e.ResponseID] = e.Span
 		}
 		p.mu.Unlock()

@@ -18,6 +18,7 @@ import (
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/listener"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/ratelimit"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/tlsconfig"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/extract"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
@@ -226,8 +227,8 @@ Flags:
 				c.Extractor.ExtraKeys = append(c.Extractor.ExtraKeys, k)
 			}
 		}
-		if n := len(c.Extractor.ExtraKeys); n > index.MaxExtraKeys {
-			return nil, fmt.Errorf("-index-extra-keys: %d keys; expected at most %d", n, index.MaxExtraKeys)
+		if n := len(c.Extractor.ExtraKeys); n > extract.MaxExtraKeys {
+			return nil, fmt.Errorf("-index-extra-keys: %d keys; expected at most %d", n, extract.MaxExtraKeys)
 		}
 	}
 	if err := setFeedbackGuard(c, *corsOrigins, *trustedProxies); err != nil {

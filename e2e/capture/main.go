@@ -1,6 +1,6 @@
 // Command capture records the OTLP/HTTP export requests that real LLM apps
 // (OpenAI, Anthropic, Google GenAI; LiteLLM and LangChain on OpenAI) send, for
-// the tests of pkg/index.
+// the tests of pkg/extract.
 //
 // Run it from the repository root, with the Python venv of
 // scripts/requirements.txt in .venv:
@@ -134,7 +134,7 @@ func main() {
 	flag.StringVar(&cfg.python, "python", ".venv/bin/python", "Python interpreter of the venv with scripts/requirements.txt")
 	flag.StringVar(&cfg.app, "app", "e2e/apps/app.py", "the instrumented app to run")
 	flag.StringVar(&cfg.tsApp, "ts-app", "e2e/apps/ts", "the TypeScript app (installed by scripts/ts-app.sh)")
-	flag.StringVar(&cfg.out, "out", "pkg/index/testdata/capture", "directory for the .binpb files and README.md")
+	flag.StringVar(&cfg.out, "out", "pkg/extract/testdata/capture", "directory for the .binpb files and README.md")
 	flag.IntVar(&cfg.scheduleDelayMS, "schedule-delay-ms", 5000,
 		"the app's BatchSpanProcessor delay; the default (the SDK's) leaves every span to the final flush, so one run usually sends one request")
 	flag.DurationVar(&cfg.timeout, "timeout", 60*time.Second, "limit for one app run")

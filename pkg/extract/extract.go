@@ -1,4 +1,4 @@
-package index
+package extract
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp/wire"
 )
 
@@ -56,7 +57,7 @@ type Extractor struct {
 
 // Extract returns one entry per response id found in td; see
 // [Extractor.ExtractProto], which it calls on td in protobuf.
-func (x Extractor) Extract(td ptrace.Traces, project string) []Entry {
+func (x Extractor) Extract(td ptrace.Traces, project string) []index.Entry {
 	body, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
 	if err != nil {
 		return nil
@@ -77,8 +78,8 @@ func (x Extractor) Extract(td ptrace.Traces, project string) []Entry {
 // When several spans of one trace carry the same id, only the innermost is
 // returned: the annotation belongs on the LLM call, not on the handler span
 // around it that copied the id.
-func (x Extractor) ExtractProto(body []byte, project string) []Entry {
-	var entries []Entry
+func (x Extractor) ExtractProto(body []byte, project string) []index.Entry {
+	var entries []index.Entry
 	proj, projOf := project, -1
 	keys := lookupKeys[:]
 	if len(x.ExtraKeys) > 0 {
@@ -95,7 +96,7 @@ func (x Extractor) ExtractProto(body []byte, project string) []Entry {
 			proj, projOf = projectOf(r), r.Index
 		}
 		x.eachID(s, keys, vals, func(id string) {
-			entries = append(entries, Entry{ResponseID: id, Span: spanOf(s, proj)})
+			entries = append(entries, index.Entry{ResponseID: id, Span: spanOf(s, proj)})
 		})
 	})
 	if len(entries) > 1 {
@@ -107,7 +108,7 @@ func (x Extractor) ExtractProto(body []byte, project string) []Entry {
 // innermost keeps, of the entries that share a response id, the inner one,
 // in the place of the first. Only when an id repeats does it read the
 // spans' parents from body.
-func innermost(entries []Entry, body []byte) []Entry {
+func innermost(entries []index.Entry, body []byte) []index.Entry {
 	byID := make(map[string]int, len(entries))
 	var parents map[pcommon.SpanID]pcommon.SpanID
 	kept := entries[:0]
@@ -121,7 +122,7 @@ func innermost(entries []Entry, body []byte) []Entry {
 		if parents == nil {
 			parents = parentMap(body)
 		}
-		if innerThan(e.Span, kept[pos].Span, parents) {
+		if index.InnerThan(e.Span, kept[pos].Span, parents) {
 			kept[pos] = e
 		}
 	}
@@ -352,9 +353,9 @@ func skipValue(dec *json.Decoder) error {
 	}
 }
 
-func spanOf(s *wire.Span, project string) Span {
+func spanOf(s *wire.Span, project string) index.Span {
 	h := s.Header()
-	return Span{
+	return index.Span{
 		TraceID:  h.TraceID,
 		SpanID:   h.SpanID,
 		ParentID: h.ParentSpanID,
@@ -372,72 +373,4 @@ func parentMap(body []byte) map[pcommon.SpanID]pcommon.SpanID {
 		m[h.SpanID] = h.ParentSpanID
 	})
 	return m
-}
-
-// innerThan reports whether a should replace b as the span of a response id
-// both carry. Within one trace, a descendant wins over its ancestor; when the
-// ancestry is not known, the span that started later is taken to be the inner
-// one (a child starts after its parent). A span of another trace replaces b:
-// it is the newer use of the id.
-func innerThan(a, b Span, parents map[pcommon.SpanID]pcommon.SpanID) bool {
-	if a.SpanID == b.SpanID {
-		return false
-	}
-	if a.TraceID != b.TraceID {
-		return true
-	}
-	if isAncestor(b.SpanID, a, parents) {
-		return true
-	}
-	if isAncestor(a.SpanID, b, parents) {
-		return false
-	}
-	return a.Start > b.Start
-}
-
-// isAncestor reports whether anc is an ancestor of s, following parent links
-// through parents (which may be nil: then only s's own parent is known).
-func isAncestor(anc pcommon.SpanID, s Span, parents map[pcommon.SpanID]pcommon.SpanID) bool {
-	p := s.ParentID
-	for range 64 { // bounded: a malformed export may contain a cycle
-		if p.IsEmpty() {
-			return false
-		}
-		if p == anc {
-			return true
-		}
-		next, ok := parents[p]
-		if !ok {
-			return false
-		}
-		p = next
-	}
-	return false
-}
-
-// Innermost returns the span that should carry a response id of all those
-// that do (see Index.Add): the deepest of one trace, following the parent
-// links among spans; the latest to start where they are unrelated or of
-// different traces. It is
-// what a lookup outside the index (Phoenix's span query) returns several
-// spans for. spans must not be empty.
-func Innermost(spans []Span) Span {
-	parents := make(map[pcommon.SpanID]pcommon.SpanID, len(spans))
-	for _, s := range spans {
-		parents[s.SpanID] = s.ParentID
-	}
-	best := spans[0]
-	for _, s := range spans[1:] {
-		if s.TraceID != best.TraceID {
-			// Two uses of one id: the later is the one feedback means.
-			if s.Start > best.Start {
-				best = s
-			}
-			continue
-		}
-		if innerThan(s, best, parents) {
-			best = s
-		}
-	}
-	return best
 }

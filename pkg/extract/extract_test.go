@@ -1,10 +1,11 @@
-package index
+package extract
 
 import (
 	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 )
@@ -78,12 +79,12 @@ func TestExtract(t *testing.T) {
 		x       Extractor
 		project string
 		td      ptrace.Traces
-		check   func(t *testing.T, got []Entry)
+		check   func(t *testing.T, got []index.Entry)
 	}{
 		{
 			name: "gen_ai.response.id",
 			td:   traces("", testSpan{id: 1, attrs: map[string]any{AttrGenAIResponseID: "chatcmpl-1"}}),
-			check: func(t *testing.T, got []Entry) {
+			check: func(t *testing.T, got []index.Entry) {
 				wantIDs(t, got, "chatcmpl-1")
 				if got[0].Span.SpanID != sid(1) || got[0].Span.Project != DefaultProject {
 					t.Errorf("span = %+v, want span 1 in project default", got[0].Span)
@@ -93,7 +94,7 @@ func TestExtract(t *testing.T) {
 		{
 			name: "openinference output.value",
 			td:   traces("chatbot", testSpan{id: 2, attrs: llmAttrs(`{"id":"chatcmpl-2","object":"chat.completion"}`)}),
-			check: func(t *testing.T, got []Entry) {
+			check: func(t *testing.T, got []index.Entry) {
 				wantIDs(t, got, "chatcmpl-2")
 				if got[0].Span.Project != "chatbot" {
 					t.Errorf("project = %q, want chatbot from the resource", got[0].Span.Project)
@@ -104,7 +105,7 @@ func TestExtract(t *testing.T) {
 			name:    "header project wins over resource",
 			project: "from-header",
 			td:      traces("chatbot", testSpan{id: 2, attrs: llmAttrs(`{"id":"resp_2"}`)}),
-			check: func(t *testing.T, got []Entry) {
+			check: func(t *testing.T, got []index.Entry) {
 				if got[0].Span.Project != "from-header" {
 					t.Errorf("project = %q, want from-header", got[0].Span.Project)
 				}
@@ -114,21 +115,21 @@ func TestExtract(t *testing.T) {
 			name: "id after nested values",
 			td: traces("", testSpan{id: 3, attrs: llmAttrs(
 				`{"choices":[{"message":{"id":"not-me","content":"[{]}"}}],"usage":{"id":1},"id":"chatcmpl-3"}`)}),
-			check: func(t *testing.T, got []Entry) { wantIDs(t, got, "chatcmpl-3") },
+			check: func(t *testing.T, got []index.Entry) { wantIDs(t, got, "chatcmpl-3") },
 		},
 		{
 			name: "openinference span that is not LLM",
 			td: traces("", testSpan{id: 4, attrs: map[string]any{
 				AttrOpenInferenceSpanKind: "CHAIN", AttrOutputMimeType: "application/json", AttrOutputValue: `{"id":"x"}`,
 			}}),
-			check: func(t *testing.T, got []Entry) { wantIDs(t, got) },
+			check: func(t *testing.T, got []index.Entry) { wantIDs(t, got) },
 		},
 		{
 			name: "output.value as text",
 			td: traces("", testSpan{id: 4, attrs: map[string]any{
 				AttrOpenInferenceSpanKind: "LLM", AttrOutputMimeType: "text/plain", AttrOutputValue: `{"id":"x"}`,
 			}}),
-			check: func(t *testing.T, got []Entry) { wantIDs(t, got) },
+			check: func(t *testing.T, got []index.Entry) { wantIDs(t, got) },
 		},
 		{
 			name: "malformed and odd output.value are skipped",
@@ -140,13 +141,13 @@ func TestExtract(t *testing.T) {
 				testSpan{id: 9, attrs: llmAttrs(`{"object":"x"}`)},
 				testSpan{id: 10, attrs: llmAttrs(`{"id":"` + strings.Repeat("x", MaxResponseIDLen+1) + `"}`)},
 			),
-			check: func(t *testing.T, got []Entry) { wantIDs(t, got) },
+			check: func(t *testing.T, got []index.Entry) { wantIDs(t, got) },
 		},
 		{
 			name:  "output.value over the size bound is skipped",
 			x:     Extractor{MaxOutputValue: 32},
 			td:    traces("", testSpan{id: 11, attrs: llmAttrs(`{"id":"chatcmpl-11","content":"` + strings.Repeat("a", 64) + `"}`)}),
-			check: func(t *testing.T, got []Entry) { wantIDs(t, got) },
+			check: func(t *testing.T, got []index.Entry) { wantIDs(t, got) },
 		},
 		{
 			name: "extra keys, and one id per span however many attributes carry it",
@@ -154,7 +155,7 @@ func TestExtract(t *testing.T) {
 			td: traces("", testSpan{id: 12, attrs: map[string]any{
 				AttrGenAIResponseID: "chatcmpl-12", "app.feedback_key": "order-77", "app.same": "chatcmpl-12",
 			}}),
-			check: func(t *testing.T, got []Entry) { wantIDs(t, got, "chatcmpl-12", "order-77") },
+			check: func(t *testing.T, got []index.Entry) { wantIDs(t, got, "chatcmpl-12", "order-77") },
 		},
 		{
 			name: "every one of MaxExtraKeys extra keys is looked for, the last too",
@@ -168,7 +169,7 @@ func TestExtract(t *testing.T) {
 			td: traces("", testSpan{id: 13, attrs: map[string]any{
 				fmt.Sprintf("app.key%d", MaxExtraKeys-1): "order-last", "app.key0": "order-first",
 			}}),
-			check: func(t *testing.T, got []Entry) { wantIDs(t, got, "order-first", "order-last") },
+			check: func(t *testing.T, got []index.Entry) { wantIDs(t, got, "order-first", "order-last") },
 		},
 		{
 			name: "innermost span wins, whatever the order in the export",
@@ -177,7 +178,7 @@ func TestExtract(t *testing.T) {
 				testSpan{id: 20, start: 1, attrs: map[string]any{AttrGenAIResponseID: "chatcmpl-20"}},             // handler
 				testSpan{id: 21, parent: 20, start: 1, attrs: map[string]any{}},                                   // chain between
 			),
-			check: func(t *testing.T, got []Entry) {
+			check: func(t *testing.T, got []index.Entry) {
 				wantIDs(t, got, "chatcmpl-20")
 				if got[0].Span.SpanID != sid(22) {
 					t.Errorf("span = %v, want the grandchild %v", got[0].Span.SpanID, sid(22))
@@ -193,7 +194,7 @@ func TestExtract(t *testing.T) {
 				}},
 				testSpan{id: 41, parent: 40, start: 2, attrs: llmAttrs(langChainResult("chatcmpl-40"))}, // ChatOpenAI
 			),
-			check: func(t *testing.T, got []Entry) {
+			check: func(t *testing.T, got []index.Entry) {
 				wantIDs(t, got, "chatcmpl-40")
 				if got[0].Span.SpanID != sid(41) {
 					t.Errorf("span = %v, want the LLM run %v", got[0].Span.SpanID, sid(41))
@@ -206,7 +207,7 @@ func TestExtract(t *testing.T) {
 				testSpan{id: 51, parent: 50, start: 2, attrs: llmAttrs(langChainResult("resp_50"))},
 				testSpan{id: 50, start: 1, attrs: llmAttrs(langChainResult("resp_50"))},
 			),
-			check: func(t *testing.T, got []Entry) {
+			check: func(t *testing.T, got []index.Entry) {
 				wantIDs(t, got, "resp_50")
 				if got[0].Span.SpanID != sid(51) {
 					t.Errorf("span = %v, want the inner run %v", got[0].Span.SpanID, sid(51))
@@ -219,7 +220,7 @@ func TestExtract(t *testing.T) {
 				testSpan{id: 31, start: 5, attrs: map[string]any{AttrGenAIResponseID: "chatcmpl-31"}},
 				testSpan{id: 30, start: 2, attrs: map[string]any{AttrGenAIResponseID: "chatcmpl-31"}},
 			),
-			check: func(t *testing.T, got []Entry) {
+			check: func(t *testing.T, got []index.Entry) {
 				wantIDs(t, got, "chatcmpl-31")
 				if got[0].Span.SpanID != sid(31) {
 					t.Errorf("span = %v, want %v", got[0].Span.SpanID, sid(31))
@@ -234,7 +235,7 @@ func TestExtract(t *testing.T) {
 	}
 }
 
-func wantIDs(t *testing.T, got []Entry, want ...string) {
+func wantIDs(t *testing.T, got []index.Entry, want ...string) {
 	t.Helper()
 	var ids []string
 	for _, e := range got {

@@ -6,6 +6,7 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/extract"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/store"
 )
@@ -23,7 +24,7 @@ func Example() {
 	span.Attributes().PutStr("output.value", `{"id":"chatcmpl-abc","object":"chat.completion","choices":[]}`)
 
 	ix, _ := index.New(index.Config{}, nil)
-	ix.Add(index.Extractor{}.Extract(td, ""))
+	ix.Add(extract.Extractor{}.Extract(td, ""))
 
 	s, ok := ix.Lookup("chatcmpl-abc")
 	fmt.Println(ok, s.Name, s.Project, s.TraceID, s.SpanID)

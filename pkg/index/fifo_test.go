@@ -49,7 +49,7 @@ func (m *model) add(e Entry, now time.Time) {
 	}
 	if i := m.find(e.ResponseID); i >= 0 {
 		old := m.slots[i]
-		if !m.expired(old, now) && (old.span.SpanID == e.Span.SpanID || !innerThan(e.Span, old.span, nil)) {
+		if !m.expired(old, now) && (old.span.SpanID == e.Span.SpanID || !InnerThan(e.Span, old.span, nil)) {
 			return
 		}
 		m.slots[i].live = false

@@ -148,7 +148,7 @@ func (ix *Index) Add(entries []Entry) []Entry {
 		h := ix.entries.hash(e.ResponseID)
 		if slot, ok := ix.entries.find(h, e.ResponseID); ok {
 			old := ix.entries.span(slot)
-			if !ix.expired(ix.entries.rec(slot).seen, seen) && (old.SpanID == e.Span.SpanID || !innerThan(e.Span, old, nil)) {
+			if !ix.expired(ix.entries.rec(slot).seen, seen) && (old.SpanID == e.Span.SpanID || !InnerThan(e.Span, old, nil)) {
 				continue
 			}
 			// Replaced: the id stays, so this is no eviction, and the

@@ -12,6 +12,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
+var traceA = pcommon.TraceID{0xa, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
+
+func sid(b byte) pcommon.SpanID { return pcommon.SpanID{0, 0, 0, 0, 0, 0, 0, b} }
+
 type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time          { return c.t }

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/extract"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/store"
 )
@@ -242,7 +243,7 @@ func storeBenchEntry(i int) index.Entry {
 	return index.Entry{ResponseID: fmt.Sprintf("chatcmpl-%029d", i), Span: index.Span{
 		TraceID: pcommon.TraceID{0: byte(i >> 24), 1: byte(i >> 16), 2: byte(i >> 8), 3: byte(i), 15: 1},
 		SpanID:  pcommon.SpanID{0: byte(i >> 24), 1: byte(i >> 16), 2: byte(i >> 8), 3: byte(i), 7: 1},
-		Project: index.DefaultProject, Name: "ChatCompletion", Start: pcommon.Timestamp(1767225600_000_000_000 + i),
+		Project: extract.DefaultProject, Name: "ChatCompletion", Start: pcommon.Timestamp(1767225600_000_000_000 + i),
 	}}
 }
 

@@ -20,7 +20,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/redistest"
-	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/extract"
 )
 
 // BenchmarkExportPath: what the shared index adds to the export path. Two
@@ -337,7 +337,7 @@ func TestBenchExportsAreValidAndNew(t *testing.T) {
 		}
 		for i := range rss.Len() {
 			s := rss.At(i).ScopeSpans().At(0).Spans().At(0)
-			v, _ := s.Attributes().Get(index.AttrOutputValue)
+			v, _ := s.Attributes().Get(extract.AttrOutputValue)
 			id := v.Str()[len(`{"id":"`):strings.Index(v.Str(), `","object"`)]
 			if !strings.HasPrefix(id, "chatcmpl-") || len(id) != 9+29 {
 				t.Fatalf("response id %q", id)

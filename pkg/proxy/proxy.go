@@ -25,6 +25,7 @@ import (
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/listener"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/tlsconfig"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/evaluation"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/extract"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
@@ -49,7 +50,7 @@ type Config struct {
 	// Exporter sends spans to Phoenix's OTLP/HTTP endpoint.
 	Exporter  otlp.ExporterConfig
 	Index     index.Config
-	Extractor index.Extractor
+	Extractor extract.Extractor
 	Feedback  feedback.Config
 	// Phoenix is the REST API annotations are written to.
 	Phoenix phoenix.Config

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/extract"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
 )
@@ -22,7 +23,7 @@ type Forwarder interface {
 // indexer indexes the LLM spans of the exports Phoenix accepted. Only
 // those: feedback for a span it refused could never be written.
 type indexer struct {
-	extractor index.Extractor
+	extractor extract.Extractor
 	index     *index.Index
 	// indexed is told of every response id that now resolves to a span.
 	indexed func([]index.Entry)

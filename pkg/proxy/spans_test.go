@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc/codes"
 
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/extract"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
 )
@@ -25,7 +26,7 @@ func chatTraces(responseID string) ptrace.Traces {
 	td := ptrace.NewTraces()
 	rs := td.ResourceSpans().AppendEmpty()
 	rs.Resource().Attributes().PutStr("service.name", "support-bot")
-	rs.Resource().Attributes().PutStr(index.AttrProjectName, "support")
+	rs.Resource().Attributes().PutStr(extract.AttrProjectName, "support")
 	ss := rs.ScopeSpans().AppendEmpty()
 	ss.Scope().SetName("openinference.instrumentation.openai")
 	s := ss.Spans().AppendEmpty()
@@ -36,14 +37,14 @@ func chatTraces(responseID string) ptrace.Traces {
 	s.SetStartTimestamp(pcommon.Timestamp(1_700_000_000_000_000_000))
 	s.SetEndTimestamp(pcommon.Timestamp(1_700_000_001_000_000_000))
 	a := s.Attributes()
-	a.PutStr(index.AttrOpenInferenceSpanKind, "LLM")
+	a.PutStr(extract.AttrOpenInferenceSpanKind, "LLM")
 	a.PutStr("llm.system", "openai")
 	a.PutStr("llm.model_name", "gpt-4o-mini")
-	a.PutStr(index.AttrOutputMimeType, "application/json")
+	a.PutStr(extract.AttrOutputMimeType, "application/json")
 	if responseID != "" {
-		a.PutStr(index.AttrOutputValue, `{"id":"`+responseID+`","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"42"}}]}`)
+		a.PutStr(extract.AttrOutputValue, `{"id":"`+responseID+`","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"42"}}]}`)
 	} else {
-		a.PutStr(index.AttrOutputValue, `{"object":"chat.completion"}`)
+		a.PutStr(extract.AttrOutputValue, `{"object":"chat.completion"}`)
 	}
 	return td
 }

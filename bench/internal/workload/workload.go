@@ -6,7 +6,7 @@
 // real instrumentations, the prompt and the completion as attributes), an
 // HTTP client span under it and a few ordinary app spans. The attribute
 // names and nesting follow the exports captured from real apps in
-// pkg/index/testdata/capture.
+// pkg/extract/testdata/capture.
 //
 // A [Template] is encoded once; [Template.Fill] then rewrites its trace ids,
 // span ids and response ids in place, so that a load generator sends fresh

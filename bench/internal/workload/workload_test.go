@@ -7,7 +7,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/feedbackproxy/phoenix-feedback-proxy/bench/internal/workload"
-	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/extract"
 )
 
 func TestTemplate(t *testing.T) {
@@ -37,7 +37,7 @@ func TestTemplate(t *testing.T) {
 				if got := td.SpanCount(); got != 6 {
 					t.Errorf("spans = %d, want 6", got)
 				}
-				if v, _ := td.ResourceSpans().At(0).Resource().Attributes().Get(index.AttrProjectName); v.Str() != "chatbot" {
+				if v, _ := td.ResourceSpans().At(0).Resource().Attributes().Get(extract.AttrProjectName); v.Str() != "chatbot" {
 					t.Errorf("project = %q", v.Str())
 				}
 			},
@@ -71,7 +71,7 @@ func TestTemplate(t *testing.T) {
 				// The extractor finds every response id, and they are new in
 				// each export.
 				var got []string
-				for _, e := range (index.Extractor{}).Extract(td, "") {
+				for _, e := range (extract.Extractor{}).Extract(td, "") {
 					got = append(got, e.ResponseID)
 				}
 				want := tpl.ResponseIDs(seq)
