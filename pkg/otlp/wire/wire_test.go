@@ -221,7 +221,7 @@ func TestScanReadsWhatPdataReads(t *testing.T) {
 }
 
 func TestScanCapturedExports(t *testing.T) {
-	files, _ := filepath.Glob("../../index/testdata/capture/*.binpb")
+	files, _ := filepath.Glob("../../extract/testdata/capture/*.binpb")
 	if len(files) == 0 {
 		t.Fatal("no captured exports")
 	}
@@ -327,7 +327,7 @@ func TestRepeatedFieldsMerge(t *testing.T) {
 
 func FuzzScan(f *testing.F) {
 	f.Add(marshal(f, fullTraces()))
-	files, _ := filepath.Glob("../../index/testdata/capture/*.binpb")
+	files, _ := filepath.Glob("../../extract/testdata/capture/*.binpb")
 	for _, file := range files {
 		if b, err := os.ReadFile(file); err == nil {
 			f.Add(b)
