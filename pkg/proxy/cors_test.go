@@ -2,14 +2,11 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 )
@@ -21,30 +18,13 @@ import (
 // backend on this host, and takes a JSON body sent as text/plain
 // (navigator.sendBeacon). The other listeners know nothing of CORS.
 func TestFeedbackGuard(t *testing.T) {
-	fp := &fakePhoenix{t: t, spans: map[string]bool{}}
-	phx := httptest.NewServer(fp)
-	defer phx.Close()
+	_, phxURL := newFakePhoenix(t)
 
-	cfg := localConfig(phx.URL)
+	cfg := localConfig(phxURL)
 	cfg.Feedback.Token = "s3cret"
 	cfg.CORSAllowedOrigins = []string{"https://app.example"}
 	cfg.RateLimits = RateLimits{PerAddress: 0.01, AddressBurst: 3}
-	p, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := p.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := p.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	}()
-	client := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
-	defer client.CloseIdleConnections()
+	p, ctx, client := runProxy(t, cfg)
 	feedbackURL := "http://" + p.Addrs().Feedback + "/feedback"
 
 	type answer struct {
@@ -175,25 +155,9 @@ func TestFeedbackGuard(t *testing.T) {
 // or sets X-Forwarded-Host), servers (no Origin), reads and /widget.js
 // pass, and OTLP knows nothing of it.
 func TestFeedbackCORSOff(t *testing.T) {
-	fp := &fakePhoenix{t: t, spans: map[string]bool{}}
-	phx := httptest.NewServer(fp)
-	defer phx.Close()
-	p, err := New(localConfig(phx.URL), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := p.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := p.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	}()
-	client := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
-	defer client.CloseIdleConnections()
+	_, phxURL := newFakePhoenix(t)
+	cfg := localConfig(phxURL)
+	p, ctx, client := runProxy(t, cfg)
 	feedbackAddr := p.Addrs().Feedback
 
 	do := func(method, url, host string, header map[string]string, body []byte) (int, http.Header, string) {

@@ -126,6 +126,39 @@ func localConfig(phoenixURL string) Config {
 	}
 }
 
+// runProxy starts a proxy of cfg for the test and returns it with a context
+// that bounds the test and an HTTP client of its own; the proxy is shut down,
+// and the client's connections closed, when the test ends.
+func runProxy(t *testing.T, cfg Config) (*Proxy, context.Context, *http.Client) {
+	t.Helper()
+	p, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
+	t.Cleanup(func() {
+		client.CloseIdleConnections()
+		if err := p.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+	return p, ctx, client
+}
+
+// newFakePhoenix serves a fake Phoenix for the test, closed when it ends.
+func newFakePhoenix(t *testing.T) (*fakePhoenix, string) {
+	t.Helper()
+	fp := &fakePhoenix{t: t, spans: map[string]bool{}}
+	srv := httptest.NewServer(fp)
+	t.Cleanup(srv.Close)
+	return fp, srv.URL
+}
+
 // TestProxy runs the whole sidecar on loopback against a fake Phoenix: the
 // feedback comes first, the span after, and the annotation lands on it.
 func TestProxy(t *testing.T) {

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"math"
@@ -177,9 +176,7 @@ func TestAddressKey(t *testing.T) {
 // burst whatever address it comes from, then told to wait; another token
 // is not.
 func TestTokenRateLimit(t *testing.T) {
-	fp := &fakePhoenix{t: t, spans: map[string]bool{}}
-	phx := httptest.NewServer(fp)
-	defer phx.Close()
+	_, phxURL := newFakePhoenix(t)
 
 	keys, err := token.ParseKeys([]byte(strings.Repeat("ab", 32) + "\n"))
 	if err != nil {
@@ -192,27 +189,12 @@ func TestTokenRateLimit(t *testing.T) {
 		}
 		return tok
 	}
-	cfg := localConfig(phx.URL)
+	cfg := localConfig(phxURL)
 	cfg.Feedback.Token = "s3cret"
 	cfg.Feedback.Tokens = keys
 	cfg.CORSAllowedOrigins = []string{"https://app.example"}
 	cfg.RateLimits = RateLimits{PerToken: 0.01, TokenBurst: 2}
-	p, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := p.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := p.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	}()
-	client := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
-	defer client.CloseIdleConnections()
+	p, ctx, client := runProxy(t, cfg)
 	beacon := func(from, responseID, tok string) (int, string, string) {
 		t.Helper()
 		body := fmt.Sprintf(`{"response_id":%q,"thumbs":"down","token":%q}`, responseID, tok)

@@ -1,46 +1,26 @@
 package proxy
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // The proxy started with a token key file mints tokens for the backend,
 // takes them from pages, and serves the widget on the same listener.
 func TestTokenKeysFileAndWidget(t *testing.T) {
-	fp := &fakePhoenix{t: t, spans: map[string]bool{}}
-	phx := httptest.NewServer(fp)
-	defer phx.Close()
+	_, phxURL := newFakePhoenix(t)
 	keysFile := filepath.Join(t.TempDir(), "keys")
 	if err := os.WriteFile(keysFile, []byte("# the signing key\n"+strings.Repeat("cd", 32)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := localConfig(phx.URL)
+	cfg := localConfig(phxURL)
 	cfg.Feedback.Token = "s3cret"
 	cfg.TokenKeysFile = keysFile
-	p, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := p.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := p.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	}()
-	client := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
-	defer client.CloseIdleConnections()
+	p, ctx, client := runProxy(t, cfg)
 	base := "http://" + p.Addrs().Feedback
 
 	code, body := doRequest(t, ctx, client, "GET", base+"/widget.js", "", nil)
