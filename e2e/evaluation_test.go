@@ -110,10 +110,7 @@ func TestEvaluationEvent(t *testing.T) {
 	p := startProxy(t, nil)
 	llm, _ := startLLM(t)
 	res := runApp(t, p, llm.BaseURL(llmserver.ProviderOpenAI), appOptions{Instrumentation: "openai-v2", Call: "chat", Exporter: "http"})
-	st := getFeedback(t, p, res.ResponseID)
-	if !st.Indexed || st.Span == nil {
-		t.Fatalf("after the app exported, GET /feedback/%s = %+v, want indexed", res.ResponseID, st)
-	}
+	st := waitIndexed(t, p, res.ResponseID)
 
 	type verdict struct {
 		opts  evaluateOptions

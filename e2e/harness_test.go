@@ -144,6 +144,20 @@ func getFeedback(t *testing.T, p *proxy.Proxy, responseID string) feedback.Respo
 	return st
 }
 
+// waitIndexed waits for the proxy to index responseID and returns what GET
+// /feedback says of it. An export is answered once it is on disk, and its
+// spans are indexed once Phoenix took the batch it went in (a linger of
+// 100 ms, then the request).
+func waitIndexed(t *testing.T, p *proxy.Proxy, responseID string) feedback.ResponseState {
+	t.Helper()
+	var st feedback.ResponseState
+	eventually(t, 10*time.Second, "response id "+responseID+" indexed", func() (bool, string) {
+		st = getFeedback(t, p, responseID)
+		return st.Indexed && st.Span != nil, fmt.Sprintf("%+v", st)
+	})
+	return st
+}
+
 // eventually polls cond on the real clock until it holds or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) time.Duration {
 	t.Helper()

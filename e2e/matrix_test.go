@@ -185,10 +185,10 @@ func runCell(t *testing.T, opts appOptions) cellResult {
 		return unsupportedCell(t, p, opts, issued, res.TraceID, lim)
 	}
 
-	// The app flushed its spans before exiting, and the proxy answers an
-	// export once Phoenix took it: the response id is indexed by now.
-	st := getFeedback(t, p, res.ResponseID)
-	if !st.Indexed || st.Span == nil || st.Span.TraceID != res.TraceID {
+	// The app flushed its spans before exiting; the proxy answered them once
+	// on disk, and indexes them once Phoenix took their batch.
+	st := waitIndexed(t, p, res.ResponseID)
+	if st.Span.TraceID != res.TraceID {
 		t.Fatalf("after the app exported, GET /feedback/%s = %+v, want indexed in trace %s", res.ResponseID, st, res.TraceID)
 	}
 	v := vote{identifier: "user-" + strings.ReplaceAll(opts.String(), "/", "-"), up: opts.Exporter == "http"}

@@ -141,8 +141,8 @@ func TestFeedbackAfterSpan(t *testing.T) {
 	ct := newChatTrace("")
 	exportHTTP(t, p, ct.td)
 
-	st := getFeedback(t, p, ct.responseID)
-	if !st.Indexed || st.Span == nil || st.Span.SpanID != ct.llm.String() {
+	st := waitIndexed(t, p, ct.responseID)
+	if st.Span.SpanID != ct.llm.String() {
 		t.Fatalf("after the export, GET /feedback/%s = %+v, want indexed on the LLM span %s", ct.responseID, st, ct.llm)
 	}
 	code, fst := postFeedback(t, p, map[string]any{"response_id": ct.responseID, "thumbs": "up", "identifier": "user-1"})

@@ -227,10 +227,7 @@ func TestVotes(t *testing.T) {
 			a = startApp(t, p, llmURL, tc.opts)
 			a.wait(t)
 			res = a.result(t)
-			st := getFeedback(t, p, res.ResponseID)
-			if !st.Indexed {
-				t.Fatalf("after the app exported, GET /feedback/%s = %+v, want indexed", res.ResponseID, st)
-			}
+			st := waitIndexed(t, p, res.ResponseID)
 			tr = shapeOf(waitTrace(t, c, "default", res.TraceID, 3), st.Span.SpanID)
 			// One vote at a time, each visible before the next: the
 			// second must replace or join the first in Phoenix.
@@ -281,8 +278,8 @@ func TestProjectRouting(t *testing.T) {
 		p := startProxy(t, nil)
 		_, llmURL := startLLM(t)
 		res := runApp(t, p, llmURL, opts)
-		st := getFeedback(t, p, res.ResponseID)
-		if !st.Indexed || st.Span.Project != project {
+		st := waitIndexed(t, p, res.ResponseID)
+		if st.Span.Project != project {
 			t.Fatalf("GET /feedback/%s = %+v, want indexed in project %s", res.ResponseID, st, project)
 		}
 		v := vote{identifier: "user-chatbot", up: true}
