@@ -30,21 +30,22 @@ type appender struct {
 
 func (a *appender) end() pos { return pos{a.seq, a.size} }
 
-// append writes rec, framed, at the end of the segment appended to, first
-// rolling to the next segment if it would take this one past
-// segmentBytes. It returns where the record went and its size on disk.
-func (a *appender) append(rec []byte) (pos, int64, error) {
+// append writes the record made of parts, framed, at the end of the
+// segment appended to, first rolling to the next segment if it would take
+// this one past segmentBytes. It returns where the record went and its size
+// on disk.
+func (a *appender) append(parts [][]byte, n int) (pos, int64, error) {
 	if a.syncErr != nil {
 		return pos{}, 0, fmt.Errorf("queue: an earlier fsync failed: %w", a.syncErr)
 	}
-	size := int64(headerLen + len(rec))
+	size := int64(headerLen + n)
 	if a.size > 0 && a.size+size > a.segmentBytes {
 		if err := a.roll(); err != nil {
 			return pos{}, 0, err
 		}
 	}
 	at := a.end()
-	a.buf = appendRecord(a.buf[:0], at, rec)
+	a.buf = appendParts(a.buf[:0], at, parts)
 	// One write, at an explicit offset: a record is never split across
 	// calls, and a failed write (ENOSPC) is overwritten by the next.
 	if _, err := a.f.WriteAt(a.buf, a.size); err != nil {

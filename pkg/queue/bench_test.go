@@ -201,3 +201,44 @@ func BenchmarkScan(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkNextBatchAck reads and acknowledges records in batches, as the
+// proxy's delivery loop does (up to 512 KiB, into a buffer reused), against
+// one at a time: per record.
+func BenchmarkNextBatchAck(b *testing.B) {
+	for _, size := range []int{2 << 10, 16 << 10, 128 << 10} {
+		for _, batch := range []int{1, 64} {
+			b.Run(fmt.Sprintf("%dKB/batch=%d", size>>10, batch), func(b *testing.B) {
+				q := open(b, Config{Dir: b.TempDir(), MaxBytes: 256 << 20})
+				rec := make([]byte, size)
+				buf := make([]byte, 576<<10)
+				ctx := context.Background()
+				b.SetBytes(int64(size))
+				b.ReportAllocs()
+				var pending []Record
+				for b.Loop() {
+					if len(pending) == 0 {
+						if q.Len() == 0 {
+							b.StopTimer()
+							for range 512 {
+								if err := q.Append(rec); err != nil {
+									b.Fatal(err)
+								}
+							}
+							b.StartTimer()
+						}
+						recs, err := q.NextBatch(ctx, batch, 512<<10, buf)
+						if err != nil {
+							b.Fatal(err)
+						}
+						if err := q.Ack(recs...); err != nil {
+							b.Fatal(err)
+						}
+						pending = recs
+					}
+					pending = pending[1:]
+				}
+			})
+		}
+	}
+}

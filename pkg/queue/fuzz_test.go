@@ -65,15 +65,20 @@ func fuzzOpen(t *testing.T, sf format, seg, ackBytes []byte) {
 	if n < 0 || size < int64(n)*sf.headerLen() || size > int64(len(seg)) {
 		t.Fatalf("Len %d, Bytes %d from a segment of %d bytes", n, size, len(seg))
 	}
-	for range n {
-		r, err := q.Next(context.Background())
+	// In batches (of at most 3 records and 64 bytes past the first), as
+	// the proxy reads it.
+	for taken := 0; taken < n; {
+		recs, err := q.NextBatch(context.Background(), 3, 64, nil)
 		if err != nil {
-			t.Fatalf("Next of a recovered record: %v", err)
+			t.Fatalf("NextBatch of recovered records: %v", err)
 		}
-		size -= r.size
-		if err := q.Ack(r); err != nil {
+		for _, r := range recs {
+			size -= r.size
+		}
+		if err := q.Ack(recs...); err != nil {
 			t.Fatal(err)
 		}
+		taken += len(recs)
 	}
 	if q.Len() != 0 || q.Bytes() != 0 || size != 0 {
 		t.Fatalf("after taking all: Len %d, Bytes %d, %d bytes unaccounted", q.Len(), q.Bytes(), size)

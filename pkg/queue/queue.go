@@ -143,15 +143,21 @@ func (q *Queue) report(found []Corruption) {
 	}
 }
 
-// Append adds rec at the end of the queue. It returns ErrFull when the
-// budget has no room for it, and once it returns nil the record survives the
-// process (and, with Config.Sync, a power loss). rec may be reused at once.
-func (q *Queue) Append(rec []byte) error {
-	if int64(len(rec)) > q.cfg.maxRecord() {
+// Append adds a record at the end of the queue: rec, or the parts of rec
+// one after the other (a header and a body need not be copied together
+// first). It returns ErrFull when the budget has no room for it, and once
+// it returns nil the record survives the process (and, with Config.Sync, a
+// power loss). The parts may be reused at once.
+func (q *Queue) Append(rec ...[]byte) error {
+	n := 0
+	for _, p := range rec {
+		n += len(p)
+	}
+	if int64(n) > q.cfg.maxRecord() {
 		return ErrTooLarge
 	}
 	q.mu.Lock()
-	end, err := q.appendLocked(rec)
+	end, err := q.appendLocked(rec, n)
 	q.mu.Unlock()
 	if err != nil {
 		return err
@@ -162,14 +168,14 @@ func (q *Queue) Append(rec []byte) error {
 	return nil
 }
 
-func (q *Queue) appendLocked(rec []byte) (pos, error) {
+func (q *Queue) appendLocked(parts [][]byte, n int) (pos, error) {
 	switch {
 	case q.closed:
 		return pos{}, ErrClosed
-	case q.r.bytes+int64(headerLen+len(rec)) > q.cfg.MaxBytes:
+	case q.r.bytes+int64(headerLen+n) > q.cfg.MaxBytes:
 		return pos{}, ErrFull
 	}
-	at, size, err := q.w.append(rec)
+	at, size, err := q.w.append(parts, n)
 	if err != nil {
 		return pos{}, err
 	}
@@ -237,46 +243,95 @@ func (q *Queue) syncTo(end pos) error {
 // CorruptBytes). Next returns ErrClosed, ctx's error, or an error reading
 // the disk; never ErrCorrupt.
 func (q *Queue) Next(ctx context.Context) (Record, error) {
+	recs, err := q.NextBatch(ctx, 1, 0, nil)
+	if err != nil {
+		return Record{}, err
+	}
+	return recs[0], nil
+}
+
+// NextBatch is Next for several records: it returns the oldest record not
+// yet acknowledged, waiting for one as Next does, and the intact records
+// that follow it in the same segment, in order, as many as fit in
+// maxRecords records and maxBytes of payload (the first is returned
+// whatever its size). It reads them from the disk at once, into buf when
+// its capacity is large enough (else into new memory): the records' Data
+// then share buf, so a caller that passes the same buf again must be done
+// with them. The same records come again until they are acknowledged; a
+// consumer acknowledges them in order, all at once or the first ones.
+func (q *Queue) NextBatch(ctx context.Context, maxRecords int, maxBytes int64, buf []byte) ([]Record, error) {
 	for {
 		q.mu.Lock()
 		if q.closed {
 			q.mu.Unlock()
-			return Record{}, ErrClosed
+			return nil, ErrClosed
 		}
 		if q.r.n > 0 {
-			r, found, err := q.r.next()
+			recs, found, err := q.r.next(maxRecords, maxBytes, buf)
 			q.mu.Unlock()
 			q.report(found)
-			if err != nil || r.size > 0 {
-				return r, err
+			if err != nil || len(recs) > 0 {
+				return recs, err
 			}
 			continue // damage took every record left: wait for more
 		}
-		if q.waitc == nil {
-			q.waitc = make(chan struct{})
-		}
-		wait := q.waitc
+		wait := q.waiter()
 		q.mu.Unlock()
 		select {
 		case <-wait:
 		case <-q.done:
-			return Record{}, ErrClosed
+			return nil, ErrClosed
 		case <-ctx.Done():
-			return Record{}, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
 }
 
-// Ack acknowledges r, the record the last Next returned: the next Next
-// returns the one after it, also after a restart. Space comes back at once
-// for the budget, and on disk once a whole segment is acknowledged.
-func (q *Queue) Ack(r Record) error {
+// Wait returns once the queue holds a record not yet acknowledged (at
+// once if it does), without reading it; ErrClosed, or ctx's error.
+func (q *Queue) Wait(ctx context.Context) error {
+	for {
+		q.mu.Lock()
+		if q.closed {
+			q.mu.Unlock()
+			return ErrClosed
+		}
+		if q.r.n > 0 {
+			q.mu.Unlock()
+			return nil
+		}
+		wait := q.waiter()
+		q.mu.Unlock()
+		select {
+		case <-wait:
+		case <-q.done:
+			return ErrClosed
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// waiter returns the channel the next Append closes; q.mu is held.
+func (q *Queue) waiter() chan struct{} {
+	if q.waitc == nil {
+		q.waitc = make(chan struct{})
+	}
+	return q.waitc
+}
+
+// Ack acknowledges rs, each the oldest record not yet acknowledged in turn
+// (what the last Next or NextBatch returned, or its first records): the
+// next Next returns the one after them, also after a restart. The position
+// is written once for all of them. Space comes back at once for the
+// budget, and on disk once a whole segment is acknowledged.
+func (q *Queue) Ack(rs ...Record) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
 		return ErrClosed
 	}
-	return q.r.acknowledge(r)
+	return q.r.acknowledge(rs)
 }
 
 // Len returns the number of intact records not yet acknowledged.

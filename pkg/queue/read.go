@@ -81,11 +81,14 @@ func (r *reader) settle(skip bool) (done []segFile, moved bool) {
 	}
 }
 
-// next returns the oldest unacknowledged record, going past damage: a
+// next returns the oldest unacknowledged records, going past damage: a
 // record that fails its check is the start of a hole, found by scanning
-// the rest of its segment again, reported and skipped. The zero Record
-// means damage took every record left.
-func (r *reader) next() (Record, []Corruption, error) {
+// the rest of its segment again, reported and skipped. It returns the
+// record at the head and the intact ones after it in the same segment, as
+// many as fit in maxRecords and maxBytes of payload (the first whatever
+// its size), read at once into buf when it is large enough. None means
+// damage took every record left.
+func (r *reader) next(maxRecords int, maxBytes int64, buf []byte) ([]Record, []Corruption, error) {
 	var found []Corruption
 	for {
 		if done, moved := r.settle(true); moved {
@@ -98,63 +101,139 @@ func (r *reader) next() (Record, []Corruption, error) {
 			}
 		}
 		if r.n == 0 {
-			return Record{}, found, nil
+			return nil, found, nil
 		}
-		rec, ok, err := r.read()
-		if err != nil || ok {
-			return rec, found, err
+		recs, err := r.read(maxRecords, maxBytes, buf)
+		if err != nil || len(recs) > 0 {
+			return recs, found, err
 		}
 		more, err := r.rescan()
 		found = append(found, more...)
 		if err != nil {
-			return Record{}, found, err
+			return nil, found, err
 		}
 		if h := r.segs[0].holes; len(h) == 0 || h[0].off != r.head {
 			// Each turn skips a hole, but the disk must agree with itself.
-			return Record{}, found, fmt.Errorf("queue: %s at %d: a record failed its check, then passed it", r.f.Name(), r.head)
+			return nil, found, fmt.Errorf("queue: %s at %d: a record failed its check, then passed it", r.f.Name(), r.head)
 		}
 	}
 }
 
-// read reads the record at the head; false if it fails its check.
-func (r *reader) read() (Record, bool, error) {
+// open opens the head segment for reading, unless it is open already.
+func (r *reader) open() error {
 	seg := &r.segs[0]
-	if r.f == nil || r.fseg != seg.segFile {
-		if r.f != nil {
-			r.f.Close()
-		}
-		f, err := os.Open(r.path(seg.segFile))
-		if err != nil {
-			r.f = nil
-			return Record{}, false, fmt.Errorf("queue: %w", err)
-		}
-		r.f, r.fseg = f, seg.segFile
+	if r.f != nil && r.fseg == seg.segFile {
+		return nil
 	}
+	if r.f != nil {
+		r.f.Close()
+	}
+	f, err := os.Open(r.path(seg.segFile))
+	if err != nil {
+		r.f = nil
+		return fmt.Errorf("queue: %w", err)
+	}
+	r.f, r.fseg = f, seg.segFile
+	return nil
+}
+
+// read reads the record at the head and the intact records that follow it
+// in the head segment, in one read from the disk (two for a first record
+// larger than the limits), as many as fit in maxRecords and maxBytes of
+// payload, the first whatever its size. It stops before a known hole, a
+// record that fails its check (next finds the damage once it is at the
+// head) and the segment's end. None when the record at the head fails its
+// check.
+func (r *reader) read(maxRecords int, maxBytes int64, buf []byte) ([]Record, error) {
+	if err := r.open(); err != nil {
+		return nil, err
+	}
+	seg := &r.segs[0]
 	hl := seg.f.headerLen()
-	h := r.hdr[:hl]
-	if _, err := r.f.ReadAt(h, r.head); err != nil {
-		return Record{}, false, readErr(r.f, r.head, err)
+	at := r.head
+	// Payloads and their headers, whole records only: the tail of the
+	// chunk that starts a record past the limits is read again next time.
+	want := min(seg.end-at, max(hl, maxBytes+int64(maxRecords)*hl))
+	chunk, err := r.readChunk(buf, at, want)
+	if err != nil {
+		return nil, err
 	}
-	n, want, ok := int64(binary.LittleEndian.Uint32(h)), binary.LittleEndian.Uint32(h[4:]), true
-	if seg.f != legacy {
-		n, want, ok = decodeHeader(h, pos{seg.seq, r.head})
+	var recs []Record
+	room := maxBytes
+	for off := int64(0); len(recs) < maxRecords && off+hl <= int64(len(chunk)); {
+		h := chunk[off : off+hl]
+		var size int64
+		var sum uint32
+		ok := true
+		if seg.f == legacy {
+			size, sum = int64(binary.LittleEndian.Uint32(h)), binary.LittleEndian.Uint32(h[4:])
+		} else {
+			size, sum, ok = decodeHeader(h, pos{seg.seq, at + off})
+		}
+		if !ok || at+off+hl+size > seg.end || (len(recs) > 0 && size > room) {
+			break
+		}
+		if end := off + hl + size; end > int64(len(chunk)) {
+			if len(recs) > 0 {
+				break
+			}
+			// The first record, larger than the limits: read the rest.
+			if chunk, err = r.readMore(chunk, at, end); err != nil || int64(len(chunk)) < end {
+				return nil, err
+			}
+			h = chunk[off : off+hl]
+		}
+		data := chunk[off+hl : off+hl+size : off+hl+size]
+		crc := crc32.Checksum(data, castagnoli)
+		if seg.f == legacy {
+			crc = legacyChecksum(h, data)
+		}
+		if crc != sum {
+			break
+		}
+		recs = append(recs, Record{Data: data, seq: seg.seq, off: at + off, size: hl + size})
+		room -= size
+		off += hl + size
+		if r.holeAt(at + off) {
+			break
+		}
 	}
-	if !ok {
-		return Record{}, false, nil
+	return recs, nil
+}
+
+// readChunk reads n bytes of the head segment at off into buf, if large
+// enough, else into new memory. It returns fewer at the file's end.
+func (r *reader) readChunk(buf []byte, off, n int64) ([]byte, error) {
+	if int64(cap(buf)) < n {
+		buf = make([]byte, n)
 	}
-	rec := Record{seq: seg.seq, off: r.head, size: hl + n}
-	if r.head+rec.size > seg.end {
-		return Record{}, false, nil
+	got, err := r.f.ReadAt(buf[:n], off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, readErr(r.f, off, err)
 	}
-	rec.Data = make([]byte, n)
-	if _, err := r.f.ReadAt(rec.Data, r.head+hl); err != nil {
-		return Record{}, false, readErr(r.f, r.head, err)
+	return buf[:got], nil
+}
+
+// readMore extends chunk, read from off, to n bytes, in new memory: the
+// records already taken from chunk, if any, keep theirs.
+func (r *reader) readMore(chunk []byte, off, n int64) ([]byte, error) {
+	more := make([]byte, n)
+	copy(more, chunk)
+	got, err := r.f.ReadAt(more[len(chunk):], off+int64(len(chunk)))
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, readErr(r.f, off, err)
 	}
-	crc := crc32.Checksum(rec.Data, castagnoli)
-	if seg.f == legacy {
-		crc = legacyChecksum(h, rec.Data)
+	return more[:len(chunk)+got], nil
+}
+
+// holeAt reports whether a hole known in the head segment starts at off.
+func (r *reader) holeAt(off int64) bool {
+	for _, h := range r.segs[0].holes {
+		if h.off == off {
+			return true
+		}
 	}
-	return rec, crc == want, nil
+	return false
 }
 
 // readErr keeps the errors of the disk; a file shorter than recovery saw
@@ -209,23 +288,37 @@ func subtract(h hole, known []hole) []hole {
 	return out
 }
 
-// acknowledge moves the head past rec, the record next returned, and
-// writes the new position.
-func (r *reader) acknowledge(rec Record) error {
-	seg := &r.segs[0]
-	if rec.size == 0 || rec.seq != seg.seq || rec.off != r.head {
-		return fmt.Errorf("queue: ack of a record that is not the oldest unacknowledged one (segment %d offset %d)", rec.seq, rec.off)
+// acknowledge moves the head past recs, each the oldest unacknowledged
+// record in turn, and writes the new position once. A record out of turn
+// stops it: those before it are acknowledged.
+func (r *reader) acknowledge(recs []Record) error {
+	var (
+		done  []segFile
+		moved bool
+		bad   error
+	)
+	for _, rec := range recs {
+		seg := &r.segs[0]
+		if rec.size == 0 || rec.seq != seg.seq || rec.off != r.head {
+			bad = fmt.Errorf("queue: ack of a record that is not the oldest unacknowledged one (segment %d offset %d)", rec.seq, rec.off)
+			break
+		}
+		r.head += rec.size
+		seg.n--
+		seg.bytes -= rec.size
+		r.n--
+		r.bytes -= rec.size
+		d, _ := r.settle(true)
+		done = append(done, d...)
+		moved = true
 	}
-	r.head += rec.size
-	seg.n--
-	seg.bytes -= rec.size
-	r.n--
-	r.bytes -= rec.size
-	done, _ := r.settle(true)
+	if !moved {
+		return bad
+	}
 	err := r.ack.write(pos{r.segs[0].seq, r.head})
 	// Removing a segment acknowledges it even if the ack file is stale:
 	// Open takes a missing segment for an acknowledged one.
-	return errors.Join(err, removeSegments(r.dir, done))
+	return errors.Join(bad, err, removeSegments(r.dir, done))
 }
 
 func (r *reader) close() error {

@@ -111,12 +111,26 @@ func listSegments(dir string) ([]segFile, error) {
 // copy of a record found elsewhere (inside a payload, or a stale block) is
 // never taken for one.
 func appendRecord(buf []byte, at pos, rec []byte) []byte {
+	return appendParts(buf, at, [][]byte{rec})
+}
+
+// appendParts is appendRecord for the record made of parts, one after the
+// other.
+func appendParts(buf []byte, at pos, parts [][]byte) []byte {
 	start := len(buf)
+	n, crc := 0, uint32(0)
+	for _, p := range parts {
+		n += len(p)
+		crc = crc32.Update(crc, castagnoli, p)
+	}
 	buf = append(buf, magic[:]...)
-	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(rec)))
-	buf = binary.LittleEndian.AppendUint32(buf, crc32.Checksum(rec, castagnoli))
+	buf = binary.LittleEndian.AppendUint32(buf, uint32(n))
+	buf = binary.LittleEndian.AppendUint32(buf, crc)
 	buf = binary.LittleEndian.AppendUint32(buf, headerChecksum(buf[start:], at))
-	return append(buf, rec...)
+	for _, p := range parts {
+		buf = append(buf, p...)
+	}
+	return buf
 }
 
 func headerChecksum(h []byte, at pos) uint32 {
