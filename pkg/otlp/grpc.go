@@ -2,6 +2,8 @@ package otlp
 
 import (
 	"context"
+	"errors"
+	"io"
 	"time"
 
 	"google.golang.org/grpc"
@@ -11,6 +13,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/budget"
 )
 
 // The gRPC side takes the request as the bytes of the message, not decoded:
@@ -36,7 +40,8 @@ func exportHandler(srv any, ss grpc.ServerStream) error {
 	return srv.(*grpcTraces).export(ss)
 }
 
-// rawMessage is a protobuf message as bytes. The empty one is an empty
+// rawMessage is a protobuf message as bytes, as received: gzip-compressed
+// when the client compressed it (see keepGzip). The empty one is an empty
 // ExportTraceServiceResponse: all fields unset, as the proxy answers.
 type rawMessage struct {
 	data []byte
@@ -57,7 +62,7 @@ func (m *rawMessage) free() {
 var requestBuffers = mem.NewTieredBufferPool(16<<10, 64<<10, 256<<10, 1<<20, 4<<20)
 
 // rawCodec is gRPC's "proto" codec, except that a *rawMessage is its bytes,
-// as they came and as they go.
+// as they came (compressed, if they were: see keepGzip) and as they go.
 type rawCodec struct{ proto encoding.CodecV2 }
 
 func (c rawCodec) Name() string { return "proto" }
@@ -83,6 +88,39 @@ func (c rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	return c.proto.Unmarshal(data, v)
 }
 
+// keepGzip is the server's decompressor for gzip: it hands the codec the
+// message's bytes as they came, still compressed, and serveCall
+// decompresses them itself. So a gzip export is forwarded as the client
+// compressed it, as over HTTP, instead of decompressed by grpc-go and
+// compressed again for Phoenix (the largest cost of a gzip export over
+// gRPC; see docs/benchmarks.md). grpc-go takes a server's own
+// decompressor (grpc.RPCDecompressor, "supported throughout 1.x") before
+// the registered ones and only for the encoding it names, and the responses
+// are still compressed by the registered gzip.
+//
+// A valid protobuf message never starts as gzip does (0x1f is field 3 with
+// the wire type 7, which does not exist), so serveCall tells the two apart
+// by their first bytes. Do checks them, so a message flagged compressed
+// that is not gzip is refused as grpc-go's gzip refuses it.
+type keepGzip struct{}
+
+func (keepGzip) Type() string { return "gzip" }
+
+func (keepGzip) Do(r io.Reader) ([]byte, error) {
+	// grpc-go bounds what it hands over at the message size limit.
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	if !isGzip(b) {
+		return nil, errors.New("the message is flagged compressed with gzip but is not gzip")
+	}
+	return b, nil
+}
+
+// isGzip reports whether b starts as a gzip member does (RFC 1952).
+func isGzip(b []byte) bool { return len(b) >= 2 && b[0] == 0x1f && b[1] == 0x8b }
+
 // grpcTraces implements the OTLP TraceService.
 type grpcTraces struct {
 	r *Receiver
@@ -96,15 +134,24 @@ type grpcTraces struct {
 // call ends with Unavailable (retryable). Until it is received, a call
 // buffers at most its flow control window.
 func (g *grpcTraces) export(ss grpc.ServerStream) error {
-	return g.r.serveCall(ss, func(ctx context.Context, data []byte) ([]byte, error) {
-		return nil, g.handle(ctx, data)
+	return g.r.serveCall(ss, func(ctx context.Context, m message) ([]byte, error) {
+		return nil, g.handle(ctx, m)
 	})
 }
 
-// serveCall receives a call's one message as export says and answers it
-// with the response handle returns, in protobuf (nil: an empty response),
-// or with its error, a gRPC status.
-func (r *Receiver) serveCall(ss grpc.ServerStream, handle func(ctx context.Context, data []byte) ([]byte, error)) error {
+// message is a received message, as serveCall hands it on.
+type message struct {
+	// body is the message in protobuf, decompressed; gzipped is the same as
+	// the client compressed it, when it did.
+	body, gzipped []byte
+	// res holds the memory both take, for as long as the handler runs.
+	res *budget.Reservation
+}
+
+// serveCall receives a call's one message as export says, decompresses it
+// within the budget, and answers it with the response handle returns, in
+// protobuf (nil: an empty response), or with its error, a gRPC status.
+func (r *Receiver) serveCall(ss grpc.ServerStream, handle func(ctx context.Context, m message) ([]byte, error)) error {
 	h := r.receptions.acquire(ss.Context(), r.cfg.Limits.ReadTimeout, r.grpcConn(ss.Context()))
 	if h == nil {
 		r.overloaded("grpc")
@@ -116,17 +163,50 @@ func (r *Receiver) serveCall(ss grpc.ServerStream, handle func(ctx context.Conte
 		return err
 	}
 	// The export has been handled (forwarded or queued) when handle
-	// returns: its buffer goes back to the pool.
+	// returns: its buffers go back to the pools.
 	defer req.free()
+	m, bufs, err := r.open(req.data)
+	defer bufs.release() // before m.res is released
+	defer m.res.Release()
+	if err != nil {
+		return err
+	}
 	// At the shutdown deadline the receiver cancels its base context.
 	ctx, cancel := context.WithCancel(ss.Context())
 	defer cancel()
 	defer context.AfterFunc(r.base, cancel)()
-	resp, err := handle(ctx, req.data)
+	resp, err := handle(ctx, m)
 	if err != nil {
 		return err
 	}
 	return ss.SendMsg(&rawMessage{data: resp})
+}
+
+// open charges the budget for a received message and, if it is gzip,
+// decompresses it (into bufs, within MaxRequestBytes); the error is a gRPC
+// status. m.res is always set, to be released after bufs.
+func (r *Receiver) open(data []byte) (m message, bufs *bodyBuffers, err error) {
+	m.res, bufs = r.budget.Reserve(), new(bodyBuffers)
+	if !m.res.Grow(int64(len(data))) {
+		r.overloaded("grpc")
+		return m, bufs, errOverloaded(r.cfg.MaxInflightBytes).GRPCStatus().Err()
+	}
+	if !isGzip(data) {
+		m.body = data
+		return m, bufs, nil
+	}
+	m.gzipped = data
+	m.body, err = gunzip(data, r.cfg.MaxRequestBytes, m.res, bufs)
+	switch {
+	case err == nil:
+		return m, bufs, nil
+	case errors.Is(err, errBudgetSpent):
+		r.overloaded("grpc")
+		return m, bufs, errOverloaded(r.cfg.MaxInflightBytes).GRPCStatus().Err()
+	case errors.Is(err, errTooLarge):
+		return m, bufs, status.Errorf(codes.ResourceExhausted, "the message decompressed is over the limit of %d bytes", r.cfg.MaxRequestBytes)
+	}
+	return m, bufs, status.Errorf(codes.InvalidArgument, "cannot decompress the gzip message: %v", err)
 }
 
 // grpcConn returns what the gRPC listener tells of the connection a call
@@ -148,15 +228,9 @@ func (r *Receiver) grpcConn(ctx context.Context) lastReader {
 
 // handle checks a received message and hands it on; the error is a gRPC
 // status.
-func (g *grpcTraces) handle(ctx context.Context, data []byte) error {
+func (g *grpcTraces) handle(ctx context.Context, m message) error {
 	r := g.r
-	res := r.budget.Reserve()
-	defer res.Release()
-	if !res.Grow(int64(len(data))) {
-		r.overloaded("grpc")
-		return errOverloaded(r.cfg.MaxInflightBytes).GRPCStatus().Err()
-	}
-	e, err := newExport(data, nil)
+	e, err := newExport(m.body, m.gzipped)
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "cannot decode the message as an OTLP traces export: %v", err)
 	}

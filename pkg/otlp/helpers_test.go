@@ -6,6 +6,7 @@ import (
 	"compress/zlib"
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -257,4 +258,18 @@ func newHandler(t testing.TB, maxBytes int64, c Consumer) *Receiver {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// gunzipAll decompresses b, every gzip member of it.
+func gunzipAll(t testing.TB, b []byte) []byte {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -239,25 +239,13 @@ func readBody(w http.ResponseWriter, req *http.Request, limit int64, res *budget
 		if int64(len(gzipped)) > limit {
 			return nil, nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the request body is over the limit of %d bytes", limit)
 		}
-		// The trailer holds the decompressed size (modulo 2^32): read
-		// into a buffer of that size at once instead of regrowing one.
-		// A lie costs the liar only its own budget, and a regrowth.
-		if n := len(gzipped); n >= 4 {
-			plainHint = int64(binary.LittleEndian.Uint32(gzipped[n-4:]))
+		switch body, err = gunzip(gzipped, limit, res, bufs); {
+		case err == nil:
+			return body, gzipped, 0, nil
+		case errors.Is(err, errTooLarge):
+			return nil, nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the decompressed body is over the limit of %d bytes", limit)
 		}
-		// The reader's window and state, charged as part of the request.
-		if !res.Grow(inflaterBytes) {
-			return nil, nil, 0, errBudgetSpent
-		}
-		zr, _ := gzipReaders.Get().(*gzip.Reader)
-		if zr == nil {
-			zr = new(gzip.Reader)
-		}
-		defer gzipReaders.Put(zr)
-		if err := zr.Reset(bytes.NewReader(gzipped)); err != nil {
-			return bodyError(ce, limit, err)
-		}
-		rd = zr
+		return bodyError(ce, limit, err)
 	case "deflate": // HTTP's deflate is the zlib format (RFC 9110, section 8.4.1.2).
 		// The reader's window and state, charged as part of the request.
 		if !res.Grow(inflaterBytes) {
@@ -304,6 +292,44 @@ func readBody(w http.ResponseWriter, req *http.Request, limit int64, res *budget
 		return nil, nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the decompressed body is over the limit of %d bytes", limit)
 	}
 	return body, gzipped, 0, nil
+}
+
+// errTooLarge is gunzip's error for a body over its limit once
+// decompressed.
+var errTooLarge = errors.New("decompressed body over the limit")
+
+// gunzip decompresses a gzip body read whole into bufs, charging res for
+// the memory as it is taken, at most limit bytes (errTooLarge past it);
+// errBudgetSpent when res could not grow.
+func gunzip(gzipped []byte, limit int64, res *budget.Reservation, bufs *bodyBuffers) ([]byte, error) {
+	// The trailer holds the decompressed size (modulo 2^32): read into a
+	// buffer of that size at once instead of regrowing one. A lie costs
+	// the liar only its own budget, and a regrowth.
+	plainHint := int64(-1)
+	if n := len(gzipped); n >= 4 {
+		plainHint = int64(binary.LittleEndian.Uint32(gzipped[n-4:]))
+	}
+	// The reader's window and state, charged as part of the request.
+	if !res.Grow(inflaterBytes) {
+		return nil, errBudgetSpent
+	}
+	zr, _ := gzipReaders.Get().(*gzip.Reader)
+	if zr == nil {
+		zr = new(gzip.Reader)
+	}
+	defer gzipReaders.Put(zr)
+	if err := zr.Reset(bytes.NewReader(gzipped)); err != nil {
+		return nil, err
+	}
+	plain := bufs.get(&bufs.plain)
+	var err error
+	if *plain, err = readAll(*plain, zr, plainHint, limit, res); err != nil {
+		return nil, err
+	}
+	if int64(len(*plain)) > limit {
+		return nil, errTooLarge
+	}
+	return *plain, nil
 }
 
 // readAll reads up to limit+1 bytes of rd into b (from its start), growing

@@ -43,17 +43,11 @@ func (g *grpcLogs) export(ss grpc.ServerStream) error {
 	return g.r.serveCall(ss, g.handle)
 }
 
-// handle decodes a received message within the budget and hands it on; the
-// error is a gRPC status.
-func (g *grpcLogs) handle(ctx context.Context, data []byte) ([]byte, error) {
+// handle decodes a received message within its budget and hands it on;
+// the error is a gRPC status.
+func (g *grpcLogs) handle(ctx context.Context, m message) ([]byte, error) {
 	r := g.r
-	res := r.budget.Reserve()
-	defer res.Release()
-	if !res.Grow(int64(len(data))) {
-		r.overloaded("grpc")
-		return nil, errOverloaded(r.cfg.MaxInflightBytes).GRPCStatus().Err()
-	}
-	ld, _, err := r.decodeLogs(contentTypeProto, data, res, "grpc")
+	ld, _, err := r.decodeLogs(contentTypeProto, m.body, m.res, "grpc")
 	if err != nil {
 		return nil, statusOf(err).Err()
 	}

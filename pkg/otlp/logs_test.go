@@ -2,7 +2,10 @@ package otlp
 
 import (
 	"bytes"
+	stdgzip "compress/gzip"
 	"context"
+	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -428,13 +431,31 @@ func FuzzGRPCLogs(f *testing.F) {
 	f.Add([]byte{0x0a, 0x04, 0x12, 0x02, 0x3a, 0x00})             // logs in instrumentation_library_logs' place
 	f.Add([]byte{0x0a, 0x06, 0x0a, 0x04, 0x1a, 0x02, 0x1a, 0x00}) // an entity ref
 	f.Fuzz(func(t *testing.T, body []byte) {
-		pdataErr := plogotlp.NewExportRequest().UnmarshalProto(body)
+		// A message that starts as gzip does is taken for gzip (keepGzip).
+		plain := body
+		if isGzip(body) {
+			zr, err := stdgzip.NewReader(bytes.NewReader(body))
+			if err != nil {
+				plain = nil
+			} else if plain, err = io.ReadAll(zr); err != nil {
+				plain = nil
+			}
+		}
+		pdataErr := plogotlp.NewExportRequest().UnmarshalProto(plain)
+		if plain == nil {
+			pdataErr = errors.New("not gzip")
+		}
 		c := &logsRecorder{}
 		r, err := NewReceiver(ReceiverConfig{HTTPAddr: "-", GRPCAddr: "127.0.0.1:0", MaxInflightBytes: 64 << 20}, &recorder{}, nil, nil, WithLogs(c))
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = (&grpcLogs{r: r}).handle(context.Background(), body)
+		m, bufs, err := r.open(body)
+		if err == nil {
+			_, err = (&grpcLogs{r: r}).handle(context.Background(), m)
+		}
+		bufs.release()
+		m.res.Release()
 		if err == nil {
 			if len(c.calls()) != 1 {
 				t.Fatal("answered OK without handing the export on")

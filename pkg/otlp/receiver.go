@@ -30,14 +30,17 @@ type Export struct {
 	// this proxy does not know. Package wire reads them.
 	Body []byte
 	// Gzipped is Body gzip-compressed as the client sent it, when it did;
-	// nil otherwise. An exporter that compresses with gzip sends it as it
-	// is instead of compressing Body again.
+	// nil otherwise. It may be several gzip members (RFC 1952), as the
+	// exports of a batch are, which decompress one after the other to Body.
+	// An exporter that compresses with gzip sends it as it is instead of
+	// compressing Body again.
 	Gzipped []byte
 	// Spans is the number of spans in Body.
 	Spans int
 	// Project is the x-project-name header (metadata on gRPC), "" if none.
 	Project string
-	// Transport is "grpc" or "http".
+	// Transport is "grpc" or "http"; "queue" for a batch read back from
+	// the disk queue.
 	Transport string
 }
 
@@ -231,8 +234,9 @@ const grpcWaiting = 32
 // GRPCReceivers is how many gRPC messages may be received at once with
 // these limits. grpc-go reads a whole message before the proxy sees it, so
 // the budget cannot be charged as it arrives: instead, as many messages as
-// the budget holds at their largest, with their decompressed copy, may be
-// in reception; at least two.
+// the budget holds at their largest, each with the copy taken out of
+// grpc-go's buffers, may be in reception; at least two. (A gzip message is
+// decompressed after it is received, charged to the budget.)
 func GRPCReceivers(maxRequestBytes, maxInflightBytes int64) int {
 	return int(max(2, maxInflightBytes/(2*maxRequestBytes)))
 }
@@ -255,6 +259,8 @@ func (r *Receiver) Start(ctx context.Context) (err error) {
 			grpc.Creds(tlsconfig.GRPCCredentials(r.cfg.TLS)),
 			grpc.MaxRecvMsgSize(int(r.cfg.MaxRequestBytes)),
 			grpc.ForceServerCodecV2(rawCodec{encoding.GetCodecV2("proto")}),
+			//lint:ignore SA1019 the way to keep gzip bytes as they came, for this server only (see keepGzip)
+			grpc.RPCDecompressor(keepGzip{}),
 			grpc.MaxConcurrentStreams(r.cfg.MaxConcurrentStreams),
 			// Fixed windows turn off grpc-go's bandwidth estimation, which
 			// would let each call buffer up to 16 MiB the proxy has not

@@ -104,8 +104,18 @@ func TestReceiverGRPC(t *testing.T) {
 			if got.Transport != "grpc" || got.Project != tc.project {
 				t.Errorf("export transport %q project %q; want grpc, %q", got.Transport, got.Project, tc.project)
 			}
-			if pb := marshalProto(t, want); !bytes.Equal(got.Body, pb) {
+			pb := marshalProto(t, want)
+			if !bytes.Equal(got.Body, pb) {
 				t.Errorf("Export.Body is %d bytes, not the %d bytes of the message sent", len(got.Body), len(pb))
+			}
+			// Compressed, the message is kept as it came, to be forwarded
+			// as it is (keepGzip): it decompresses to Body.
+			gzipped := strings.HasPrefix(tc.name, "gzip")
+			switch {
+			case !gzipped && got.Gzipped != nil:
+				t.Errorf("Export.Gzipped is set for an uncompressed message")
+			case gzipped && !bytes.Equal(gunzipAll(t, got.Gzipped), pb):
+				t.Errorf("Export.Gzipped does not decompress to the message sent")
 			}
 			assertSameTraces(t, want.Traces(), tracesOf(t, got))
 		})
