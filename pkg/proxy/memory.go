@@ -62,7 +62,13 @@ func MemoryBound(cfg Config) int64 {
 	// and per network, a quarter of that.
 	maxKeys := cmp.Or(cfg.RateLimits.MaxKeys, DefaultRateLimitMaxKeys)
 	buckets := int64(2*maxKeys+networkKeys(maxKeys)) * ratelimit.BucketBytes
-	return inflight + shared + buckets +
+	// The disk queue's delivery loop: the records it read back (a batch,
+	// or one export of up to maxReq) and the batch it sends.
+	var queued int64
+	if cfg.DataDir != "" {
+		queued = max(maxReq, batchBytes) + batchBytes
+	}
+	return inflight + shared + buckets + queued +
 		2*int64(otlp.GRPCReceivers(maxReq, inflight))*maxReq +
 		zstdBytes +
 		cmp.Or(cfg.FeedbackInflightBytes, DefaultFeedbackInflightBytes) +

@@ -21,8 +21,9 @@ import (
 // queuedForwarder sends exports straight upstream while the upstream takes
 // them, and into a durable queue while it does not: when Phoenix is down or
 // refusing (503, 429, network errors), exports are acknowledged to the app
-// once on disk and delivered in order when Phoenix is back. Once anything is
-// queued, later exports queue behind it, so order is kept.
+// once on disk and delivered in order when Phoenix is back, in batches (see
+// batchBytes). Once anything is queued, later exports queue behind it, so
+// order is kept.
 //
 // delivered is called for every export the upstream accepted, whichever way
 // it went: that is when its spans are indexed.
@@ -133,14 +134,37 @@ func (f *queuedForwarder) enqueue(e *otlp.Export) error {
 	}
 }
 
-// deliverLoop sends queued exports upstream in order, retrying each until
-// the upstream accepts it or refuses it for good.
+// Batches of the backlog. Exports wait in the queue only while Phoenix is
+// down or refusing; once it is back, the backlog is sent in batches
+// rather than one request per export: an ExportTraceServiceRequest is one
+// repeated field, so consecutive exports of one project concatenate into
+// one valid request. 512 KiB of protobuf stays under the 1 MiB that
+// reverse proxies in front of Phoenix often take at most (nginx's default
+// client_max_body_size) once compressed or not, and a batch Phoenix
+// refuses for good is sent again in halves, so that only the exports it
+// refuses are dropped. 8192 spans is the Collector's batch processor's
+// default.
+const (
+	batchRecords = 1024
+	batchSpans   = 8192
+	batchBytes   = 512 << 10
+)
+
+// queuedItem is a record read back from the queue, decoded.
+type queuedItem struct {
+	rec queue.Record
+	e   *otlp.Export
+	err error // undecodable: dropped
+}
+
+// deliverLoop sends queued exports upstream in order, in batches, retrying
+// each until the upstream accepts it or refuses it for good.
 func (f *queuedForwarder) deliverLoop() {
 	backoff := f.minBackoff
 	for {
 		// Damaged records are skipped by the queue itself, and reported
 		// through corrupted.
-		rec, err := f.q.Next(f.ctx)
+		recs, err := f.q.NextBatch(f.ctx, batchRecords, batchBytes, nil)
 		switch {
 		case errors.Is(err, queue.ErrClosed) || f.ctx.Err() != nil:
 			return
@@ -149,51 +173,135 @@ func (f *queuedForwarder) deliverLoop() {
 			// delivering until a restart.
 			wait := backoff
 			backoff = min(backoff*2, f.maxBackoff)
-			f.log.Error("cannot read the next queued export; retrying", "err", err, "retry_in", wait)
+			f.log.Error("cannot read the next queued exports; retrying", "err", err, "retry_in", wait)
 			if !f.sleep(wait) {
 				return
 			}
 			continue
 		}
-		e, err := decodeRecord(rec.Data)
-		if err != nil {
+		if !f.deliverRecords(recs, &backoff) {
+			return
+		}
+		f.mu.Lock()
+		if f.q.Len() == 0 && f.backlog {
+			f.backlog = false
+			f.log.Info("disk queue drained; exports go straight to Phoenix again")
+		}
+		f.mu.Unlock()
+	}
+}
+
+// deliverRecords delivers recs, consecutive records from the head of the
+// queue, as batches of one project, each acknowledged once delivered or
+// dropped. False when the loop must stop: what is not acknowledged is
+// delivered again.
+func (f *queuedForwarder) deliverRecords(recs []queue.Record, backoff *time.Duration) bool {
+	items := make([]queuedItem, len(recs))
+	for i, r := range recs {
+		items[i].rec = r
+		items[i].e, items[i].err = decodeRecord(r.Data)
+	}
+	for len(items) > 0 {
+		if err := items[0].err; err != nil {
 			f.log.Error("a queued export cannot be decoded; skipped", "err", err)
 			f.metrics.dropped.WithLabelValues("undecodable").Inc()
-			_ = f.q.Ack(rec)
+			f.ack(items[:1])
+			items = items[1:]
 			continue
 		}
-		err = f.exporter.Export(f.ctx, e)
+		n := batchRun(items)
+		if !f.deliver(items[:n], backoff) {
+			return false
+		}
+		items = items[n:]
+	}
+	return true
+}
+
+// batchRun returns how many of items, from the first (decoded), make one
+// batch: decoded, of the same project, within the batch bounds; at least
+// one.
+func batchRun(items []queuedItem) int {
+	first := items[0].e
+	spans, size := first.Spans, len(first.Body)
+	n := 1
+	for ; n < len(items) && n < batchRecords; n++ {
+		e := items[n].e
+		if items[n].err != nil || e.Project != first.Project {
+			break
+		}
+		spans, size = spans+e.Spans, size+len(e.Body)
+		if spans > batchSpans || size > batchBytes {
+			break
+		}
+	}
+	return n
+}
+
+// deliver sends run as one export until Phoenix takes it or refuses it
+// for good; refused, a run of several is delivered again one half at a
+// time. The records are acknowledged once delivered or dropped. False
+// when the loop must stop.
+func (f *queuedForwarder) deliver(run []queuedItem, backoff *time.Duration) bool {
+	e := batchExport(run)
+	for {
+		err := f.exporter.Export(f.ctx, e)
 		if f.ctx.Err() != nil {
-			return
+			return false
 		}
 		var oe *otlp.Error
 		switch {
 		case err == nil:
+			*backoff = f.minBackoff
 			f.delivered(e)
-			backoff = f.minBackoff
 		case errors.As(err, &oe) && otlp.Retryable(oe.Code):
-			wait := max(backoff, oe.RetryAfter)
-			backoff = min(backoff*2, f.maxBackoff)
+			wait := max(*backoff, oe.RetryAfter)
+			*backoff = min(*backoff*2, f.maxBackoff)
 			f.log.Debug("upstream still unavailable", "err", err, "retry_in", wait, "queued", f.q.Len())
 			if !f.sleep(wait) {
-				return
+				return false
 			}
 			continue
+		case len(run) > 1:
+			// Phoenix may refuse a batch for one export of it, or for its
+			// size: halves find which, and keep the rest.
+			half := len(run) / 2
+			return f.deliver(run[:half], backoff) && f.deliver(run[half:], backoff)
 		default:
 			// The app was told we had its spans; Phoenix refuses them for good.
 			// There is nobody left to tell but the operator.
 			f.log.Error("Phoenix refused a queued export for good; its spans are dropped", "spans", e.Spans, "err", err)
 			f.metrics.dropped.WithLabelValues("refused").Add(float64(e.Spans))
 		}
-		if err := f.q.Ack(rec); err != nil {
-			f.log.Error("cannot acknowledge a delivered export; it will be sent again after a restart", "err", err)
-		}
-		f.mu.Lock()
-		if f.q.Len() == 0 {
-			f.backlog = false
-			f.log.Info("disk queue drained; exports go straight to Phoenix again")
-		}
-		f.mu.Unlock()
+		f.ack(run)
+		return true
+	}
+}
+
+// batchExport is run as one export: its bodies one after the other.
+func batchExport(run []queuedItem) *otlp.Export {
+	if len(run) == 1 {
+		return run[0].e
+	}
+	size, spans := 0, 0
+	for _, it := range run {
+		size, spans = size+len(it.e.Body), spans+it.e.Spans
+	}
+	body := make([]byte, 0, size)
+	for _, it := range run {
+		body = append(body, it.e.Body...)
+	}
+	return &otlp.Export{Project: run[0].e.Project, Body: body, Spans: spans, Transport: "queue"}
+}
+
+// ack acknowledges run's records, in one write of the queue's position.
+func (f *queuedForwarder) ack(run []queuedItem) {
+	recs := make([]queue.Record, len(run))
+	for i, it := range run {
+		recs[i] = it.rec
+	}
+	if err := f.q.Ack(recs...); err != nil {
+		f.log.Error("cannot acknowledge delivered exports; they will be sent again after a restart", "err", err)
 	}
 }
 

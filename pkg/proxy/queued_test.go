@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc/codes"
@@ -18,12 +20,15 @@ import (
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/queue"
 )
 
-// flakyUpstream accepts exports while up, and answers with err while down.
+// flakyUpstream accepts exports while up, and answers with err while down;
+// refuse, if set, refuses for good an export holding a span of that name.
 type flakyUpstream struct {
-	mu   sync.Mutex
-	err  error
-	got  []string // span names, in the order they were accepted
-	seen int      // calls, accepted or not
+	mu       sync.Mutex
+	err      error
+	refuse   string
+	got      []string // span names, in the order they were accepted
+	requests int      // exports accepted
+	seen     int      // calls, accepted or not
 }
 
 func (u *flakyUpstream) Export(_ context.Context, e *otlp.Export) error {
@@ -33,8 +38,19 @@ func (u *flakyUpstream) Export(_ context.Context, e *otlp.Export) error {
 	if u.err != nil {
 		return u.err
 	}
-	u.got = append(u.got, spanName(e))
+	names := spanNames(e)
+	if u.refuse != "" && slices.Contains(names, u.refuse) {
+		return otlp.Errorf(codes.InvalidArgument, "upstream answered 400: span %s", u.refuse)
+	}
+	u.got = append(u.got, names...)
+	u.requests++
 	return nil
+}
+
+func (u *flakyUpstream) acceptedRequests() ([]string, int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]string(nil), u.got...), u.requests
 }
 
 func (u *flakyUpstream) set(err error) {
@@ -49,12 +65,27 @@ func (u *flakyUpstream) accepted() []string {
 	return append([]string(nil), u.got...)
 }
 
-func spanName(e *otlp.Export) string {
+func spanName(e *otlp.Export) string { return spanNames(e)[0] }
+
+// spanNames are the names of e's spans, in order: a batch of queued
+// exports holds several.
+func spanNames(e *otlp.Export) []string {
 	req := ptraceotlp.NewExportRequest()
 	if err := req.UnmarshalProto(e.Body); err != nil {
 		panic(err)
 	}
-	return req.Traces().ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Name()
+	var names []string
+	rss := req.Traces().ResourceSpans()
+	for i := range rss.Len() {
+		sss := rss.At(i).ScopeSpans()
+		for j := range sss.Len() {
+			spans := sss.At(j).Spans()
+			for k := range spans.Len() {
+				names = append(names, spans.At(k).Name())
+			}
+		}
+	}
+	return names
 }
 
 func namedExport(name, project string) *otlp.Export {
@@ -73,8 +104,10 @@ type deliveries struct {
 
 func (d *deliveries) add(e *otlp.Export) {
 	d.mu.Lock()
-	d.names = append(d.names, spanName(e))
-	d.proj = append(d.proj, e.Project)
+	for _, n := range spanNames(e) {
+		d.names = append(d.names, n)
+		d.proj = append(d.proj, e.Project)
+	}
 	d.mu.Unlock()
 }
 
@@ -223,6 +256,64 @@ func TestQueuedForwarderSurvivesRestart(t *testing.T) {
 	waitFor(t, "delivery after restart", func() bool { names, _ := d.list(); return len(names) == 2 })
 	if names, _ := d.list(); !slices.Equal(names, []string{"a", "b"}) {
 		t.Errorf("delivered %v after the restart, want [a b]", names)
+	}
+}
+
+// The backlog goes up in batches of one project, in order, and a batch
+// Phoenix refuses for good costs only the export it refuses.
+func TestQueuedForwarderBatchesBacklog(t *testing.T) {
+	up := &flakyUpstream{}
+	up.set(errDown)
+	d := &deliveries{}
+	q := openQueue(t, t.TempDir(), 1<<20)
+	defer q.Close()
+	f := newTestQueued(t, q, up, d) // started once the backlog is queued
+	reg := prometheus.NewRegistry()
+	f.metrics = newQueueMetrics(reg, f)
+	ctx := context.Background()
+	var want []string
+	add := func(name, project string) {
+		t.Helper()
+		if err := f.Export(ctx, namedExport(name, project)); err != nil {
+			t.Fatalf("export %s: %v", name, err)
+		}
+		if name != "bad" {
+			want = append(want, name)
+		}
+	}
+	for i := range 30 {
+		add(fmt.Sprintf("p%02d", i), "p")
+	}
+	add("q0", "q")
+	add("q1", "q")
+	for i := range 7 {
+		add(fmt.Sprintf("r%d", i), "p")
+	}
+	add("bad", "p")
+	add("r7", "p")
+	up.mu.Lock()
+	up.refuse = "bad"
+	up.mu.Unlock()
+	up.set(nil)
+	f.start()
+	defer f.stop()
+	waitFor(t, "queue drained", func() bool { return q.Len() == 0 })
+
+	got, requests := up.acceptedRequests()
+	if !slices.Equal(got, want) {
+		t.Fatalf("upstream accepted %v, want %v", got, want)
+	}
+	names, projects := d.list()
+	if !slices.Equal(names, want) || projects[0] != "p" || projects[30] != "q" || projects[32] != "p" {
+		t.Errorf("delivered %v in projects %v", names, projects)
+	}
+	// p00-p29, q0-q1, then r0-r7 with bad: refused whole, then in halves
+	// (r0-r3 | r4-r6 bad r7 -> r4 r5 | r6 bad -> r6 | bad, r7).
+	if requests < 3 || requests > 8 {
+		t.Errorf("the backlog of %d exports took %d requests, want it batched (3 batches, then halves of the refused one)", len(want)+1, requests)
+	}
+	if n := testutil.ToFloat64(f.metrics.dropped.WithLabelValues("refused")); n != 1 {
+		t.Errorf("dropped as refused: %v spans, want 1", n)
 	}
 }
 
