@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Compares our proxy with the OpenTelemetry Collector on the same load, in one run (`make bench`).
+# Compares our proxy with the OpenTelemetry Collector on the same loads, in one run (`make bench`).
 #
-#   bench/compare.sh            the whole comparison (~10 minutes on 2 cores, once the Collector is built)
-#   bench/compare.sh -quick     the main table only (both compressions)
-#   bench/compare.sh -h         the knobs of the run (duration, rate, sizes, ...)
+#   bench/compare.sh            the whole comparison (~25 minutes on 2 cores, once the Collector is built)
+#   bench/compare.sh -quick     the LLM-shaped loads of the matrix only (~5 minutes)
+#   bench/compare.sh -h         the knobs of the run (duration, rate, sizes, groups, profiles, ...)
 #
-# It builds our proxy, the load generator (bench/loadgen), the counting sink (bench/sink) and the
-# profiling harness (bench/proxyprof); builds the Collector with the Collector Builder from the Go
-# module proxy (bench/collector/builder-config.yaml, pinned; cached in .cache/bench, rebuilt when the
-# manifest or the pin changes; the first build takes 3-5 minutes); installs telemetrygen (pinned);
-# then bench/compare runs every system under the same load into the same sink and writes
-# bench/results/ (results.json, results.md, CPU profiles, logs), the generated section of
-# docs/benchmarks.md, and docs/images/cpu-per-span.png (matplotlib, in its own venv
+# It builds our proxy, the load generator (bench/loadgen), the counting sink (bench/sink: OTLP/HTTP,
+# OTLP/gRPC, and Phoenix's annotation endpoint) and the profiling harness (bench/proxyprof); builds
+# the Collector with the Collector Builder from the Go module proxy (bench/collector/builder-config.yaml,
+# pinned; cached in .cache/bench, rebuilt when the manifest or the pin changes; the first build takes
+# 3-5 minutes); installs telemetrygen (pinned); then bench/compare runs every system (the proxy with its
+# defaults, durable state on; the Collector with and without its batch processor; the generator straight
+# into the sink, the floor) under every load into the same sink, measures feedback to annotation under
+# load, and writes bench/results/ (results.json, results.md, CPU profiles, logs), the generated section
+# of docs/benchmarks.md, and docs/images/cpu-per-span.png (matplotlib, in its own venv
 # .cache/bench/venv; skipped with a warning when it cannot be installed).
 set -euo pipefail
 

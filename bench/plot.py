@@ -29,7 +29,8 @@ def points(runs, system):
             and r["compression"] == "gzip"
             and r["generator"] == "loadgen"
             and r["rate"] > 0
-            and r["group"] in ("main", "size")
+            and r["group"] in ("matrix", "size")
+            and r.get("spans_per_export") == 100
             and not r.get("error")
             and r.get("cpu_s_per_m_spans")
         ):

@@ -1,8 +1,10 @@
-// Command compare runs the same OTLP load through our proxy, the
+// Command compare runs the same OTLP loads through our proxy, the
 // OpenTelemetry Collector (with and without its batch processor) and
-// straight into a counting sink, and measures each: spans/s, CPU-seconds
-// per million spans, peak RSS and export latency. bench/compare.sh builds
-// the binaries and runs it; run it with -h for the knobs.
+// straight into a counting sink (the floor: what only receiving a load
+// costs), and measures each: spans/s, CPU-seconds per million spans, peak
+// RSS and export latency; and the time from a feedback to its annotation
+// under load, with the proxy's durable state and without. bench/compare.sh
+// builds the binaries and runs it; run it with -h for the knobs.
 package main
 
 import (
@@ -28,6 +30,36 @@ type options struct {
 	quick                       bool
 	groups                      map[string]bool
 	profile                     time.Duration
+	profileLoads                []profileLoad
+	feedbackRate                float64
+}
+
+// profileLoad is an LLM-shaped load the proxy is profiled under.
+type profileLoad struct {
+	protocol, compression string
+	spans                 int
+}
+
+// parseProfileLoads reads "http/gzip/10,grpc/none/100".
+func parseProfileLoads(s string) ([]profileLoad, error) {
+	var out []profileLoad
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		parts := strings.Split(f, "/")
+		var pl profileLoad
+		if len(parts) != 3 {
+			return nil, fmt.Errorf("%q: want protocol/compression/spans, as http/gzip/10", f)
+		}
+		pl.protocol, pl.compression = parts[0], parts[1]
+		if _, err := fmt.Sscan(parts[2], &pl.spans); err != nil || pl.spans <= 0 || pl.spans%5 != 0 ||
+			(pl.protocol != "http" && pl.protocol != "grpc") || (pl.compression != "gzip" && pl.compression != "none") {
+			return nil, fmt.Errorf("%q: want http or grpc, gzip or none, and spans a multiple of 5", f)
+		}
+		out = append(out, pl)
+	}
+	return out, nil
 }
 
 func main() {
@@ -43,14 +75,21 @@ func run() int {
 	fs.StringVar(&o.commit, "commit", "", "the proxy's source (git commit), for the report")
 	fs.StringVar(&o.out, "out", "bench/results", "folder for results.json, results.md, profiles and logs")
 	fs.StringVar(&o.doc, "doc", "docs/benchmarks.md", "markdown file whose generated section is replaced by the results (\"\" leaves it alone)")
-	fs.DurationVar(&o.duration, "duration", 12*time.Second, "measured time of each run")
+	fs.DurationVar(&o.duration, "duration", 8*time.Second, "measured time of each run")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "load sent before each measured run, not counted")
 	fs.Float64Var(&o.rate, "rate", 5000, "spans per second of the fixed-rate runs (larger spans get less, see -sizes)")
 	sizes := fs.String("sizes", "512,2048,8192,32768", "output.value sizes (bytes) of the span-size sweep; the first table uses 2048")
-	fs.BoolVar(&o.quick, "quick", false, "only the main table (both compressions) and no profile, for a quick look")
-	groups := fs.String("groups", "", "comma-separated groups of runs to make, of main, grpc, size, per-request, max, telemetrygen (default: all)")
-	fs.DurationVar(&o.profile, "profile", 45*time.Second, "length of the CPU-profiled proxy runs, at twice -rate (0: none)")
+	fs.BoolVar(&o.quick, "quick", false, "only the LLM-shaped loads of the matrix, and no profile, for a quick look")
+	groups := fs.String("groups", "", "comma-separated groups of runs to make, of matrix, latency, size, max (default: all)")
+	fs.DurationVar(&o.profile, "profile", 30*time.Second, "length of each CPU-profiled proxy run, at twice -rate (0: none)")
+	profiles := fs.String("profile-loads", "http/gzip/100,http/gzip/10,grpc/gzip/10,grpc/none/100", "LLM-shaped loads to profile the proxy under, as protocol/compression/spans per export")
+	fs.Float64Var(&o.feedbackRate, "feedback-rate", 20, "feedbacks per second in the latency runs")
 	_ = fs.Parse(os.Args[1:])
+	var err error
+	if o.profileLoads, err = parseProfileLoads(*profiles); err != nil {
+		fmt.Fprintln(os.Stderr, "compare: -profile-loads:", err)
+		return 2
+	}
 	for _, s := range strings.Split(*sizes, ",") {
 		var n int
 		if _, err := fmt.Sscan(strings.TrimSpace(s), &n); err != nil || n <= 0 {
@@ -90,6 +129,7 @@ func compare(ctx context.Context, o options) error {
 		return err
 	}
 	defer r.stopSink()
+	defer r.removeStates()
 
 	plan := r.plan()
 	res := Results{
@@ -111,10 +151,10 @@ func compare(ctx context.Context, o options) error {
 		}
 		res.Runs = append(res.Runs, m)
 	}
-	if o.profile > 0 && !o.quick {
-		for _, comp := range []string{"gzip", "none"} {
-			fmt.Fprintf(os.Stderr, "[profile %4.0fs] proxy, compression %s, %s\n", time.Since(begin).Seconds(), comp, o.profile)
-			p, err := r.profileProxy(ctx, comp)
+	if o.profile > 0 && !o.quick && o.groups == nil {
+		for _, pl := range o.profileLoads {
+			fmt.Fprintf(os.Stderr, "[profile %4.0fs] proxy, %s %s %d spans/export, %s\n", time.Since(begin).Seconds(), pl.protocol, pl.compression, pl.spans, o.profile)
+			p, err := r.profileProxy(ctx, pl)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "    failed: %v\n", err)
 				continue

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,32 +23,69 @@ import (
 
 // Systems under test.
 const (
-	sysProxy          = "proxy"
+	// sysProxy is our proxy as users run it: its defaults, so durable
+	// state on (a data directory; exports through the disk queue).
+	sysProxy = "proxy"
+	// sysProxyMemory is our proxy with --data-dir=-: everything in memory,
+	// each export forwarded before it is answered.
+	sysProxyMemory    = "proxy-memory"
 	sysCollector      = "collector"
 	sysCollectorBatch = "collector+batch"
-	sysDirect         = "direct"
+	// sysDirect is the generator straight into the sink: the sink's CPU
+	// is then the floor, what only receiving and counting the load costs.
+	sysDirect = "direct"
 )
 
 // ports are loopback addresses, chosen away from the OTLP defaults so that
 // a proxy or Collector left running elsewhere is not measured by mistake.
 type ports struct {
-	sink, grpc, http string
+	sink, sinkGRPC, grpc, http, feedback string
 }
 
-var defaultPorts = ports{sink: "127.0.0.1:14328", grpc: "127.0.0.1:14317", http: "127.0.0.1:14318"}
+var defaultPorts = ports{sink: "127.0.0.1:14328", sinkGRPC: "127.0.0.1:14329", grpc: "127.0.0.1:14317", http: "127.0.0.1:14318", feedback: "127.0.0.1:14380"}
+
+// Generators and their spans.
+const (
+	genLoadgen = "loadgen"
+	genTelem   = "telemetrygen"
+	// telemetrygen's spans: small (a name and a few attributes, ~150
+	// bytes), or carrying a payload attribute of telemAttrBytes, 1.3 KB a
+	// span as the LLM-shaped load's average.
+	telemAttrBytes = 1200
+)
 
 // scenario is one measured run.
 type scenario struct {
-	Group       string  `json:"group"`
-	System      string  `json:"system"`
-	Generator   string  `json:"generator"` // loadgen or telemetrygen
-	Protocol    string  `json:"protocol"`
-	Compression string  `json:"compression"`
-	OutputBytes int     `json:"output_bytes"`
-	Rate        float64 `json:"rate"` // spans/s; 0 as fast as possible
-	// Traces is the number of traces (of 5 spans) per export; zero means
-	// loadgen's default, 20.
-	Traces int `json:"traces_per_export,omitempty"`
+	Group     string `json:"group"`
+	System    string `json:"system"`
+	Generator string `json:"generator"` // loadgen or telemetrygen
+	Protocol  string `json:"protocol"`
+	// Compression is the same on both sides of the system: the client's,
+	// and what it sends upstream.
+	Compression string `json:"compression"`
+	// OutputBytes is the LLM span's output.value (loadgen); AttrBytes the
+	// payload attribute of every span (telemetrygen; 0 for small spans).
+	OutputBytes int `json:"output_bytes"`
+	AttrBytes   int `json:"attr_bytes,omitempty"`
+	// SpansPerExport: loadgen's traces have 5 spans, telemetrygen's 10.
+	SpansPerExport int     `json:"spans_per_export"`
+	Rate           float64 `json:"rate"` // spans/s; 0 as fast as possible
+	// FeedbackRate, when set, sends that many feedbacks a second, each
+	// FeedbackDelay after an export was answered, for its response.
+	FeedbackRate  float64       `json:"feedback_rate,omitempty"`
+	FeedbackDelay time.Duration `json:"feedback_delay,omitempty"`
+}
+
+// load names what is sent, whatever receives it.
+func (s scenario) load() string {
+	spans := "llm"
+	if s.Generator == genTelem {
+		spans = "tg-small"
+		if s.AttrBytes > 0 {
+			spans = fmt.Sprintf("tg-%dB", s.AttrBytes)
+		}
+	}
+	return fmt.Sprintf("%s %s %s %d/export", s.Protocol, s.Compression, spans, s.SpansPerExport)
 }
 
 func (s scenario) String() string {
@@ -57,25 +93,28 @@ func (s scenario) String() string {
 	if s.Rate > 0 {
 		rate = fmt.Sprintf("%.0f/s", s.Rate)
 	}
-	traces := s.Traces
-	if traces == 0 {
-		traces = defaultTraces
+	out := ""
+	if s.Generator == genLoadgen && s.OutputBytes != defaultOutputBytes {
+		out = fmt.Sprintf(" out=%d", s.OutputBytes)
 	}
-	return fmt.Sprintf("%-13s %-16s %-12s %-4s %-4s out=%-6d traces=%-3d rate=%s", s.Group, s.System, s.Generator, s.Protocol, s.Compression, s.OutputBytes, traces, rate)
+	fb := ""
+	if s.FeedbackRate > 0 {
+		fb = fmt.Sprintf(" feedback=%.0f/s+%s", s.FeedbackRate, s.FeedbackDelay)
+	}
+	return fmt.Sprintf("%-8s %-15s %-26s rate=%s%s%s", s.Group, s.System, s.load(), rate, out, fb)
 }
 
 // Groups of runs, one table each.
 const (
-	groupMain  = "main"
-	groupGRPC  = "grpc"
-	groupSize  = "size"
-	groupMax   = "max"
-	groupTelem = "telemetrygen"
-	groupBatch = "per-request"
+	groupMatrix  = "matrix"
+	groupSize    = "size"
+	groupMax     = "max"
+	groupLatency = "latency"
 )
 
-// defaultTraces is loadgen's traces per export.
-const defaultTraces = 20
+// defaultOutputBytes is the LLM span's output.value of the matrix: 1.3 KB
+// a span on average.
+const defaultOutputBytes = 2048
 
 func (r *runner) plan() []scenario {
 	all := r.allRuns()
@@ -93,43 +132,61 @@ func (r *runner) plan() []scenario {
 
 func (r *runner) allRuns() []scenario {
 	var plan []scenario
-	main := 2048
-	for _, comp := range []string{"gzip", "none"} {
-		for _, sys := range []string{sysProxy, sysCollector, sysCollectorBatch, sysDirect} {
-			plan = append(plan, scenario{groupMain, sys, "loadgen", "http", comp, main, r.o.rate, 0})
+	telem := r.have("telemetrygen")
+	systems := []string{sysProxy, sysCollector, sysCollectorBatch, sysDirect}
+	// The matrix: every load, each system, one load after the other.
+	for _, proto := range []string{"http", "grpc"} {
+		for _, comp := range []string{"gzip", "none"} {
+			for _, spans := range []int{100, 10} {
+				loads := []scenario{{Generator: genLoadgen, OutputBytes: defaultOutputBytes}}
+				if telem && !r.o.quick {
+					loads = append(loads, scenario{Generator: genTelem}, scenario{Generator: genTelem, AttrBytes: telemAttrBytes})
+				}
+				for _, l := range loads {
+					for _, sys := range systems {
+						sc := l
+						sc.Group, sc.System, sc.Protocol, sc.Compression, sc.SpansPerExport, sc.Rate = groupMatrix, sys, proto, comp, spans, r.o.rate
+						plan = append(plan, sc)
+					}
+				}
+			}
 		}
 	}
 	if r.o.quick {
 		return plan
 	}
-	for _, sys := range []string{sysProxy, sysCollector, sysCollectorBatch} {
-		plan = append(plan, scenario{groupGRPC, sys, "loadgen", "grpc", "gzip", main, r.o.rate, 0})
+	// Feedback to annotation under load, with the durable state (the
+	// default) and without, the feedback at once after the export was
+	// answered (before the span can be indexed: the worst case) and a
+	// second later (as a user clicks).
+	for _, delay := range []time.Duration{0, time.Second} {
+		for _, sys := range []string{sysProxy, sysProxyMemory} {
+			plan = append(plan, scenario{Group: groupLatency, System: sys, Generator: genLoadgen, Protocol: "http", Compression: "gzip",
+				OutputBytes: defaultOutputBytes, SpansPerExport: 100, Rate: r.o.rate, FeedbackRate: r.o.feedbackRate, FeedbackDelay: delay})
+		}
 	}
 	for _, size := range r.o.sizes {
-		if size == main {
-			continue // the main table has it
+		if size == defaultOutputBytes {
+			continue // the matrix has it
 		}
 		// Larger spans at a lower rate, so that the bytes per second (and
-		// the machine's load) stay those of the main table.
-		rate := r.o.rate * min(1, float64(main)/float64(size))
+		// the machine's load) stay those of the matrix.
+		rate := r.o.rate * min(1, float64(defaultOutputBytes)/float64(size))
 		for _, sys := range []string{sysProxy, sysCollectorBatch} {
-			plan = append(plan, scenario{groupSize, sys, "loadgen", "http", "gzip", size, rate, 0})
-		}
-	}
-	for _, traces := range []int{2, 100} {
-		for _, sys := range []string{sysProxy, sysCollector, sysCollectorBatch} {
-			plan = append(plan, scenario{groupBatch, sys, "loadgen", "http", "gzip", main, r.o.rate, traces})
+			plan = append(plan, scenario{Group: groupSize, System: sys, Generator: genLoadgen, Protocol: "http", Compression: "gzip",
+				OutputBytes: size, SpansPerExport: 100, Rate: rate})
 		}
 	}
 	for _, sys := range []string{sysProxy, sysCollectorBatch} {
-		plan = append(plan, scenario{groupMax, sys, "loadgen", "http", "gzip", main, 0, 0})
-	}
-	if _, err := os.Stat(filepath.Join(r.o.bin, "telemetrygen")); err == nil {
-		for _, sys := range []string{sysProxy, sysCollector, sysCollectorBatch} {
-			plan = append(plan, scenario{groupTelem, sys, "telemetrygen", "grpc", "gzip", 0, r.o.rate, 0})
-		}
+		plan = append(plan, scenario{Group: groupMax, System: sys, Generator: genLoadgen, Protocol: "http", Compression: "gzip",
+			OutputBytes: defaultOutputBytes, SpansPerExport: 100})
 	}
 	return plan
+}
+
+func (r *runner) have(binary string) bool {
+	_, err := os.Stat(r.binary(binary))
+	return err == nil
 }
 
 // Measurement is what one run measured.
@@ -154,6 +211,8 @@ type Measurement struct {
 	Failed           int64    `json:"failed,omitempty"`
 	Errors           []string `json:"errors,omitempty"`
 	Error            string   `json:"error,omitempty"`
+	// Feedback is what became of the feedback sent during the run.
+	Feedback *load.FeedbackReport `json:"feedback,omitempty"`
 }
 
 func (m Measurement) summary() string {
@@ -167,13 +226,17 @@ func (m Measurement) summary() string {
 	if m.Late > 0 || m.Failed > 0 {
 		s += fmt.Sprintf(", late %d, failed %d", m.Late, m.Failed)
 	}
+	if fb := m.Feedback; fb != nil {
+		s += fmt.Sprintf("; feedback %d sent, %d annotated, p50 %.1f ms, p99 %.1f ms", fb.Sent, fb.Annotated, fb.P50ms, fb.P99ms)
+	}
 	return s
 }
 
 type runner struct {
-	o     options
-	ports ports
-	sink  *exec.Cmd
+	o      options
+	ports  ports
+	sink   *exec.Cmd
+	states []string // the proxies' data directories, removed at the end
 }
 
 func (r *runner) binary(name string) string { return filepath.Join(r.o.bin, name) }
@@ -201,13 +264,19 @@ func (r *runner) startSink(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(r.binary("sink"), "-addr", r.ports.sink)
+	cmd := exec.Command(r.binary("sink"), "-addr", r.ports.sink, "-grpc-addr", r.ports.sinkGRPC)
 	cmd.Env, cmd.Stdout, cmd.Stderr = env(), log, log
 	if err := cmd.Start(); err != nil {
 		return err
 	}
 	r.sink = cmd
-	return waitListening(ctx, r.ports.sink)
+	return waitListening(ctx, r.ports.sink, r.ports.sinkGRPC)
+}
+
+func (r *runner) removeStates() {
+	for _, d := range r.states {
+		_ = os.RemoveAll(d)
+	}
 }
 
 func (r *runner) stopSink() {
@@ -265,22 +334,28 @@ func (r *runner) startSystem(ctx context.Context, sys, comp, logName string) (*e
 	switch sys {
 	case sysDirect:
 		return nil, nil
-	case sysProxy:
-		cmd = exec.Command(r.binary("proxy"),
+	case sysProxy, sysProxyMemory:
+		args := []string{
 			"--otlp-grpc-addr", r.ports.grpc, "--otlp-http-addr", r.ports.http,
 			"--phoenix-otlp-endpoint", upstream,
-			// Feedback is not exercised; the REST URL is never dialled.
-			"--phoenix-url", "http://127.0.0.1:9",
+			// The sink stands in for Phoenix's REST API too, where
+			// annotations are written.
+			"--phoenix-url", "http://" + r.ports.sink,
 			"--phoenix-compression", comp,
-			"--feedback-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
-			"--log-level", "warn")
+			"--feedback-addr", r.ports.feedback, "--admin-addr", "127.0.0.1:0",
+			"--log-level", "warn"}
+		if sys == sysProxyMemory {
+			args = append(args, "--data-dir=-")
+		}
+		cmd = exec.Command(r.binary("proxy"), args...)
 		// Measured as users run it: durable state on, in its default
 		// data directory, a fresh one for every run.
 		state, err := os.MkdirTemp("", "bench-proxy-state")
 		if err != nil {
 			return nil, err
 		}
-		cmd.Env = env("XDG_STATE_HOME=" + state)
+		r.states = append(r.states, state)
+		cmd.Env = env("XDG_STATE_HOME="+state, "FEEDBACK_PROXY_FEEDBACK_TOKEN="+feedbackToken)
 	case sysCollector, sysCollectorBatch:
 		cfg := "otelcol-nobatch.yaml"
 		if sys == sysCollectorBatch {
@@ -307,15 +382,20 @@ func (r *runner) startSystem(ctx context.Context, sys, comp, logName string) (*e
 	return cmd, nil
 }
 
-// endpoint is where the generator sends for sc.
+// feedbackToken is the proxy's --feedback-token in the runs.
+const feedbackToken = "bench-feedback-token"
+
+// endpoint is where the generator sends for sc: host:port for gRPC, a URL
+// for HTTP.
 func (r *runner) endpoint(sc scenario) string {
+	grpcAddr, httpAddr := r.ports.grpc, r.ports.http
 	if sc.System == sysDirect {
-		return "http://" + r.ports.sink + "/v1/traces"
+		grpcAddr, httpAddr = r.ports.sinkGRPC, r.ports.sink
 	}
 	if sc.Protocol == "grpc" {
-		return r.ports.grpc
+		return grpcAddr
 	}
-	return "http://" + r.ports.http + "/v1/traces"
+	return "http://" + httpAddr + "/v1/traces"
 }
 
 // generate runs the load generator of sc for d and returns its report
@@ -324,31 +404,38 @@ func (r *runner) generate(ctx context.Context, sc scenario, d time.Duration, seq
 	var rep load.Report
 	var cmd *exec.Cmd
 	switch sc.Generator {
-	case "loadgen":
-		cmd = exec.CommandContext(ctx, r.binary("loadgen"), "-json",
+	case genLoadgen:
+		args := []string{"-json",
 			"-protocol", sc.Protocol, "-endpoint", r.endpoint(sc), "-compression", sc.Compression,
 			"-rate", strconv.FormatFloat(sc.Rate, 'f', -1, 64), "-duration", d.String(),
 			"-output-bytes", strconv.Itoa(sc.OutputBytes), "-concurrency", "8",
-			"-traces", strconv.Itoa(cmp.Or(sc.Traces, defaultTraces)),
-			"-seq", strconv.FormatUint(seq, 10))
+			"-traces", strconv.Itoa(sc.SpansPerExport / 5),
+			"-seq", strconv.FormatUint(seq, 10)}
+		if sc.FeedbackRate > 0 {
+			args = append(args, "-feedback-rate", strconv.FormatFloat(sc.FeedbackRate, 'f', -1, 64),
+				"-feedback-delay", sc.FeedbackDelay.String(),
+				"-feedback-url", "http://"+r.ports.feedback+"/feedback", "-feedback-token", feedbackToken,
+				"-annotations-url", "http://"+r.ports.sink+"/annotations")
+		}
+		cmd = exec.CommandContext(ctx, r.binary("loadgen"), args...)
 		cmd.Env = env()
-	case "telemetrygen":
-		// telemetrygen sends 100-span batches of small spans (a trace of a
-		// root and four children); --rate is per worker.
-		const workers = 2
+	case genTelem:
+		// Traces of a root and nine children, exported SpansPerExport at a
+		// time; --rate is spans per second per worker, and one worker
+		// makes no more than about 3,500 a second here.
+		const workers = 8
 		args := []string{"traces", "--otlp-insecure", "--workers", strconv.Itoa(workers),
-			"--child-spans", "4", "--duration", d.String(),
+			"--child-spans", "9", "--batch-size", strconv.Itoa(sc.SpansPerExport), "--duration", d.String(),
 			"--rate", strconv.FormatFloat(sc.Rate/workers, 'f', -1, 64)}
+		if sc.AttrBytes > 0 {
+			args = append(args, "--telemetry-attributes", fmt.Sprintf("payload=%q", strings.Repeat("x", sc.AttrBytes)))
+		}
+		endpoint := r.endpoint(sc)
 		if sc.Protocol == "http" {
 			args = append(args, "--otlp-http")
+			endpoint = strings.TrimSuffix(strings.TrimPrefix(endpoint, "http://"), "/v1/traces")
 		}
-		if sc.System == sysDirect {
-			args = append(args, "--otlp-http", "--otlp-endpoint", r.ports.sink)
-		} else if sc.Protocol == "http" {
-			args = append(args, "--otlp-endpoint", r.ports.http)
-		} else {
-			args = append(args, "--otlp-endpoint", r.ports.grpc)
-		}
+		args = append(args, "--otlp-endpoint", endpoint)
 		cmd = exec.CommandContext(ctx, r.binary("telemetrygen"), args...)
 		// The OpenTelemetry Go SDK's exporter reads its compression from the
 		// environment.
@@ -364,7 +451,7 @@ func (r *runner) generate(ctx context.Context, sc scenario, d time.Duration, seq
 	start := time.Now()
 	err = cmd.Run()
 	rep.Seconds = time.Since(start).Seconds()
-	if sc.Generator == "telemetrygen" {
+	if sc.Generator == genTelem {
 		return rep, err
 	}
 	if jerr := json.Unmarshal(stdout.Bytes(), &rep); jerr != nil {
@@ -415,7 +502,7 @@ func (r *runner) settle(want int64) (sink.Stats, error) {
 
 func (r *runner) measure(ctx context.Context, i int, sc scenario) (m Measurement, err error) {
 	m.scenario = sc
-	logName := fmt.Sprintf("%02d-%s-%s-%s-%s-%d-%d", i+1, sc.Group, strings.ReplaceAll(sc.System, "+", "-"), sc.Protocol, sc.Compression, sc.OutputBytes, cmp.Or(sc.Traces, defaultTraces))
+	logName := fmt.Sprintf("%02d-%s-%s-%s", i+1, sc.Group, strings.ReplaceAll(sc.System, "+", "-"), strings.NewReplacer(" ", "-", "/", "-").Replace(sc.load()))
 	cmd, err := r.startSystem(ctx, sc.System, sc.Compression, logName+"-system")
 	if err != nil {
 		return m, err
@@ -436,7 +523,7 @@ func (r *runner) measure(ctx context.Context, i int, sc scenario) (m Measurement
 		return m, fmt.Errorf("warm-up: %w", err)
 	}
 	want := int64(-1)
-	if sc.Generator == "loadgen" {
+	if sc.Generator == genLoadgen {
 		want = s0.Spans + warm.Spans
 	}
 	before, err := r.settle(want)
@@ -459,7 +546,7 @@ func (r *runner) measure(ctx context.Context, i int, sc scenario) (m Measurement
 		return m, err
 	}
 	want = -1
-	if sc.Generator == "loadgen" {
+	if sc.Generator == genLoadgen {
 		want = before.Spans + rep.Spans
 	}
 	after, err := r.settle(want)
@@ -470,14 +557,18 @@ func (r *runner) measure(ctx context.Context, i int, sc scenario) (m Measurement
 	m.UpstreamRequests = after.Requests - before.Requests
 	m.Seconds = rep.Seconds
 	m.SpansSent = rep.Spans
-	if sc.Generator == "telemetrygen" {
+	if sc.Generator == genTelem {
 		m.SpansSent = m.SpansDelivered
 	}
+	m.Feedback = rep.Feedback
 	if m.Seconds > 0 {
 		m.SpansPerS = float64(m.SpansDelivered) / m.Seconds
 	}
 	if rep.SpansPerExport > 0 {
 		m.BytesPerSpan = float64(rep.ExportBytes) / float64(rep.SpansPerExport)
+	} else if d := after.RawBytes - before.RawBytes; sc.System == sysDirect && m.SpansDelivered > 0 {
+		// telemetrygen does not say; the sink, receiving it, does.
+		m.BytesPerSpan = float64(d) / float64(m.SpansDelivered)
 	}
 	m.P50ms, m.P99ms, m.Late, m.Failed, m.Errors = rep.P50ms, rep.P99ms, rep.Late, rep.Failed, rep.Errors
 
@@ -512,9 +603,11 @@ func (r *runner) measure(ctx context.Context, i int, sc scenario) (m Measurement
 	return m, nil
 }
 
-// Profile is a CPU profile of the proxy under the main load.
+// Profile is a CPU profile of the proxy under an LLM-shaped load.
 type Profile struct {
-	Compression string `json:"compression"`
+	Protocol       string `json:"protocol"`
+	Compression    string `json:"compression"`
+	SpansPerExport int    `json:"spans_per_export"`
 	// Spans were sent during the profile, CPUSeconds used by the proxy
 	// then, as /proc counts it (the profile's samples should add up to
 	// about as much).
@@ -524,12 +617,15 @@ type Profile struct {
 	Top        string  `json:"top"`
 }
 
-// profileProxy runs bench/proxyprof (the proxy in-process, with pprof)
-// under the main load and keeps its CPU profile and the top of it.
-func (r *runner) profileProxy(ctx context.Context, comp string) (Profile, error) {
-	p := Profile{Compression: comp, File: filepath.Join(r.o.out, "proxy-cpu-"+comp+".pprof")}
-	heap := filepath.Join(r.o.out, "proxy-heap-"+comp+".pprof")
-	log, err := r.logFile("profile-" + comp)
+// profileProxy runs bench/proxyprof (the proxy in-process, with pprof, its
+// durable state on as the proxy's is by default) under an LLM-shaped load
+// and keeps its CPU profile and the top of it.
+func (r *runner) profileProxy(ctx context.Context, pl profileLoad) (Profile, error) {
+	proto, comp, spans := pl.protocol, pl.compression, pl.spans
+	name := fmt.Sprintf("%s-%s-%d", proto, comp, spans)
+	p := Profile{Protocol: proto, Compression: comp, SpansPerExport: spans, File: filepath.Join(r.o.out, "proxy-cpu-"+name+".pprof")}
+	heap := filepath.Join(r.o.out, "proxy-heap-"+name+".pprof")
+	log, err := r.logFile("profile-" + name)
 	if err != nil {
 		return p, err
 	}
@@ -545,14 +641,18 @@ func (r *runner) profileProxy(ctx context.Context, comp string) (Profile, error)
 		stopProcess(cmd)
 		return p, err
 	}
-	// Twice the main rate, for more samples in the same time.
-	sc := scenario{groupMain, sysProxy, "loadgen", "http", comp, 2048, 2 * r.o.rate, 0}
+	// Twice the matrix's rate, for more samples in the same time.
+	sc := scenario{Group: groupMatrix, System: sysProxy, Generator: genLoadgen, Protocol: proto, Compression: comp,
+		OutputBytes: defaultOutputBytes, SpansPerExport: spans, Rate: 2 * r.o.rate}
+	if spans < 100 {
+		sc.Rate = r.o.rate // small exports: the generator's own limit
+	}
 	cpu0, err := procstat.CPU(cmd.Process.Pid)
 	if err != nil {
 		stopProcess(cmd)
 		return p, err
 	}
-	rep, err := r.generate(ctx, sc, r.o.profile, 1<<60, "profile-"+comp+"-load")
+	rep, err := r.generate(ctx, sc, r.o.profile, 1<<60, "profile-"+name+"-load")
 	cpu1, cerr := procstat.CPU(cmd.Process.Pid)
 	stopProcess(cmd)
 	if err = errors.Join(err, cerr); err != nil {

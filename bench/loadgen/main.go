@@ -40,6 +40,12 @@ func run(args []string) int {
 	fs.IntVar(&cfg.Workload.InputBytes, "input-bytes", workload.DefaultInputBytes, "size of the prompt on the LLM span (-1: one line)")
 	fs.Uint64Var(&cfg.Seed, "seed", uint64(time.Now().UnixNano()), "seed of the ids, so that runs differ")
 	fs.Uint64Var(&cfg.SeqStart, "seq", 0, "sequence number of the first export (its ids derive from it)")
+	fs.Float64Var(&cfg.Feedback.Rate, "feedback-rate", 0, "feedbacks per second, each for a response just exported (0: none)")
+	fs.DurationVar(&cfg.Feedback.Delay, "feedback-delay", 0, "time from an export's answer to the feedback for its response")
+	fs.StringVar(&cfg.Feedback.URL, "feedback-url", "http://127.0.0.1:8080/feedback", "the proxy's POST /feedback")
+	fs.StringVar(&cfg.Feedback.Token, "feedback-token", "", "bearer token of POST /feedback")
+	fs.StringVar(&cfg.Feedback.AnnotationsURL, "annotations-url", "http://127.0.0.1:4328/annotations", "where the sink standing in for Phoenix tells when each annotation came")
+	fs.DurationVar(&cfg.Feedback.Wait, "feedback-wait", 30*time.Second, "how long to wait, after the load, for the annotations still to come")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `loadgen sends OTLP trace exports shaped like an LLM app's: per trace a request
@@ -84,6 +90,13 @@ Flags:
 		fmt.Printf("export latency: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", rep.P50ms, rep.P99ms, rep.Maxms)
 		if len(rep.Errors) > 0 {
 			fmt.Printf("errors:\n  %s\n", strings.Join(rep.Errors, "\n  "))
+		}
+		if fb := rep.Feedback; fb != nil {
+			fmt.Printf("feedback: %d sent, %d refused, %d annotated; feedback to annotation p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+				fb.Sent, fb.Refused, fb.Annotated, fb.P50ms, fb.P99ms, fb.Maxms)
+			if len(fb.Errors) > 0 {
+				fmt.Printf("feedback errors:\n  %s\n", strings.Join(fb.Errors, "\n  "))
+			}
 		}
 	}
 	if rep.Failed > 0 {

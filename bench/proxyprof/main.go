@@ -37,7 +37,21 @@ func run() int {
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	memProfile := fs.String("memprofile", "", "write a heap profile at the end (before shutdown, the index still in it) to this file")
 	duration := fs.Duration("duration", 0, "stop after this long (0: at SIGINT or SIGTERM)")
+	dataDir := fs.String("data-dir", "", "the proxy's data directory (durable state: exports through the disk queue), as cmd/proxy has one by default; \"\" makes a fresh one under the temporary directory and removes it at the end, \"-\" keeps everything in memory")
 	_ = fs.Parse(os.Args[1:])
+	switch *dataDir {
+	case "-":
+	case "":
+		d, err := os.MkdirTemp("", "proxyprof-state")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "proxyprof:", err)
+			return 1
+		}
+		defer os.RemoveAll(d)
+		cfg.DataDir = d
+	default:
+		cfg.DataDir = *dataDir
+	}
 	cfg.Phoenix.BaseURL = "http://127.0.0.1:1" // no feedback is sent; never dialled
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

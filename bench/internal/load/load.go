@@ -52,6 +52,27 @@ type Config struct {
 	// number of the first export.
 	Seed     uint64
 	SeqStart uint64
+	// Feedback, when its Rate is set, sends feedback for the responses
+	// exported and measures how long each takes to become an annotation.
+	Feedback FeedbackConfig
+}
+
+// FeedbackConfig says how to send feedback, as an app's users would, for
+// the responses the run exports, and where to learn when each became an
+// annotation in Phoenix.
+type FeedbackConfig struct {
+	// Rate is the feedbacks per second: each for the first response of an
+	// export the endpoint has just answered, Delay after the answer.
+	Rate  float64
+	Delay time.Duration
+	// URL is the proxy's POST /feedback; Token its bearer token.
+	URL, Token string
+	// AnnotationsURL answers, as bench/internal/sink does, a JSON object
+	// from response id to when its annotation came (Unix nanoseconds).
+	AnnotationsURL string
+	// Wait bounds how long the run waits, once the load is sent, for the
+	// annotations still to come; zero means 30 s.
+	Wait time.Duration
 }
 
 // Report is what a run sent and how it went.
@@ -78,6 +99,21 @@ type Report struct {
 	P99ms  float64  `json:"p99_ms"`
 	Maxms  float64  `json:"max_ms"`
 	Errors []string `json:"errors,omitempty"`
+	// Feedback, when it was sent.
+	Feedback *FeedbackReport `json:"feedback,omitempty"`
+}
+
+// FeedbackReport is what became of the feedback sent: how many, how many
+// were annotated, and the time from each POST /feedback to its annotation
+// in Phoenix.
+type FeedbackReport struct {
+	Sent      int      `json:"sent"`
+	Refused   int      `json:"refused"` // answered other than 202
+	Annotated int      `json:"annotated"`
+	P50ms     float64  `json:"p50_ms"`
+	P99ms     float64  `json:"p99_ms"`
+	Maxms     float64  `json:"max_ms"`
+	Errors    []string `json:"errors,omitempty"`
 }
 
 func (c *Config) setDefaults() {
@@ -161,6 +197,10 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		tokens = make(chan struct{}, cfg.Concurrency)
 		wg.Go(func() { r.pace(ctx, tokens) })
 	}
+	if cfg.Feedback.Rate > 0 {
+		r.fb = newFeedbacker(cfg.Feedback)
+		wg.Go(func() { r.fb.pace(ctx) })
+	}
 	workers := make([]*worker, cfg.Concurrency)
 	start := time.Now()
 	for i := range workers {
@@ -170,7 +210,11 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	return r.report(workers, elapsed), nil
+	rep := r.report(workers, elapsed)
+	if r.fb != nil {
+		rep.Feedback = r.fb.finish(context.WithoutCancel(ctx))
+	}
+	return rep, nil
 }
 
 type run struct {
@@ -180,6 +224,7 @@ type run struct {
 	seq     atomic.Uint64
 	claimed atomic.Int64
 	late    atomic.Int64
+	fb      *feedbacker // nil without feedback
 }
 
 type worker struct {
@@ -236,7 +281,8 @@ func (r *run) work(ctx context.Context, w *worker, tokens <-chan struct{}) {
 		if r.cfg.MaxExports > 0 && r.claimed.Add(1) > r.cfg.MaxExports {
 			return
 		}
-		w.buf = r.tpl.Fill(w.buf, r.seq.Add(1)-1)
+		seq := r.seq.Add(1) - 1
+		w.buf = r.tpl.Fill(w.buf, seq)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Timeout)
 		start := time.Now()
 		wire, err := r.snd.Send(sctx, w.buf)
@@ -254,6 +300,11 @@ func (r *run) work(ctx context.Context, w *worker, tokens <-chan struct{}) {
 			continue
 		}
 		w.lat = append(w.lat, d)
+		if r.fb != nil && r.fb.due() {
+			if ids := r.tpl.ResponseIDs(seq); len(ids) > 0 {
+				r.fb.send(ids[0])
+			}
+		}
 	}
 }
 

@@ -1,18 +1,26 @@
-// Package sink is a counting OTLP/HTTP traces endpoint: it answers every
-// export with 200 and counts requests, spans and bytes, so that a benchmark
-// measures what is in front of it and not the speed of a real backend.
+// Package sink is a counting OTLP traces endpoint, over HTTP and gRPC: it
+// answers every export with success and counts requests, spans and bytes,
+// so that a benchmark measures what is in front of it and not the speed of
+// a real backend. It is also the floor of what receiving a load costs: a
+// process that only receives and counts.
+//
+// It also stands in for Phoenix's REST API where the proxy writes
+// annotations (POST /v1/span_annotations), and notes when each arrived, so
+// that a benchmark measures the time from a feedback to its annotation.
 package sink
 
 import (
-	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/klauspost/compress/gzip"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -38,12 +46,28 @@ type Sink struct {
 	requests, spans, wire, raw, gzipped, bad atomic.Int64
 	gzips                                    sync.Pool
 	bufs                                     sync.Pool
+
+	mu          sync.Mutex
+	annotations map[string]int64 // response id -> when its annotation came, Unix ns
+	annotated   int64
 }
 
-// Handler serves POST /v1/traces, GET /stats and POST /reset.
+// Handler serves POST /v1/traces, GET /stats and POST /reset; and, as
+// Phoenix would, POST /v1/span_annotations (noting when each annotation
+// came, GET /annotations), GET /v1/projects (none), 404 for the rest of
+// /v1/.
 func (s *Sink) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/traces", s.export)
+	mux.HandleFunc("POST /v1/span_annotations", s.annotate)
+	mux.HandleFunc("GET /annotations", s.listAnnotations)
+	mux.HandleFunc("GET /v1/projects", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"data":[],"next_cursor":null}`)
+	})
+	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"detail":"not found"}`, http.StatusNotFound)
+	})
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(s.Stats())
@@ -63,11 +87,67 @@ func (s *Sink) Stats() Stats {
 	}
 }
 
-// Reset sets the counters to zero.
+// Reset sets the counters to zero and forgets the annotations.
 func (s *Sink) Reset() {
 	for _, c := range []*atomic.Int64{&s.requests, &s.spans, &s.wire, &s.raw, &s.gzipped, &s.bad} {
 		c.Store(0)
 	}
+	s.mu.Lock()
+	s.annotations = nil
+	s.mu.Unlock()
+}
+
+// annotate takes span annotations as Phoenix's POST /v1/span_annotations
+// does, and notes when each came by the response id the proxy puts in its
+// metadata.
+func (s *Sink) annotate(w http.ResponseWriter, r *http.Request) {
+	now := time.Now().UnixNano()
+	var req struct {
+		Data []struct {
+			SpanID   string         `json:"span_id"`
+			Metadata map[string]any `json:"metadata"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+		http.Error(w, `{"detail":"invalid body"}`, http.StatusUnprocessableEntity)
+		return
+	}
+	type inserted struct {
+		ID string `json:"id"`
+	}
+	out := struct {
+		Data []inserted `json:"data"`
+	}{Data: []inserted{}}
+	s.mu.Lock()
+	if s.annotations == nil {
+		s.annotations = map[string]int64{}
+	}
+	for _, a := range req.Data {
+		s.annotated++
+		out.Data = append(out.Data, inserted{ID: "ann-" + strconv.FormatInt(s.annotated, 10)})
+		if id, ok := a.Metadata["response_id"].(string); ok {
+			if _, seen := s.annotations[id]; !seen {
+				s.annotations[id] = now
+			}
+		}
+	}
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+// listAnnotations answers the response ids annotated and when, in Unix
+// nanoseconds.
+func (s *Sink) listAnnotations(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	b, err := json.Marshal(s.annotations)
+	s.mu.Unlock()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
 }
 
 type countingReader struct {
@@ -119,7 +199,20 @@ func (s *Sink) export(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, err)
 		return
 	}
+	if err := s.count(body, cr.n); err != nil {
+		s.refuse(w, err)
+		return
+	}
+	// An empty ExportTraceServiceResponse: full success.
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	w.WriteHeader(http.StatusOK)
+}
+
+// count counts an export received, of wire bytes as received: its spans
+// counted, or decoded with Decode.
+func (s *Sink) count(body []byte, wire int64) error {
 	var n int
+	var err error
 	if s.Decode {
 		req := ptraceotlp.NewExportRequest()
 		if err = req.UnmarshalProto(body); err == nil {
@@ -129,16 +222,13 @@ func (s *Sink) export(w http.ResponseWriter, r *http.Request) {
 		n, err = CountSpans(body)
 	}
 	if err != nil {
-		s.refuse(w, err)
-		return
+		return err
 	}
 	s.requests.Add(1)
 	s.spans.Add(int64(n))
-	s.wire.Add(cr.n)
+	s.wire.Add(wire)
 	s.raw.Add(int64(len(body)))
-	// An empty ExportTraceServiceResponse: full success.
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	w.WriteHeader(http.StatusOK)
+	return nil
 }
 
 func (s *Sink) refuse(w http.ResponseWriter, err error) {
