@@ -1,15 +1,11 @@
 package feedback_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,15 +13,12 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/crashtest"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/phoenix"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/store"
 )
-
-// crashDirEnv, set, makes TestCrashChild the child process of TestCrash,
-// using the data directory it names.
-const crashDirEnv = "FEEDBACK_PROXY_TEST_CRASH_DIR"
 
 // crashSpan is the span of the i-th response of the crash test.
 func crashSpan(i int) index.Span {
@@ -53,32 +46,29 @@ func (stalledPhoenix) AnnotateSpans(ctx context.Context, _ []phoenix.SpanAnnotat
 	return nil, ctx.Err()
 }
 
-// TestCrashChild is the proxy TestCrash kills: a service and an index over
-// a data directory, the feedback API on loopback. It indexes the span of
-// every even response, then posts feedback for responses 0, 1, 2, ... and
-// prints "acked <response id>" after each 202, until it is killed.
-func TestCrashChild(t *testing.T) {
-	dir := os.Getenv(crashDirEnv)
-	if dir == "" {
-		t.Skip("the child process of TestCrash")
-	}
+// crashChild is the proxy TestCrash kills: a service and an index over the
+// data directory args[0], the feedback API on loopback. It indexes the span
+// of every even response, then posts feedback for responses 0, 1, 2, ...
+// and prints "acked <response id>" after each 202, until it is killed.
+func crashChild(args []string) {
+	dir := args[0]
 	st, err := store.Open(dir, store.Options{})
 	if err != nil {
-		t.Fatal(err)
+		crashtest.Fatalf("%v", err)
 	}
 	ix, err := index.New(index.Config{}, nil)
 	if err != nil {
-		t.Fatal(err)
+		crashtest.Fatalf("%v", err)
 	}
 	if _, err := ix.Restore(st); err != nil {
-		t.Fatal(err)
+		crashtest.Fatalf("%v", err)
 	}
 	svc, err := feedback.New(feedback.Config{MaxAge: time.Hour, SyncWait: -1}, ix, stalledPhoenix{}, nil, nil)
 	if err != nil {
-		t.Fatal(err)
+		crashtest.Fatalf("%v", err)
 	}
 	if _, err := svc.Restore(st); err != nil {
-		t.Fatal(err)
+		crashtest.Fatalf("%v", err)
 	}
 	srv := httptest.NewServer(svc.Handler())
 	for i := 0; ; i++ {
@@ -89,11 +79,11 @@ func TestCrashChild(t *testing.T) {
 		body := fmt.Sprintf(`{"response_id":%q,"thumbs":%q,"identifier":"user-%d"}`, id, crashThumbs(i), i%7)
 		resp, err := srv.Client().Post(srv.URL+"/feedback", "application/json", strings.NewReader(body))
 		if err != nil {
-			t.Fatal(err)
+			crashtest.Fatalf("%v", err)
 		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusAccepted {
-			t.Fatalf("POST %s: %d", id, resp.StatusCode)
+			crashtest.Fatalf("POST %s: %d", id, resp.StatusCode)
 		}
 		fmt.Printf("acked %s\n", id)
 	}
@@ -104,65 +94,23 @@ func TestCrashChild(t *testing.T) {
 // acknowledged is pending on disk, and is annotated, on the span indexed
 // before the crash or on one indexed after.
 func TestCrash(t *testing.T) {
-	if os.Getenv(crashDirEnv) != "" {
-		t.Skip("in the child")
-	}
 	const wantAcks = 200
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$")
-	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
 	acked := map[string]int{} // response id -> i
-	ack := func(line string) {
+	// What the child printed after the 200th ack, before it died, was
+	// acknowledged too.
+	crashtest.Run(t, 60*time.Second, "feedback", []string{dir}, func(line string) bool {
 		id, ok := strings.CutPrefix(line, "acked ")
 		if !ok {
-			return // the test framework's own output
+			return false // not an ack
 		}
 		i, err := strconv.Atoi(strings.TrimPrefix(id, "chatcmpl-crash-"))
 		if err != nil {
 			t.Fatalf("child printed %q", line)
 		}
 		acked[id] = i
-	}
-	timeout := time.After(60 * time.Second)
-	for len(acked) < wantAcks {
-		select {
-		case line, ok := <-lines:
-			if !ok {
-				t.Fatalf("the child ended after %d acks: %v\n%s", len(acked), cmd.Wait(), stderr.String())
-			}
-			ack(line)
-		case <-timeout:
-			_ = cmd.Process.Kill()
-			t.Fatalf("only %d acks in 60s\n%s", len(acked), stderr.String())
-		}
-	}
-	if err := cmd.Process.Kill(); err != nil { // SIGKILL, mid-request
-		t.Fatal(err)
-	}
-	// What the child printed before it died was acknowledged too.
-	for line := range lines {
-		ack(line)
-	}
-	if err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
-		t.Fatalf("child: %v, want killed\n%s", err, stderr.String())
-	}
+		return len(acked) >= wantAcks // SIGKILL, mid-request
+	})
 
 	st, err := store.Open(dir, store.Options{})
 	if err != nil {

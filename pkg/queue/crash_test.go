@@ -1,24 +1,19 @@
 package queue
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/crashtest"
 )
 
-const (
-	crashChildEnv = "QUEUE_CRASH_CHILD_DIR"
-	crashSyncEnv  = "QUEUE_CRASH_SYNC"
-	crashBaseEnv  = "QUEUE_CRASH_BASE"
-	crashMaxLen   = 20 << 10
-)
+const crashMaxLen = 20 << 10
 
 // crashConfig is the queue the child appends to: small segments, so that the
 // kill finds segments rolled, acknowledged and removed.
@@ -26,38 +21,36 @@ func crashConfig(dir string, sync bool) Config {
 	return Config{Dir: dir, SegmentBytes: 256 << 10, Sync: sync}
 }
 
-// crashChild is the process TestCrash kills: it appends record(base),
-// record(base+1), ... for ever while one consumer acknowledges them, and
-// prints "a i" once Append(record(i)) returned and "k i" once Ack of record
-// i returned.
-func crashChild(dir string) {
-	fail := func(err error) {
-		fmt.Fprintln(os.Stderr, "crash child:", err)
-		os.Exit(2)
-	}
-	base, err := strconv.Atoi(os.Getenv(crashBaseEnv))
+// crashChild is the process TestCrash kills: on the directory args[0], with
+// Sync if args[1] is "1", it appends record(base), record(base+1), ... for
+// ever (base is args[2]) while one consumer acknowledges them, and prints
+// "a i" once Append(record(i)) returned and "k i" once Ack of record i
+// returned.
+func crashChild(args []string) {
+	dir, sync := args[0], args[1] == "1"
+	base, err := strconv.Atoi(args[2])
 	if err != nil {
-		fail(err)
+		crashtest.Fatalf("%v", err)
 	}
-	q, err := Open(crashConfig(dir, os.Getenv(crashSyncEnv) == "1"))
+	q, err := Open(crashConfig(dir, sync))
 	if err != nil {
-		fail(err)
+		crashtest.Fatalf("%v", err)
 	}
 	go func() {
 		for {
 			r, err := q.Next(context.Background())
 			if err != nil {
-				fail(err)
+				crashtest.Fatalf("%v", err)
 			}
 			if err := q.Ack(r); err != nil {
-				fail(err)
+				crashtest.Fatalf("%v", err)
 			}
 			fmt.Fprintf(os.Stdout, "k %d\n", binary.LittleEndian.Uint64(r.Data))
 		}
 	}()
 	for i := base; ; i++ {
 		if err := q.Append(record(i, crashMaxLen)); err != nil {
-			fail(err)
+			crashtest.Fatalf("%v", err)
 		}
 		fmt.Fprintf(os.Stdout, "a %d\n", i)
 	}
@@ -126,31 +119,19 @@ func TestCrash(t *testing.T) {
 // if none).
 func runCrashChild(t *testing.T, dir string, base int, sync bool, after int) (lastAppend, lastAck int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
 	syncVal := "0"
 	if sync {
 		syncVal = "1"
 	}
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, crashSyncEnv+"="+syncVal, crashBaseEnv+"="+strconv.Itoa(base))
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	lastAppend, lastAck = base-1, base-1
-	appends, killed := 0, false
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		kind, n, ok := strings.Cut(sc.Text(), " ")
+	appends := 0
+	// What the child prints after the kill was asked for was still true
+	// before the kill landed; Run hands it on.
+	crashtest.Run(t, 2*time.Minute, "append", []string{dir, syncVal, strconv.Itoa(base)}, func(line string) bool {
+		kind, n, ok := strings.Cut(line, " ")
 		i, err := strconv.Atoi(n)
 		if !ok || err != nil {
-			t.Fatalf("child printed %q", sc.Text())
+			t.Fatalf("child printed %q", line)
 		}
 		switch kind {
 		case "a":
@@ -165,21 +146,7 @@ func runCrashChild(t *testing.T, dir string, base int, sync bool, after int) (la
 			}
 			lastAck = i
 		}
-		if appends == after && !killed {
-			// What the child prints from here on was still true before
-			// the kill landed; reading on keeps it.
-			if err := cmd.Process.Kill(); err != nil {
-				t.Fatal(err)
-			}
-			killed = true
-		}
-	}
-	err = cmd.Wait()
-	if !killed {
-		t.Fatalf("child ended before the kill: %v\n%s", err, stderr.String())
-	}
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ProcessState.Success() {
-		t.Fatalf("child was not killed: %v\n%s", err, stderr.String())
-	}
+		return appends == after
+	})
 	return lastAppend, lastAck
 }

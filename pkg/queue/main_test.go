@@ -1,18 +1,16 @@
 package queue
 
 import (
-	"os"
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/crashtest"
 )
 
 // Next waits in goroutines; every test must leave none behind. The crash
 // test runs this binary again as the process it kills.
 func TestMain(m *testing.M) {
-	if dir := os.Getenv(crashChildEnv); dir != "" {
-		crashChild(dir)
-		return
-	}
+	crashtest.Main(map[string]crashtest.Child{"append": crashChild})
 	goleak.VerifyTestMain(m)
 }
