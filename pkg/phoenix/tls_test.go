@@ -2,12 +2,8 @@ package phoenix
 
 import (
 	"context"
-	"crypto/tls"
 	"io"
-	"log"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -18,33 +14,19 @@ import (
 // TestTLS reaches a Phoenix served over https with a CA of its own that
 // requires a client certificate, through the files of Config.TLS.
 func TestTLS(t *testing.T) {
-	phoenixCA, clientCA := tlstest.NewCA(t, "Phoenix CA"), tlstest.NewCA(t, "proxy clients CA")
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv, files := tlstest.NewMutualServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"data":[{"name":"`+r.TLS.PeerCertificates[0].Subject.CommonName+`"}],"next_cursor":null}`)
-	}))
-	srv.TLS = &tls.Config{
-		Certificates: []tls.Certificate{phoenixCA.Issue(t, "127.0.0.1").TLS(t)},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    clientCA.Pool(),
-	}
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	srv.StartTLS()
-	defer srv.Close()
-
-	dir := t.TempDir()
-	path := func(name string) string { return filepath.Join(dir, name) }
-	tlstest.WriteFile(t, path("ca.pem"), phoenixCA.PEM)
-	clientCA.Issue(t, "proxy").Write(t, path("client.crt"), path("client.key"))
+	}), "proxy")
 
 	tests := []struct {
 		name    string
 		tls     tlsconfig.ClientConfig
 		wantErr string // "": the project list names the client certificate
 	}{
-		{"CA and client certificate", tlsconfig.ClientConfig{CAFile: path("ca.pem"), CertFile: path("client.crt"), KeyFile: path("client.key")}, ""},
-		{"the system's roots", tlsconfig.ClientConfig{CertFile: path("client.crt"), KeyFile: path("client.key")}, "certificate signed by unknown authority"},
-		{"no client certificate", tlsconfig.ClientConfig{CAFile: path("ca.pem")}, "certificate required"},
+		{"CA and client certificate", tlsconfig.ClientConfig{CAFile: files.CAFile, CertFile: files.CertFile, KeyFile: files.KeyFile}, ""},
+		{"the system's roots", tlsconfig.ClientConfig{CertFile: files.CertFile, KeyFile: files.KeyFile}, "certificate signed by unknown authority"},
+		{"no client certificate", tlsconfig.ClientConfig{CAFile: files.CAFile}, "certificate required"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -36,27 +35,14 @@ import (
 // listener stays plain.
 func TestProxyTLS(t *testing.T) {
 	listenersCA, appsCA := tlstest.NewCA(t, "listeners CA"), tlstest.NewCA(t, "apps CA")
-	phoenixCA, proxyCA := tlstest.NewCA(t, "Phoenix CA"), tlstest.NewCA(t, "proxies CA")
-	dir := t.TempDir()
-	path := func(name string) string { return filepath.Join(dir, name) }
-	listenersCA.Issue(t, "127.0.0.1", "localhost").Write(t, path("tls.crt"), path("tls.key"))
-	tlstest.WriteFile(t, path("apps-ca.pem"), appsCA.PEM)
-	tlstest.WriteFile(t, path("phoenix-ca.pem"), phoenixCA.PEM)
-	proxyCA.Issue(t, "feedback-proxy").Write(t, path("proxy.crt"), path("proxy.key"))
+	listeners := tlstest.WriteFiles(t, listenersCA.Issue(t, "127.0.0.1", "localhost"), appsCA)
 
 	fp := &fakePhoenix{t: t, spans: map[string]bool{}}
-	phx := httptest.NewUnstartedServer(fp)
-	phx.TLS = &tls.Config{
-		Certificates: []tls.Certificate{phoenixCA.Issue(t, "127.0.0.1").TLS(t)},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    proxyCA.Pool(),
-	}
-	phx.StartTLS()
-	defer phx.Close()
+	phx, toPhoenix := tlstest.NewMutualServer(t, fp, "feedback-proxy")
 
 	cfg := localConfig(phx.URL)
-	cfg.TLS = tlsconfig.ServerConfig{CertFile: path("tls.crt"), KeyFile: path("tls.key"), ClientCAFile: path("apps-ca.pem")}
-	phoenixFiles := tlsconfig.ClientConfig{CAFile: path("phoenix-ca.pem"), CertFile: path("proxy.crt"), KeyFile: path("proxy.key")}
+	cfg.TLS = tlsconfig.ServerConfig{CertFile: listeners.CertFile, KeyFile: listeners.KeyFile, ClientCAFile: listeners.CAFile}
+	phoenixFiles := tlsconfig.ClientConfig{CAFile: toPhoenix.CAFile, CertFile: toPhoenix.CertFile, KeyFile: toPhoenix.KeyFile}
 	cfg.Exporter.TLS, cfg.Phoenix.TLS = phoenixFiles, phoenixFiles
 	const headerTimeout = 300 * time.Millisecond
 	cfg.Limits = listener.Limits{ReadHeaderTimeout: headerTimeout}

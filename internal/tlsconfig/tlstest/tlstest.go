@@ -1,6 +1,7 @@
 // Package tlstest makes certificate authorities and certificates for tests,
 // at test time, so that no key is ever checked in and none expires in the
-// repository.
+// repository; it writes them where a configuration reads them, and serves
+// https to clients that must show a certificate.
 package tlstest
 
 import (
@@ -150,6 +151,24 @@ func WriteFile(t testing.TB, path string, data []byte) {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Files are the files of one side of mutual TLS: its certificate, its key,
+// and the CA the other side's certificate must chain to (a client's
+// tlsconfig.ClientConfig.CAFile, a server's ServerConfig.ClientCAFile).
+type Files struct {
+	CertFile, KeyFile, CAFile string
+}
+
+// WriteFiles writes cert, its key and peerCA's certificate in a directory
+// of the test's own.
+func WriteFiles(t testing.TB, cert *KeyPair, peerCA *CA) Files {
+	t.Helper()
+	dir := t.TempDir()
+	f := Files{CertFile: filepath.Join(dir, "cert.pem"), KeyFile: filepath.Join(dir, "key.pem"), CAFile: filepath.Join(dir, "ca.pem")}
+	cert.Write(t, f.CertFile, f.KeyFile)
+	WriteFile(t, f.CAFile, peerCA.PEM)
+	return f
 }
 
 func newKey(t testing.TB) *ecdsa.PrivateKey {
