@@ -6,6 +6,7 @@ import (
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/listener"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/internal/ratelimit"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/forward"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/sharedindex"
@@ -66,7 +67,7 @@ func MemoryBound(cfg Config) int64 {
 	// or one export of up to maxReq) and the batch it sends.
 	var queued int64
 	if cfg.DataDir != "" {
-		queued = max(maxReq, batchBytes) + batchBytes
+		queued = max(maxReq, forward.BatchBytes) + forward.BatchBytes
 	}
 	return inflight + shared + buckets + queued +
 		2*int64(otlp.GRPCReceivers(maxReq, inflight))*maxReq +

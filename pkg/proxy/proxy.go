@@ -27,6 +27,7 @@ import (
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/evaluation"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/extract"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/forward"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/phoenix"
@@ -201,7 +202,7 @@ type Proxy struct {
 	queue    *queue.Queue // nil without a DataDir, or before Start
 	// queued takes the exports when there is a DataDir (chosen in New); nil
 	// when they go straight to Phoenix.
-	queued *queuedForwarder
+	queued *forward.Queued
 	// shared and seeker are nil without a shared index, and without both
 	// it and the Phoenix fallback.
 	shared *sharedindex.Index
@@ -292,7 +293,7 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 	x := &indexer{extractor: cfg.Extractor, index: ix, indexed: p.indexed}
 	var consumer otlp.Consumer = direct{upstream: exporter, delivered: x.delivered}
 	if cfg.DataDir != "" {
-		p.queued = newQueuedForwarder(exporter, x.delivered, reg, log.With("component", "queue"))
+		p.queued = forward.NewQueued(exporter, x.delivered, reg, log.With("component", "queue"))
 		consumer = p.queued
 	}
 	if cfg.Receiver.Limits == (listener.Limits{}) {
@@ -398,16 +399,15 @@ func (p *Proxy) restore() error {
 	if maxBytes == 0 {
 		maxBytes = DefaultQueueMaxBytes
 	}
-	p.queued.onCorrupt = p.warn
+	p.queued.OnCorrupt = p.warn
 	q, err := queue.Open(queue.Config{Dir: filepath.Join(p.cfg.DataDir, QueueDir), MaxBytes: maxBytes,
-		Sync: p.cfg.DataSync, Logger: p.log.With("component", "queue"), OnCorrupt: p.queued.corrupted})
+		Sync: p.cfg.DataSync, Logger: p.log.With("component", "queue"), OnCorrupt: p.queued.Corrupted})
 	if err != nil {
 		return err
 	}
 	p.queue = q
-	p.queued.metrics.capacity.Set(float64(maxBytes))
-	p.queued.attach(q)
-	p.queued.start()
+	p.queued.Attach(q, maxBytes)
+	p.queued.Start()
 	p.log.Info("data directory opened", "file", st.Path(), "sync", p.cfg.DataSync,
 		"index_entries", spans, "feedback_pending", pending, "queued_exports", q.Len(), "queue_max_bytes", maxBytes)
 	return nil
@@ -432,7 +432,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	if p.queued != nil {
 		// An export being delivered now is cut off and sent again at the
 		// next start: the queue is at-least-once.
-		p.queued.stop()
+		p.queued.Stop()
 	}
 	if p.queue != nil {
 		err = errors.Join(err, p.queue.Close())

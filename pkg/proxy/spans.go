@@ -4,21 +4,16 @@ import (
 	"context"
 
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/extract"
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/forward"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
 )
 
 // The path of a span: the receiver hands each export to a consumer chosen
 // when the proxy is built, direct (memory only: the app is answered once
-// Phoenix answered) or queued (with a data directory: through a disk queue
-// while Phoenix is unavailable). Either hands every export Phoenix accepted
-// to the indexer.
-
-// Forwarder sends an export upstream and says, with an *otlp.Error, whether
-// the client may retry it; *otlp.Exporter is one.
-type Forwarder interface {
-	Export(ctx context.Context, e *otlp.Export) error
-}
+// Phoenix answered) or forward.Queued (with a data directory: through a
+// disk queue while Phoenix is unavailable). Either hands every export
+// Phoenix accepted to the indexer.
 
 // indexer indexes the LLM spans of the exports Phoenix accepted. Only
 // those: feedback for a span it refused could never be written.
@@ -39,7 +34,7 @@ func (x *indexer) delivered(e *otlp.Export) {
 
 // direct forwards each export and answers the app with Phoenix's answer.
 type direct struct {
-	upstream  Forwarder
+	upstream  forward.Exporter
 	delivered func(*otlp.Export)
 }
 

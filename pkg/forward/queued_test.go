@@ -1,4 +1,4 @@
-package proxy
+package forward
 
 import (
 	"context"
@@ -88,6 +88,15 @@ func spanNames(e *otlp.Export) []string {
 	return names
 }
 
+func exportOf(td ptrace.Traces) *otlp.Export {
+	e, err := otlp.NewExport(ptraceotlp.NewExportRequestFromTraces(td))
+	if err != nil {
+		panic(err)
+	}
+	e.Transport = "http"
+	return e
+}
+
 func namedExport(name, project string) *otlp.Export {
 	td := ptrace.NewTraces()
 	td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty().SetName(name)
@@ -126,10 +135,10 @@ func openQueue(t *testing.T, dir string, maxBytes int64) *queue.Queue {
 	return q
 }
 
-func newTestQueued(t *testing.T, q *queue.Queue, up Forwarder, d *deliveries) *queuedForwarder {
+func newTestQueued(t *testing.T, q *queue.Queue, up Exporter, d *deliveries) *Queued {
 	t.Helper()
-	f := newQueuedForwarder(up, d.add, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-	f.attach(q)
+	f := NewQueued(up, d.add, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	f.Attach(q, 0)
 	f.minBackoff, f.maxBackoff = time.Millisecond, 5*time.Millisecond
 	return f
 }
@@ -147,14 +156,14 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 var errDown = &otlp.Error{Code: codes.Unavailable, Msg: "upstream answered 503"}
 
-func TestQueuedForwarderOutage(t *testing.T) {
+func TestQueuedOutage(t *testing.T) {
 	up := &flakyUpstream{}
 	d := &deliveries{}
 	q := openQueue(t, t.TempDir(), 1<<20)
 	defer q.Close()
 	f := newTestQueued(t, q, up, d)
-	f.start()
-	defer f.stop()
+	f.Start()
+	defer f.Stop()
 	ctx := context.Background()
 
 	// Healthy: straight through, nothing on disk.
@@ -194,7 +203,7 @@ func TestQueuedForwarderOutage(t *testing.T) {
 	}
 }
 
-func TestQueuedForwarderPermanentAndFull(t *testing.T) {
+func TestQueuedPermanentAndFull(t *testing.T) {
 	up := &flakyUpstream{}
 	d := &deliveries{}
 	q := openQueue(t, t.TempDir(), 600)
@@ -226,20 +235,20 @@ func TestQueuedForwarderPermanentAndFull(t *testing.T) {
 	}
 }
 
-func TestQueuedForwarderSurvivesRestart(t *testing.T) {
+func TestQueuedSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	up := &flakyUpstream{}
 	up.set(errDown)
 	d := &deliveries{}
 	q := openQueue(t, dir, 1<<20)
 	f := newTestQueued(t, q, up, d)
-	f.start()
+	f.Start()
 	for _, n := range []string{"a", "b"} {
 		if err := f.Export(context.Background(), namedExport(n, "")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	f.stop()
+	f.Stop()
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -251,8 +260,8 @@ func TestQueuedForwarderSurvivesRestart(t *testing.T) {
 	if !f.backlog {
 		t.Fatal("a reopened queue with exports in it does not hold new exports behind them")
 	}
-	f.start()
-	defer f.stop()
+	f.Start()
+	defer f.Stop()
 	waitFor(t, "delivery after restart", func() bool { names, _ := d.list(); return len(names) == 2 })
 	if names, _ := d.list(); !slices.Equal(names, []string{"a", "b"}) {
 		t.Errorf("delivered %v after the restart, want [a b]", names)
@@ -261,7 +270,7 @@ func TestQueuedForwarderSurvivesRestart(t *testing.T) {
 
 // The backlog goes up in batches of one project, in order, and a batch
 // Phoenix refuses for good costs only the export it refuses.
-func TestQueuedForwarderBatchesBacklog(t *testing.T) {
+func TestQueuedBatchesBacklog(t *testing.T) {
 	up := &flakyUpstream{}
 	up.set(errDown)
 	d := &deliveries{}
@@ -295,8 +304,8 @@ func TestQueuedForwarderBatchesBacklog(t *testing.T) {
 	up.refuse = "bad"
 	up.mu.Unlock()
 	up.set(nil)
-	f.start()
-	defer f.stop()
+	f.Start()
+	defer f.Stop()
 	waitFor(t, "queue drained", func() bool { return q.Len() == 0 })
 
 	got, requests := up.acceptedRequests()
@@ -314,19 +323,5 @@ func TestQueuedForwarderBatchesBacklog(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(f.metrics.dropped.WithLabelValues("refused")); n != 1 {
 		t.Errorf("dropped as refused: %v spans, want 1", n)
-	}
-}
-
-func TestRecordRoundTrip(t *testing.T) {
-	e := namedExport("llm", "chatbot")
-	got, err := decodeRecord(encodeRecord("chatbot", e.Body))
-	if err != nil || got.Project != "chatbot" || spanName(got) != "llm" || got.Spans != 1 {
-		t.Fatalf("round trip = %+v, %v", got, err)
-	}
-	// The last is a well-framed record whose export is not OTLP.
-	for _, bad := range [][]byte{nil, {9, 0, 0}, {recordVersion, 5, 0, 'a'}, {recordVersion, 0, 0, 0x0a, 0x05}} {
-		if _, err := decodeRecord(bad); err == nil {
-			t.Errorf("decodeRecord(%v) accepted a malformed record", bad)
-		}
 	}
 }

@@ -1,8 +1,7 @@
-package proxy
+package forward
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,31 +9,41 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 	"google.golang.org/grpc/codes"
 
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
-	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp/wire"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/queue"
 )
 
-// queuedForwarder sends exports straight upstream while the upstream takes
-// them, and into a durable queue while it does not: when Phoenix is down or
+// Exporter sends an export upstream and says, with an *otlp.Error, whether
+// the client may retry it; *otlp.Exporter is one.
+type Exporter interface {
+	Export(ctx context.Context, e *otlp.Export) error
+}
+
+// Queued sends exports straight upstream while the upstream takes them,
+// and into a durable queue while it does not: when Phoenix is down or
 // refusing (503, 429, network errors), exports are acknowledged to the app
 // once on disk and delivered in order when Phoenix is back, in batches (see
-// batchBytes). Once anything is queued, later exports queue behind it, so
+// BatchBytes). Once anything is queued, later exports queue behind it, so
 // order is kept.
 //
 // delivered is called for every export the upstream accepted, whichever way
 // it went: that is when its spans are indexed.
-type queuedForwarder struct {
-	q         *queue.Queue // set by attach
-	exporter  Forwarder
+//
+// A Queued is safe for use by several goroutines once attached: the
+// receiver's handlers export through it while its delivery loop drains the
+// queue.
+type Queued struct {
+	// OnCorrupt, if set, is told of damage found on disk, in words. Set it
+	// before the queue is opened with Corrupted as its OnCorrupt.
+	OnCorrupt func(string)
+
+	q         *queue.Queue // set by Attach
+	exporter  Exporter
 	delivered func(*otlp.Export)
 	log       *slog.Logger
 	metrics   *queueMetrics
-	// onCorrupt, if set, is told of damage found on disk, in words.
-	onCorrupt func(string)
 
 	minBackoff, maxBackoff time.Duration
 
@@ -46,10 +55,11 @@ type queuedForwarder struct {
 	wg      sync.WaitGroup
 }
 
-// newQueuedForwarder returns a forwarder with no queue yet: it does no
-// I/O. attach gives it its queue, start its delivery loop.
-func newQueuedForwarder(exporter Forwarder, delivered func(*otlp.Export), reg prometheus.Registerer, log *slog.Logger) *queuedForwarder {
-	f := &queuedForwarder{
+// NewQueued returns a forwarder with no queue yet: it does no I/O. Attach
+// gives it its queue, Start its delivery loop. Its metrics
+// (feedbackproxy_queue_*) are registered with reg.
+func NewQueued(exporter Exporter, delivered func(*otlp.Export), reg prometheus.Registerer, log *slog.Logger) *Queued {
+	f := &Queued{
 		exporter: exporter, delivered: delivered, log: log,
 		minBackoff: 250 * time.Millisecond, maxBackoff: 30 * time.Second,
 		wake: make(chan struct{}, 1),
@@ -59,39 +69,43 @@ func newQueuedForwarder(exporter Forwarder, delivered func(*otlp.Export), reg pr
 	return f
 }
 
-// attach gives f the queue it holds exports in; whatever a previous run
-// left there is delivered first.
-func (f *queuedForwarder) attach(q *queue.Queue) {
+// Attach gives f the queue it holds exports in, opened with a budget of
+// capacity bytes (reported as feedbackproxy_queue_capacity_bytes);
+// whatever a previous run left there is delivered first.
+func (f *Queued) Attach(q *queue.Queue, capacity int64) {
+	f.metrics.capacity.Set(float64(capacity))
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.q = q
 	f.backlog = q.Len() > 0
 }
 
-// queue returns the attached queue, nil before attach.
-func (f *queuedForwarder) queue() *queue.Queue {
+// queue returns the attached queue, nil before Attach.
+func (f *Queued) queue() *queue.Queue {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.q
 }
 
-// start runs the delivery loop until stop.
-func (f *queuedForwarder) start() {
+// Start runs the delivery loop until Stop.
+func (f *Queued) Start() {
 	f.wg.Go(f.deliverLoop)
 }
 
-// stop ends the delivery loop; what is still queued stays on disk.
-func (f *queuedForwarder) stop() {
+// Stop ends the delivery loop; what is still queued stays on disk.
+func (f *Queued) Stop() {
 	f.cancel()
 	f.wg.Wait()
 }
 
 // ConsumeTraces is what the receiver hands exports to.
-func (f *queuedForwarder) ConsumeTraces(ctx context.Context, e *otlp.Export) error {
+func (f *Queued) ConsumeTraces(ctx context.Context, e *otlp.Export) error {
 	return f.Export(ctx, e)
 }
 
-func (f *queuedForwarder) Export(ctx context.Context, e *otlp.Export) error {
+// Export sends e straight upstream, or queues it on disk while the
+// upstream is unavailable or a backlog waits.
+func (f *Queued) Export(ctx context.Context, e *otlp.Export) error {
 	f.mu.Lock()
 	backlog := f.backlog
 	f.mu.Unlock()
@@ -110,7 +124,7 @@ func (f *queuedForwarder) Export(ctx context.Context, e *otlp.Export) error {
 	return f.enqueue(e)
 }
 
-func (f *queuedForwarder) enqueue(e *otlp.Export) error {
+func (f *Queued) enqueue(e *otlp.Export) error {
 	err := f.q.Append(encodeRecord(e.Project, e.Body))
 	switch {
 	case err == nil:
@@ -143,11 +157,12 @@ func (f *queuedForwarder) enqueue(e *otlp.Export) error {
 // client_max_body_size) once compressed or not, and a batch Phoenix
 // refuses for good is sent again in halves, so that only the exports it
 // refuses are dropped. 8192 spans is the Collector's batch processor's
-// default.
+// default. BatchBytes also bounds the memory the delivery loop holds
+// (proxy.MemoryBound counts it).
 const (
 	batchRecords = 1024
 	batchSpans   = 8192
-	batchBytes   = 512 << 10
+	BatchBytes   = 512 << 10
 )
 
 // queuedItem is a record read back from the queue, decoded.
@@ -159,12 +174,12 @@ type queuedItem struct {
 
 // deliverLoop sends queued exports upstream in order, in batches, retrying
 // each until the upstream accepts it or refuses it for good.
-func (f *queuedForwarder) deliverLoop() {
+func (f *Queued) deliverLoop() {
 	backoff := f.minBackoff
 	for {
 		// Damaged records are skipped by the queue itself, and reported
-		// through corrupted.
-		recs, err := f.q.NextBatch(f.ctx, batchRecords, batchBytes, nil)
+		// through Corrupted.
+		recs, err := f.q.NextBatch(f.ctx, batchRecords, BatchBytes, nil)
 		switch {
 		case errors.Is(err, queue.ErrClosed) || f.ctx.Err() != nil:
 			return
@@ -195,7 +210,7 @@ func (f *queuedForwarder) deliverLoop() {
 // queue, as batches of one project, each acknowledged once delivered or
 // dropped. False when the loop must stop: what is not acknowledged is
 // delivered again.
-func (f *queuedForwarder) deliverRecords(recs []queue.Record, backoff *time.Duration) bool {
+func (f *Queued) deliverRecords(recs []queue.Record, backoff *time.Duration) bool {
 	items := make([]queuedItem, len(recs))
 	for i, r := range recs {
 		items[i].rec = r
@@ -231,7 +246,7 @@ func batchRun(items []queuedItem) int {
 			break
 		}
 		spans, size = spans+e.Spans, size+len(e.Body)
-		if spans > batchSpans || size > batchBytes {
+		if spans > batchSpans || size > BatchBytes {
 			break
 		}
 	}
@@ -242,7 +257,7 @@ func batchRun(items []queuedItem) int {
 // for good; refused, a run of several is delivered again one half at a
 // time. The records are acknowledged once delivered or dropped. False
 // when the loop must stop.
-func (f *queuedForwarder) deliver(run []queuedItem, backoff *time.Duration) bool {
+func (f *Queued) deliver(run []queuedItem, backoff *time.Duration) bool {
 	e := batchExport(run)
 	for {
 		err := f.exporter.Export(f.ctx, e)
@@ -295,7 +310,7 @@ func batchExport(run []queuedItem) *otlp.Export {
 }
 
 // ack acknowledges run's records, in one write of the queue's position.
-func (f *queuedForwarder) ack(run []queuedItem) {
+func (f *Queued) ack(run []queuedItem) {
 	recs := make([]queue.Record, len(run))
 	for i, it := range run {
 		recs[i] = it.rec
@@ -306,7 +321,7 @@ func (f *queuedForwarder) ack(run []queuedItem) {
 }
 
 // sleep waits d, or until stop; false when stopped.
-func (f *queuedForwarder) sleep(d time.Duration) bool {
+func (f *Queued) sleep(d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -317,102 +332,21 @@ func (f *queuedForwarder) sleep(d time.Duration) bool {
 	}
 }
 
-// corrupted reports damage the queue found on disk: it logged it already;
-// here it is counted, and told to whoever reports it on (/readyz).
-func (f *queuedForwarder) corrupted(c queue.Corruption) {
+// Corrupted reports damage the queue found on disk, as the queue's
+// OnCorrupt: the queue logged it already; here it is counted, and told to
+// OnCorrupt, whoever reports it on (/readyz).
+func (f *Queued) Corrupted(c queue.Corruption) {
 	f.metrics.corruptions.WithLabelValues(c.Kind.String()).Inc()
 	f.metrics.corruptBytes.Add(float64(c.Bytes))
-	if f.onCorrupt == nil {
+	if f.OnCorrupt == nil {
 		return
 	}
 	switch c.Kind {
 	case queue.AckLost:
-		f.onCorrupt(fmt.Sprintf("queue: the acknowledged position in %s was lost: every queued export is sent again (Phoenix may get some twice)", c.File))
+		f.OnCorrupt(fmt.Sprintf("queue: the acknowledged position in %s was lost: every queued export is sent again (Phoenix may get some twice)", c.File))
 	case queue.TornTail:
-		f.onCorrupt(fmt.Sprintf("queue: a torn end of %d bytes was cut off %s at offset %d (an append cut short)", c.Bytes, c.File, c.Offset))
+		f.OnCorrupt(fmt.Sprintf("queue: a torn end of %d bytes was cut off %s at offset %d (an append cut short)", c.Bytes, c.File, c.Offset))
 	default:
-		f.onCorrupt(fmt.Sprintf("queue: %d damaged bytes skipped in %s at offset %d; the exports they held are lost", c.Bytes, c.File, c.Offset))
-	}
-}
-
-// A queued record is: version byte, project length (uint16), project, the
-// export in OTLP protobuf.
-const recordVersion = 1
-
-func encodeRecord(project string, body []byte) []byte {
-	if len(project) > 0xffff {
-		project = project[:0xffff]
-	}
-	b := make([]byte, 0, 3+len(project)+len(body))
-	b = append(b, recordVersion)
-	b = binary.LittleEndian.AppendUint16(b, uint16(len(project)))
-	b = append(b, project...)
-	return append(b, body...)
-}
-
-func decodeRecord(b []byte) (*otlp.Export, error) {
-	if len(b) < 3 || b[0] != recordVersion {
-		return nil, errors.New("unknown record version")
-	}
-	n := int(binary.LittleEndian.Uint16(b[1:3]))
-	if len(b) < 3+n {
-		return nil, fmt.Errorf("record of %d bytes is shorter than its project name", len(b))
-	}
-	e := &otlp.Export{Project: string(b[3 : 3+n]), Body: b[3+n:], Transport: "queue"}
-	var err error
-	if e.Spans, err = wire.Scan(e.Body, nil); err != nil {
-		return nil, err
-	}
-	return e, nil
-}
-
-type queueMetrics struct {
-	capacity     prometheus.Gauge
-	corruptions  *prometheus.CounterVec
-	corruptBytes prometheus.Counter
-	enqueued     prometheus.Counter
-	refused      prometheus.Counter
-	dropped      *prometheus.CounterVec
-}
-
-func newQueueMetrics(reg prometheus.Registerer, f *queuedForwarder) *queueMetrics {
-	fac := promauto.With(reg)
-	// The gauges read the queue once it is attached, zero before.
-	read := func(get func(*queue.Queue) float64) func() float64 {
-		return func() float64 {
-			if q := f.queue(); q != nil {
-				return get(q)
-			}
-			return 0
-		}
-	}
-	fac.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "feedbackproxy_queue_bytes", Help: "Bytes of exports waiting in the disk queue for Phoenix.",
-	}, read(func(q *queue.Queue) float64 { return float64(q.Bytes()) }))
-	fac.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "feedbackproxy_queue_exports", Help: "Exports waiting in the disk queue.",
-	}, read(func(q *queue.Queue) float64 { return float64(q.Len()) }))
-	return &queueMetrics{
-		capacity: fac.NewGauge(prometheus.GaugeOpts{
-			Name: "feedbackproxy_queue_capacity_bytes", Help: "Budget of the disk queue.",
-		}),
-		corruptions: fac.NewCounterVec(prometheus.CounterOpts{
-			Name: "feedbackproxy_queue_corruptions_total",
-			Help: "Damage found in the disk queue, by kind: records (damaged records skipped, lost), torn_tail (an append cut short, cut off), ack_lost (the acknowledged position lost: everything sent again).",
-		}, []string{"kind"}),
-		corruptBytes: fac.NewCounter(prometheus.CounterOpts{
-			Name: "feedbackproxy_queue_corrupt_bytes_total",
-			Help: "Bytes of the disk queue skipped because they were damaged (each skip is logged with its segment and offset).",
-		}),
-		enqueued: fac.NewCounter(prometheus.CounterOpts{
-			Name: "feedbackproxy_queue_enqueued_spans_total", Help: "Spans queued on disk while Phoenix was unavailable.",
-		}),
-		refused: fac.NewCounter(prometheus.CounterOpts{
-			Name: "feedbackproxy_queue_refused_exports_total", Help: "Exports refused (429) because the disk queue was full.",
-		}),
-		dropped: fac.NewCounterVec(prometheus.CounterOpts{
-			Name: "feedbackproxy_queue_dropped_total",
-			Help: "Queued spans (or records) dropped, by reason: refused (Phoenix refused them for good), undecodable (records); damaged bytes are feedbackproxy_queue_corrupt_bytes_total.",
-		}, []string{"reason"}),
+		f.OnCorrupt(fmt.Sprintf("queue: %d damaged bytes skipped in %s at offset %d; the exports they held are lost", c.Bytes, c.File, c.Offset))
 	}
 }
