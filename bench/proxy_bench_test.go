@@ -113,7 +113,10 @@ func startProxy(b *testing.B, upstream, comp string, durable bool) *proxy.Proxy 
 	var cfg proxy.Config
 	cfg.Receiver.GRPCAddr, cfg.Receiver.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.FeedbackAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Exporter.Endpoint, cfg.Exporter.Compression = upstream, comp
+	cfg.Exporter.Endpoint = upstream
+	if err := cfg.Exporter.Compression.UnmarshalText([]byte(comp)); err != nil {
+		b.Fatal(err)
+	}
 	cfg.Phoenix.BaseURL = "http://127.0.0.1:9" // feedback is not exercised
 	if durable {
 		cfg.DataDir = b.TempDir()

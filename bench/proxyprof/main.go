@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/proxy"
 )
 
@@ -32,7 +33,7 @@ func run() int {
 	fs.StringVar(&cfg.FeedbackAddr, "feedback-addr", "127.0.0.1:0", "feedback API listen address")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:0", "admin (/metrics) listen address")
 	fs.StringVar(&cfg.Exporter.Endpoint, "upstream", "http://127.0.0.1:4328/v1/traces", "OTLP/HTTP traces URL to forward to (a sink)")
-	fs.StringVar(&cfg.Exporter.Compression, "compression", "gzip", "compression upstream: gzip or none")
+	fs.TextVar(&cfg.Exporter.Compression, "compression", otlp.Gzip, "compression upstream: gzip or none")
 	fs.IntVar(&cfg.Index.MaxEntries, "index-max-entries", 0, "response ids indexed (0: the proxy's default)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	memProfile := fs.String("memprofile", "", "write a heap profile at the end (before shutdown, the index still in it) to this file")

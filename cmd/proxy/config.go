@@ -90,7 +90,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*opt
 	fs.StringVar(&phoenixTLS.CAFile, "phoenix-ca-file", "", "CA certificates (PEM) an https:// Phoenix's certificate must chain to, instead of the system's roots; read again when it changes")
 	fs.StringVar(&phoenixTLS.CertFile, "phoenix-client-cert-file", "", "client certificate (PEM) presented to an https:// Phoenix that asks for one (mutual TLS); read again when it changes")
 	fs.StringVar(&phoenixTLS.KeyFile, "phoenix-client-key-file", "", "private key (PEM) of --phoenix-client-cert-file")
-	fs.StringVar(&c.Exporter.Compression, "phoenix-compression", "gzip", "compression of exports to Phoenix: gzip or none")
+	fs.TextVar(&c.Exporter.Compression, "phoenix-compression", otlp.Gzip, "`compression` of exports to Phoenix: gzip or none")
 	fs.IntVar(&c.Exporter.CompressionLevel, "phoenix-compression-level", otlp.DefaultCompressionLevel,
 		"gzip level of exports the proxy compresses itself, 1 (fastest) to 9 (smallest); a client's gzip body is forwarded as it came")
 	fs.DurationVar(&c.Exporter.Timeout, "export-timeout", otlp.DefaultExportTimeout, "timeout of one export to Phoenix")

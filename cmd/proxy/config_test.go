@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/otlp"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/proxy"
 )
 
@@ -277,6 +278,27 @@ func TestParseConfig(t *testing.T) {
 			args: []string{"-log-level", "loud"},
 			check: func(t *testing.T, _ *options, err error) {
 				if err == nil || !strings.Contains(err.Error(), "log-level") {
+					t.Errorf("err = %v", err)
+				}
+			},
+		},
+		{
+			name: "compression none from the environment",
+			env:  map[string]string{"FEEDBACK_PROXY_PHOENIX_COMPRESSION": "none"},
+			check: func(t *testing.T, o *options, err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if o.cfg.Exporter.Compression != otlp.NoCompression {
+					t.Errorf("compression = %s, want none", o.cfg.Exporter.Compression)
+				}
+			},
+		},
+		{
+			name: "a compression the exporter does not support",
+			args: []string{"-phoenix-compression", "zstd"},
+			check: func(t *testing.T, _ *options, err error) {
+				if err == nil || !strings.Contains(err.Error(), `-phoenix-compression: otlp: exporter compression "zstd" is not supported; use gzip or none`) {
 					t.Errorf("err = %v", err)
 				}
 			},

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +33,63 @@ const (
 	maxResponseBytes = 64 << 10
 )
 
+// Compression is how the exporter compresses what it sends upstream; the
+// zero value is Gzip, the default. Its text, in a flag (flag.TextVar) or a
+// message, is "gzip" or "none".
+type Compression uint8
+
+const (
+	// Gzip compresses each export (Content-Encoding: gzip), or forwards
+	// the gzip bytes a client sent (see Export.Gzipped).
+	Gzip Compression = iota
+	// NoCompression sends each export as protobuf, decompressed.
+	NoCompression
+)
+
+// compressionNames are the texts of the Compressions, indexed by them: the
+// one list of what the exporter supports.
+var compressionNames = [...]string{Gzip: "gzip", NoCompression: "none"}
+
+func (c Compression) known() bool { return int(c) < len(compressionNames) }
+
+// String returns the Compression's text, "gzip" or "none".
+func (c Compression) String() string {
+	if !c.known() {
+		return fmt.Sprintf("Compression(%d)", uint8(c))
+	}
+	return compressionNames[c]
+}
+
+// MarshalText returns the Compression's text, as UnmarshalText reads it.
+func (c Compression) MarshalText() ([]byte, error) {
+	if !c.known() {
+		return nil, errCompression(c.String())
+	}
+	return []byte(compressionNames[c]), nil
+}
+
+// UnmarshalText reads "gzip" or "none". An empty text is the default,
+// gzip: an empty flag value (-phoenix-compression=) keeps the default.
+func (c *Compression) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*c = Gzip
+		return nil
+	}
+	for i, name := range compressionNames {
+		if string(b) == name {
+			*c = Compression(i)
+			return nil
+		}
+	}
+	return errCompression(strconv.Quote(string(b)))
+}
+
+// errCompression is the error for a Compression the exporter does not
+// support, named by c.
+func errCompression(c string) error {
+	return fmt.Errorf("otlp: exporter compression %s is not supported; use gzip or none", c)
+}
+
 // ExporterConfig says where and how exports are sent.
 type ExporterConfig struct {
 	// Endpoint is the full OTLP/HTTP traces URL, e.g.
@@ -39,8 +97,8 @@ type ExporterConfig struct {
 	Endpoint string
 	// Headers are added to every request (auth, PHOENIX_CLIENT_HEADERS).
 	Headers map[string]string
-	// Compression is "gzip" or "none"; "" means gzip.
-	Compression string
+	// Compression is Gzip (the zero value) or NoCompression.
+	Compression Compression
 	// CompressionLevel is the gzip level, from 1 (fastest) to 9 (smallest);
 	// zero means DefaultCompressionLevel. It applies only to what the
 	// proxy compresses itself: a client's gzip body is forwarded as it came.
@@ -68,10 +126,8 @@ func (c ExporterConfig) Validate() error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("otlp: exporter endpoint %q is not an http(s) URL", c.Endpoint))
 	}
-	switch c.Compression {
-	case "", "gzip", "none":
-	default:
-		errs = append(errs, fmt.Errorf("otlp: exporter compression %q is not supported; use gzip or none", c.Compression))
+	if !c.Compression.known() {
+		errs = append(errs, errCompression(c.Compression.String()))
 	}
 	if c.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("otlp: exporter timeout must be positive, got %s", c.Timeout))
@@ -102,9 +158,6 @@ func NewExporter(cfg ExporterConfig, metrics *Metrics) (*Exporter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Compression == "" {
-		cfg.Compression = "gzip"
-	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultExportTimeout
 	}
@@ -127,10 +180,10 @@ func NewExporter(cfg ExporterConfig, metrics *Metrics) (*Exporter, error) {
 	return &Exporter{cfg: cfg, client: client, metrics: metrics, now: time.Now}, nil
 }
 
-// Compression is what the exporter sends with: "gzip" or "none". A
-// caller that holds an export's gzip bytes as the client sent them (see
-// Export.Gzipped) need keep them only for gzip.
-func (x *Exporter) Compression() string { return x.cfg.Compression }
+// Compression is what the exporter sends with. A caller that holds an
+// export's gzip bytes as the client sent them (see Export.Gzipped) need
+// keep them only for Gzip.
+func (x *Exporter) Compression() Compression { return x.cfg.Compression }
 
 // Export sends e upstream. The error, when not nil, is an *Error that says
 // whether the client may retry.
@@ -146,7 +199,7 @@ func (x *Exporter) Export(ctx context.Context, e *Export) error {
 func (x *Exporter) export(ctx context.Context, e *Export) error {
 	payload := e.Body
 	switch {
-	case x.cfg.Compression != "gzip":
+	case x.cfg.Compression != Gzip:
 	case e.Gzipped != nil:
 		// The client compressed these very bytes already: send them as
 		// they came, instead of paying for gzip a second time.
@@ -188,7 +241,7 @@ func (x *Exporter) export(ctx context.Context, e *Export) error {
 	// After the configured headers: these describe the body, and a wrong
 	// one would make the upstream refuse every export.
 	req.Header.Set("Content-Type", contentTypeProto)
-	if x.cfg.Compression == "gzip" {
+	if x.cfg.Compression == Gzip {
 		req.Header.Set("Content-Encoding", "gzip")
 	} else {
 		req.Header.Del("Content-Encoding")

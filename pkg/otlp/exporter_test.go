@@ -122,7 +122,7 @@ func TestExporterSends(t *testing.T) {
 		},
 		{
 			name:   "compression none",
-			cfg:    ExporterConfig{Compression: "none"},
+			cfg:    ExporterConfig{Compression: NoCompression},
 			export: &Export{Body: pb, Spans: 3},
 			check: func(t *testing.T, r received) {
 				if ce := r.header.Get("Content-Encoding"); ce != "" {
@@ -388,11 +388,11 @@ func TestExporterConfig(t *testing.T) {
 		wantErr string
 	}{
 		{name: "minimal", cfg: ExporterConfig{Endpoint: "http://localhost:6006/v1/traces"}},
-		{name: "https, gzip", cfg: ExporterConfig{Endpoint: "https://phoenix.example/v1/traces", Compression: "gzip", Timeout: time.Second}},
+		{name: "https, gzip", cfg: ExporterConfig{Endpoint: "https://phoenix.example/v1/traces", Compression: Gzip, Timeout: time.Second}},
 		{name: "no endpoint", cfg: ExporterConfig{}, wantErr: "endpoint"},
 		{name: "no scheme", cfg: ExporterConfig{Endpoint: "localhost:6006"}, wantErr: "endpoint"},
 		{name: "other scheme", cfg: ExporterConfig{Endpoint: "grpc://localhost:4317"}, wantErr: "endpoint"},
-		{name: "compression", cfg: ExporterConfig{Endpoint: "http://x/v1/traces", Compression: "zstd"}, wantErr: "compression"},
+		{name: "compression", cfg: ExporterConfig{Endpoint: "http://x/v1/traces", Compression: NoCompression + 1}, wantErr: "compression"},
 		{name: "compression level", cfg: ExporterConfig{Endpoint: "http://x/v1/traces", CompressionLevel: 10}, wantErr: "1 (fastest) to 9"},
 		{name: "smallest compression", cfg: ExporterConfig{Endpoint: "http://x/v1/traces", CompressionLevel: 9}},
 		{name: "timeout", cfg: ExporterConfig{Endpoint: "http://x/v1/traces", Timeout: -time.Second}, wantErr: "timeout"},
@@ -406,6 +406,30 @@ func TestExporterConfig(t *testing.T) {
 				t.Errorf("NewExporter error %v; want one naming %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// A Compression reads its text as a flag gives it, and writes it back the
+// same; the empty text is the default.
+func TestCompressionText(t *testing.T) {
+	for text, want := range map[string]Compression{"gzip": Gzip, "none": NoCompression, "": Gzip} {
+		var c Compression = NoCompression + 1
+		if err := c.UnmarshalText([]byte(text)); err != nil || c != want {
+			t.Errorf("%q: %s, %v; want %s", text, c, err, want)
+		}
+		if b, err := want.MarshalText(); err != nil || string(b) != want.String() {
+			t.Errorf("%s: text %q, %v", want, b, err)
+		}
+	}
+	for _, text := range []string{"zstd", "GZIP", "identity"} {
+		var c Compression
+		err := c.UnmarshalText([]byte(text))
+		if want := fmt.Sprintf("otlp: exporter compression %q is not supported; use gzip or none", text); err == nil || err.Error() != want {
+			t.Errorf("%q: %v; want %s", text, err, want)
+		}
+	}
+	if _, err := (NoCompression + 1).MarshalText(); err == nil {
+		t.Error("an unknown Compression has a text")
 	}
 }
 
@@ -430,7 +454,7 @@ func TestExporterForwardsClientGzip(t *testing.T) {
 	if err := x.Export(context.Background(), e); err != nil {
 		t.Fatal(err)
 	}
-	x = newExporter(t, ExporterConfig{Endpoint: srv.URL + TracesPath, Compression: "none"}, nil)
+	x = newExporter(t, ExporterConfig{Endpoint: srv.URL + TracesPath, Compression: NoCompression}, nil)
 	if err := x.Export(context.Background(), e); err != nil {
 		t.Fatal(err)
 	}
