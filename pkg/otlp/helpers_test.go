@@ -120,6 +120,16 @@ func marshalJSON(t testing.TB, req ptraceotlp.ExportRequest) []byte {
 	return b
 }
 
+// jsonCost is what scanJSON charges for body, a well-formed export.
+func jsonCost(t testing.TB, body []byte) int64 {
+	t.Helper()
+	cost, err := scanJSON(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cost
+}
+
 // assertSameTraces fails unless got carries exactly want's data. pdata
 // encodes deterministically, so equal protobuf means equal content.
 func assertSameTraces(t testing.TB, want, got ptrace.Traces) {

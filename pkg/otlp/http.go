@@ -53,12 +53,14 @@ func (r *Receiver) handleTraces(w http.ResponseWriter, req *http.Request) {
 	defer in.release() // after consume: the exporter is done with the buffers
 	enc, body := in.enc, in.body
 
+	var e *Export
+	var err error
 	if enc == contentTypeJSON {
 		// pdata's JSON decoder builds objects many times the size of their
 		// text ({} as a span takes 263 bytes): charged up front by counting
 		// them, and a body that could never fit the budget is refused for
 		// what it is.
-		need := jsonDecodeCost(body)
+		need, malformed := scanJSON(body)
 		if need > r.cfg.MaxInflightBytes {
 			writeStatus(w, enc, http.StatusRequestEntityTooLarge, status.Newf(codes.InvalidArgument,
 				"an OTLP/JSON body of %d bytes may take %d to decode, more than this proxy's --max-inflight-bytes (%d); send protobuf, or smaller exports",
@@ -69,8 +71,13 @@ func (r *Receiver) handleTraces(w http.ResponseWriter, req *http.Request) {
 			r.refuseOverloaded(w, enc, "http")
 			return
 		}
+		if err = malformed; err == nil {
+			e, err = decodeJSON(body)
+		}
+	} else {
+		// Checked where it lies (package wire).
+		e, err = newExport(body, in.gzipped)
 	}
-	e, err := decodeBody(enc, body, in.gzipped)
 	if err != nil {
 		writeStatus(w, enc, http.StatusBadRequest, status.Newf(codes.InvalidArgument, "cannot decode the %s body as an OTLP traces export: %v", enc, err), 0)
 		return
@@ -144,16 +151,9 @@ func (r *Receiver) readRequest(w http.ResponseWriter, req *http.Request, path st
 	return nil, false
 }
 
-// decodeBody checks a protobuf body where it lies (package wire), or
-// decodes a JSON one and encodes it in protobuf, the only encoding Phoenix
-// takes.
-func decodeBody(enc string, body, gzipped []byte) (*Export, error) {
-	if enc == contentTypeProto {
-		return newExport(body, gzipped)
-	}
-	if err := checkJSON(body); err != nil {
-		return nil, err
-	}
+// decodeJSON decodes a JSON body, which scanJSON found well formed, and
+// encodes it in protobuf, the only encoding Phoenix takes.
+func decodeJSON(body []byte) (*Export, error) {
 	req := ptraceotlp.NewExportRequest()
 	if err := req.UnmarshalJSON(body); err != nil {
 		return nil, err
@@ -422,11 +422,20 @@ func (r *Receiver) overloaded(transport string) {
 // messages.
 const maxJSONDepth = 256
 
-// checkJSON refuses what pdata's JSON decoder would take without complaint
-// but must not: text that is not UTF-8 (RFC 8259, section 8.1; it would
-// become protobuf strings that Phoenix refuses), nesting deeper than
-// maxJSONDepth, and anything after the first value.
-func checkJSON(b []byte) error {
+// scanJSON reads an OTLP/JSON body once, for two things. cost is what
+// pdata may allocate at most to decode it, logs or traces: every object is
+// a message, every element of an array a slot (a repeated string's, at
+// most), and the text may be copied twice (unescaped, then kept). The
+// costliest message of either signal, an empty span ({} in spans), takes
+// 263 bytes with its slot (pdata 1.71): under decodedMessageBytes plus
+// decodedElementBytes. err refuses what pdata's decoder would take without
+// complaint but must not: text that is not UTF-8 (RFC 8259, section 8.1;
+// it would become protobuf strings that Phoenix refuses), nesting deeper
+// than maxJSONDepth, and anything after the first value. The cost counts
+// the whole body even past an error: a body that could never fit the
+// budget is refused as such, whatever else is wrong with it. Brackets and
+// commas within strings count for neither.
+func scanJSON(b []byte) (cost int64, err error) {
 	if !utf8.Valid(b) {
 		i := 0
 		for i < len(b) {
@@ -436,8 +445,12 @@ func checkJSON(b []byte) error {
 			}
 			i += n
 		}
-		return fmt.Errorf("invalid UTF-8 at byte %d; JSON text must be UTF-8", i)
+		err = fmt.Errorf("invalid UTF-8 at byte %d; JSON text must be UTF-8", i)
 	}
+	var objects, elements int64
+	// checking is whether the first value is still being read, and no
+	// error found yet.
+	checking := err == nil
 	depth, inString, escaped := 0, false, false
 	for i, c := range b {
 		switch {
@@ -452,22 +465,29 @@ func checkJSON(b []byte) error {
 			}
 		case c == '"':
 			inString = true
+		case c == ',':
+			elements++
 		case c == '{' || c == '[':
-			if depth++; depth > maxJSONDepth {
-				return fmt.Errorf("nesting deeper than %d levels at byte %d", maxJSONDepth, i)
+			if c == '{' {
+				objects++
+			} else {
+				elements++
+			}
+			if depth++; checking && depth > maxJSONDepth {
+				err, checking = fmt.Errorf("nesting deeper than %d levels at byte %d", maxJSONDepth, i), false
 			}
 		case c == '}' || c == ']':
-			if depth--; depth == 0 {
+			if depth--; checking && depth == 0 {
+				checking = false
 				// pdata's decoder stops after the first value: what
 				// follows would be dropped without a word.
 				if rest := bytes.TrimLeft(b[i+1:], " \t\r\n"); len(rest) > 0 {
-					return fmt.Errorf("found more after the export's JSON object, at byte %d; send one object per request", len(b)-len(rest))
+					err = fmt.Errorf("found more after the export's JSON object, at byte %d; send one object per request", len(b)-len(rest))
 				}
-				return nil
 			}
 		}
 	}
-	return nil
+	return 2*copiedBytes(b) + objects*decodedMessageBytes + elements*decodedElementBytes, err
 }
 
 func writeResponse(w http.ResponseWriter, enc string) {

@@ -45,7 +45,7 @@ func TestStalledZstdBodiesHoldNoDecoder(t *testing.T) {
 func TestJSONChargedForDecoding(t *testing.T) {
 	js := marshalJSON(t, sampleRequest(200))
 	r := newHandler(t, 20<<20, &recorder{})
-	r.cfg.MaxInflightBytes = jsonDecodeCost(js) / 2
+	r.cfg.MaxInflightBytes = jsonCost(t, js) / 2
 	w := newRecorderWriter()
 	req, _ := http.NewRequest(http.MethodPost, TracesPath, bytes.NewReader(js))
 	req.Header.Set("Content-Type", contentTypeJSON)
@@ -80,15 +80,43 @@ func TestTracesJSONCostCoversDecoding(t *testing.T) {
 			var before, after runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)
-			e, err := decodeBody(contentTypeJSON, tc.body, nil)
+			e, err := decodeJSON(tc.body)
 			runtime.ReadMemStats(&after)
 			if err != nil {
 				t.Fatal(err)
 			}
 			runtime.KeepAlive(e)
 			got := int64(after.TotalAlloc - before.TotalAlloc)
-			if cost := jsonDecodeCost(tc.body); got > cost {
+			if cost := jsonCost(t, tc.body); got > cost {
 				t.Errorf("decoding allocated %d bytes for a %d-byte body; the charge was %d", got, len(tc.body), cost)
+			}
+		})
+	}
+}
+
+// scanJSON counts the whole body, past what it refuses, and nothing
+// within strings; it refuses what pdata would take without complaint.
+func TestScanJSON(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		body              string
+		objects, elements int64
+		err               string
+	}{
+		{name: "an export", body: `{"resourceSpans":[{},{}]}`, objects: 3, elements: 2},
+		{name: "brackets and commas in strings", body: `{"a":"{[,\"{"}`, objects: 1},
+		{name: "a value, then another", body: `{} {"a":[1,2]}`, objects: 2, elements: 2, err: "found more after the export's JSON object, at byte 3"},
+		{name: "white space after the value", body: "{}\r\n\t ", objects: 1},
+		{name: "too deep", body: strings.Repeat("[", maxJSONDepth+1) + strings.Repeat("]", maxJSONDepth+1), elements: maxJSONDepth + 1, err: fmt.Sprintf("nesting deeper than %d levels at byte %d", maxJSONDepth, maxJSONDepth)},
+		{name: "not UTF-8", body: "{\"a\":\"\xff\",\"b\":[]}", objects: 1, elements: 2, err: "invalid UTF-8 at byte 6"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cost, err := scanJSON([]byte(tc.body))
+			if want := 2*copiedBytes([]byte(tc.body)) + tc.objects*decodedMessageBytes + tc.elements*decodedElementBytes; cost != want {
+				t.Errorf("cost %d; want %d", cost, want)
+			}
+			if (err == nil) != (tc.err == "") || (err != nil && !strings.HasPrefix(err.Error(), tc.err)) {
+				t.Errorf("error %v; want %q", err, tc.err)
 			}
 		})
 	}

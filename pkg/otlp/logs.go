@@ -72,10 +72,10 @@ func WithLogs(c LogsConsumer) ReceiverOption {
 func (r *Receiver) decodeLogs(enc string, body []byte, res *budget.Reservation, transport string) (plog.Logs, int, error) {
 	var cost int64
 	if enc == contentTypeJSON {
-		if err := checkJSON(body); err != nil {
+		var err error
+		if cost, err = scanJSON(body); err != nil {
 			return plog.Logs{}, http.StatusBadRequest, Errorf(codes.InvalidArgument, "cannot decode the %s body as an OTLP logs export: %v", enc, err)
 		}
-		cost = jsonDecodeCost(body)
 	} else {
 		var err error
 		if cost, err = logsProtoCost(body); err != nil {

@@ -245,35 +245,3 @@ func fixed(b []byte, pos, n int) (int, error) {
 	}
 	return pos + n, nil
 }
-
-// jsonDecodeCost returns how many bytes pdata may allocate at most to
-// decode body, an export of logs or traces in OTLP/JSON: every object is a
-// message, every element of an array a slot (a repeated string's, at most),
-// and the text may be copied twice (unescaped, then kept). Brackets and
-// commas within strings do not count. The costliest message of either
-// signal, an empty span ({} in spans), takes 263 bytes with its slot
-// (pdata 1.71): under decodedMessageBytes plus decodedElementBytes.
-func jsonDecodeCost(body []byte) int64 {
-	var objects, elements int64
-	inString, escaped := false, false
-	for _, c := range body {
-		switch {
-		case escaped:
-			escaped = false
-		case inString:
-			switch c {
-			case '\\':
-				escaped = true
-			case '"':
-				inString = false
-			}
-		case c == '"':
-			inString = true
-		case c == '{':
-			objects++
-		case c == '[' || c == ',':
-			elements++
-		}
-	}
-	return 2*copiedBytes(body) + objects*decodedMessageBytes + elements*decodedElementBytes
-}

@@ -102,7 +102,7 @@ func TestLogsCostCoversDecoding(t *testing.T) {
 		{"escaped text", []byte(`{"resourceLogs":[{"schemaUrl":"` + strings.Repeat(`\u00e9`, n) + `"}]}`)},
 	} {
 		t.Run("JSON/"+tc.name, func(t *testing.T) {
-			cost := jsonDecodeCost(tc.body)
+			cost := jsonCost(t, tc.body)
 			if got := decodedBytes(t, contentTypeJSON, tc.body); got > cost {
 				t.Errorf("pdata allocated %d bytes for a %d-byte export; the charge was %d", got, len(tc.body), cost)
 			}
@@ -126,7 +126,7 @@ func TestLogsCostOfEvaluations(t *testing.T) {
 		body   []byte
 		charge int64
 		most   int64 // times what it takes
-	}{{contentTypeProto, pb, cost, 4}, {contentTypeJSON, js, jsonDecodeCost(js), 6}} {
+	}{{contentTypeProto, pb, cost, 4}, {contentTypeJSON, js, jsonCost(t, js), 6}} {
 		got := decodedBytes(t, c.enc, c.body)
 		t.Logf("%s: %d bytes, %d decoded, charged %d", c.enc, len(c.body), got, c.charge)
 		if c.charge < got || c.charge > c.most*got {
