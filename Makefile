@@ -16,6 +16,7 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/... ./faults/...
+	scripts/check-layout.sh
 
 ## unit: go test ./... (offline: no Phoenix, no network; the shared-index tests run Debian's redis-server, installed if missing)
 unit:
