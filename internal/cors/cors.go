@@ -63,6 +63,17 @@ type Config struct {
 // reaches open pages within that.
 const DefaultMaxAge = 10 * time.Minute
 
+// withDefaults returns c with its zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.MaxAge == 0 {
+		c.MaxAge = DefaultMaxAge
+	}
+	if c.OnRefuse == nil {
+		c.OnRefuse = func(string) {}
+	}
+	return c
+}
+
 // Policy answers the CORS protocol for a Config. Safe for concurrent use.
 type Policy struct {
 	any      bool
@@ -78,10 +89,8 @@ type Policy struct {
 
 // New checks cfg and returns its policy.
 func New(cfg Config) (*Policy, error) {
+	cfg = cfg.withDefaults()
 	p := &Policy{origins: map[string]bool{}, headers: map[string]bool{}, onRefuse: cfg.OnRefuse}
-	if p.onRefuse == nil {
-		p.onRefuse = func(string) {}
-	}
 	var errs []error
 	for _, o := range cfg.AllowedOrigins {
 		if o == "*" {
@@ -110,11 +119,7 @@ func New(cfg Config) (*Policy, error) {
 	p.allowM = strings.Join(p.methods, ", ")
 	p.allowH = strings.Join(cfg.AllowedHeaders, ", ")
 	p.expose = strings.Join(cfg.ExposedHeaders, ", ")
-	maxAge := cfg.MaxAge
-	if maxAge == 0 {
-		maxAge = DefaultMaxAge
-	}
-	p.maxAge = strconv.FormatInt(int64(maxAge/time.Second), 10)
+	p.maxAge = strconv.FormatInt(int64(cfg.MaxAge/time.Second), 10)
 	return p, nil
 }
 

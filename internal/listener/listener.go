@@ -48,7 +48,7 @@ type Limits struct {
 	MaxConnections int
 }
 
-// WithDefaults returns l with its zero fields set to the defaults.
+// WithDefaults returns l with its zero fields set to their defaults.
 func (l Limits) WithDefaults() Limits {
 	if l.ReadHeaderTimeout == 0 {
 		l.ReadHeaderTimeout = DefaultReadHeaderTimeout

@@ -31,7 +31,7 @@ type Config struct {
 	// means crypto/rand.
 	Rand io.Reader
 
-	// MaxCalls bounds the history kept for Calls. Zero means 1024.
+	// MaxCalls bounds the history kept for Calls. Zero (or less) means 1024.
 	MaxCalls int
 }
 
@@ -58,6 +58,8 @@ func DefaultAnswer(question string) string {
 	return "You said: " + q
 }
 
+// withDefaults returns c with its zero fields set to their defaults. Rand
+// stays nil: randomBytes reads crypto/rand itself.
 func (c Config) withDefaults() Config {
 	if len(c.Models) == 0 {
 		c.Models = DefaultModels

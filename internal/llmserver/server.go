@@ -60,7 +60,8 @@ type Call struct {
 
 // New returns a Server for cfg. It does no I/O.
 func New(cfg Config) *Server {
-	return &Server{cfg: cfg.withDefaults()}
+	cfg = cfg.withDefaults()
+	return &Server{cfg: cfg}
 }
 
 // Start serves a new Server on addr ("" means 127.0.0.1:0, a free loopback

@@ -23,7 +23,7 @@ type Config struct {
 	// BucketBytes.
 	MaxKeys int
 	// Key says what a key is, for the message of a refusal: "client
-	// address", "token".
+	// address", "token". Empty means "client".
 	Key string
 	// OnRefuse, if set, is called once for every request refused, by
 	// Allow or AllowRequest (a counter's Inc).
@@ -35,6 +35,17 @@ type Config struct {
 // LRU's list element and its share of the LRU's hash table. Measured about
 // 200 (BenchmarkDistinctKeys, TestLimiterMemoryBounded), rounded up.
 const BucketBytes = 256
+
+// withDefaults returns c with its zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.Key == "" {
+		c.Key = "client"
+	}
+	if c.OnRefuse == nil {
+		c.OnRefuse = func() {}
+	}
+	return c
+}
 
 // Validate says what is wrong with c, naming the field.
 func (c Config) Validate() error {
@@ -63,12 +74,7 @@ func New(cfg Config) (*Limiter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Key == "" {
-		cfg.Key = "client"
-	}
-	if cfg.OnRefuse == nil {
-		cfg.OnRefuse = func() {}
-	}
+	cfg = cfg.withDefaults()
 	l := &Limiter{cfg: cfg}
 	var err error
 	l.buckets, err = lru.NewWithEvict(cfg.MaxKeys, func(string, *rate.Limiter) { l.evictions.Add(1) })

@@ -84,6 +84,7 @@ type Options struct {
 	now func() time.Time
 }
 
+// withDefaults returns o with its zero fields set to their defaults.
 func (o Options) withDefaults() Options {
 	if o.Interval == 0 {
 		o.Interval = DefaultInterval

@@ -76,7 +76,7 @@ type Config struct {
 	// DefaultMaxBytes; it must be at least MaxBodyBytes.
 	MaxBytes int
 	// MinBackoff and MaxBackoff bound the wait between two attempts to write
-	// an annotation. Zero means the defaults.
+	// an annotation. Zero means DefaultMinBackoff and DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
 	// Concurrency is how many annotation requests may be in flight to
 	// Phoenix at once. Zero means DefaultConcurrency.
@@ -98,25 +98,33 @@ type Config struct {
 	TokenLimiter TokenLimiter
 }
 
-func (c *Config) setDefaults() {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
+// withDefaults returns c with its zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.MaxPending == 0 {
+		c.MaxPending = DefaultMaxPending
 	}
-	defDur := func(v *time.Duration, d time.Duration) {
-		if *v == 0 {
-			*v = d
-		}
+	if c.MaxFinished == 0 {
+		c.MaxFinished = DefaultMaxFinished
 	}
-	def(&c.MaxPending, DefaultMaxPending)
-	def(&c.MaxFinished, DefaultMaxFinished)
-	def(&c.MaxBytes, DefaultMaxBytes)
-	def(&c.Concurrency, DefaultConcurrency)
-	defDur(&c.MaxAge, DefaultMaxAge)
-	defDur(&c.MinBackoff, DefaultMinBackoff)
-	defDur(&c.MaxBackoff, DefaultMaxBackoff)
-	defDur(&c.SyncWait, DefaultSyncWait)
+	if c.MaxBytes == 0 {
+		c.MaxBytes = DefaultMaxBytes
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = DefaultMaxAge
+	}
+	if c.MinBackoff == 0 {
+		c.MinBackoff = DefaultMinBackoff
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = DefaultMaxBackoff
+	}
+	if c.SyncWait == 0 {
+		c.SyncWait = DefaultSyncWait
+	}
+	return c
 }
 
 // Validate reports a configuration that cannot work.
@@ -265,7 +273,7 @@ func New(cfg Config, resolver Resolver, ann Annotator, metrics *Metrics, log *sl
 	if resolver == nil || ann == nil {
 		return nil, errors.New("feedback: a resolver and an annotator are required")
 	}
-	cfg.setDefaults()
+	cfg = cfg.withDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

@@ -53,7 +53,8 @@ type Config struct {
 	Now func() time.Time
 }
 
-func (c *Config) setDefaults() {
+// withDefaults returns c with its zero fields set to their defaults.
+func (c Config) withDefaults() Config {
 	if c.MaxEntries == 0 {
 		c.MaxEntries = DefaultMaxEntries
 	}
@@ -63,6 +64,7 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	return c
 }
 
 // Validate reports a configuration that cannot work.
@@ -123,7 +125,7 @@ func New(cfg Config, metrics *Metrics) (*Index, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg.setDefaults()
+	cfg = cfg.withDefaults()
 	if metrics == nil {
 		metrics = NewMetrics(nil)
 	}

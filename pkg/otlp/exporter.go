@@ -143,6 +143,18 @@ func (c ExporterConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
+// withDefaults returns c with its zero fields set to their defaults. A nil
+// Client stays nil: NewExporter makes the client of our own.
+func (c ExporterConfig) withDefaults() ExporterConfig {
+	if c.Timeout == 0 {
+		c.Timeout = DefaultExportTimeout
+	}
+	if c.CompressionLevel == 0 {
+		c.CompressionLevel = DefaultCompressionLevel
+	}
+	return c
+}
+
 // Exporter sends exports to an OTLP/HTTP endpoint in protobuf. Phoenix takes
 // only protobuf on /v1/traces, so JSON input is re-encoded.
 type Exporter struct {
@@ -158,12 +170,7 @@ func NewExporter(cfg ExporterConfig, metrics *Metrics) (*Exporter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultExportTimeout
-	}
-	if cfg.CompressionLevel == 0 {
-		cfg.CompressionLevel = DefaultCompressionLevel
-	}
+	cfg = cfg.withDefaults()
 	client := cfg.Client
 	if client == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()

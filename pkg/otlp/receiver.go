@@ -131,7 +131,8 @@ type ReceiverConfig struct {
 // control window of 64 KiB before the proxy reads it.
 const DefaultMaxConcurrentStreams = 16
 
-func (c *ReceiverConfig) setDefaults() {
+// withDefaults returns c with its zero fields set to their defaults.
+func (c ReceiverConfig) withDefaults() ReceiverConfig {
 	if c.GRPCAddr == "" {
 		c.GRPCAddr = DefaultGRPCAddr
 	}
@@ -148,6 +149,7 @@ func (c *ReceiverConfig) setDefaults() {
 		c.MaxConcurrentStreams = DefaultMaxConcurrentStreams
 	}
 	c.Limits = c.Limits.WithDefaults()
+	return c
 }
 
 // Validate reports a configuration that cannot work.
@@ -205,7 +207,7 @@ func NewReceiver(cfg ReceiverConfig, consumer Consumer, metrics *Metrics, log *s
 	if consumer == nil {
 		return nil, errors.New("otlp: nil consumer")
 	}
-	cfg.setDefaults()
+	cfg = cfg.withDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

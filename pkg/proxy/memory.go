@@ -36,6 +36,7 @@ const (
 // garbage collector may let the heap grow past it unless a soft memory
 // limit (GOMEMLIMIT) holds it there, which cmd/proxy sets from it.
 func MemoryBound(cfg Config) int64 {
+	cfg = cfg.withDefaults()
 	r := cfg.Receiver
 	maxReq := cmp.Or(r.MaxRequestBytes, otlp.DefaultMaxRequestBytes)
 	inflight := cmp.Or(r.MaxInflightBytes, otlp.DefaultMaxInflightBytes)
@@ -61,7 +62,7 @@ func MemoryBound(cfg Config) int64 {
 	}
 	// The rate limits' buckets: per address and per token, each bounded,
 	// and per network, a quarter of that.
-	maxKeys := cmp.Or(cfg.RateLimits.MaxKeys, DefaultRateLimitMaxKeys)
+	maxKeys := cfg.RateLimits.MaxKeys
 	buckets := int64(2*maxKeys+networkKeys(maxKeys)) * ratelimit.BucketBytes
 	// The disk queue's delivery loop: the records it read back (a batch,
 	// or one export of up to maxReq) and the batch it sends.
@@ -72,7 +73,7 @@ func MemoryBound(cfg Config) int64 {
 	return inflight + shared + buckets + queued +
 		2*int64(otlp.GRPCReceivers(maxReq, inflight))*maxReq +
 		zstdBytes +
-		cmp.Or(cfg.FeedbackInflightBytes, DefaultFeedbackInflightBytes) +
+		cfg.FeedbackInflightBytes +
 		int64(cmp.Or(cfg.Feedback.MaxBytes, feedback.DefaultMaxBytes)) +
 		int64(cmp.Or(cfg.Index.MaxEntries, index.DefaultMaxEntries))*indexEntryBytes +
 		listeners*conns*perConn + AdminMaxConnections*connectionBytes +

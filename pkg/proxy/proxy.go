@@ -120,7 +120,8 @@ type Config struct {
 	// Shared, when its URL is set, is the index replicas share on Redis or
 	// Valkey: every entry this replica indexes is written there, and
 	// feedback for a response this replica never saw resolves through it
-	// (pkg/sharedindex, pkg/seek). Its MaxAge defaults to Index.MaxAge.
+	// (pkg/sharedindex, pkg/seek). Its zero MaxAge means Index.MaxAge,
+	// its zero VoteTTL Feedback.MaxAge.
 	Shared sharedindex.Config
 	// PhoenixLookup bounds the fallback that asks Phoenix for the span of
 	// a response id no index holds (a replica that never saw it, with no
@@ -145,15 +146,30 @@ const (
 	DefaultQueueMaxBytes = 256 << 20
 )
 
-// setDefaults fills in the defaults of the fields the proxy itself reads;
-// each part's Config fills in its own.
-func (c *Config) setDefaults() {
+// withDefaults returns c with the zero fields the proxy itself reads set
+// to their defaults; each part's Config fills in its own, but for the
+// shared index's ages, which follow the index's and the feedback's.
+func (c Config) withDefaults() Config {
 	if c.FeedbackAddr == "" {
 		c.FeedbackAddr = DefaultFeedbackAddr
 	}
 	if c.AdminAddr == "" {
 		c.AdminAddr = DefaultAdminAddr
 	}
+	if c.FeedbackInflightBytes == 0 {
+		c.FeedbackInflightBytes = DefaultFeedbackInflightBytes
+	}
+	if c.QueueMaxBytes == 0 {
+		c.QueueMaxBytes = DefaultQueueMaxBytes
+	}
+	if c.TrustedProxies == nil {
+		c.TrustedProxies = DefaultTrustedProxies()
+	}
+	c.RateLimits = c.RateLimits.WithDefaults()
+	c.Limits = c.Limits.WithDefaults()
+	c.Shared.MaxAge = cmp.Or(c.Shared.MaxAge, c.Index.MaxAge, index.DefaultMaxAge)
+	c.Shared.VoteTTL = cmp.Or(c.Shared.VoteTTL, c.Feedback.MaxAge, feedback.DefaultMaxAge)
+	return c
 }
 
 // Validate reports every setting that cannot work, the parts' included,
@@ -225,7 +241,7 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg.setDefaults()
+	cfg = cfg.withDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -343,10 +359,10 @@ func (p *Proxy) Start(ctx context.Context) (err error) {
 	p.adminSrv = p.cfg.Limits.HTTPServer(p.adminHandler())
 	p.serve("admin", p.adminSrv, p.adminLn, nil)
 
-	if p.feedbackLn, err = listener.Listen(ctx, p.cfg.FeedbackAddr, p.cfg.Limits.WithDefaults().MaxConnections, nil); err != nil {
+	if p.feedbackLn, err = listener.Listen(ctx, p.cfg.FeedbackAddr, p.cfg.Limits.MaxConnections, nil); err != nil {
 		return fmt.Errorf("feedback listener on %s: %w", p.cfg.FeedbackAddr, err)
 	}
-	bodies := budget.New(cmp.Or(p.cfg.FeedbackInflightBytes, DefaultFeedbackInflightBytes), nil)
+	bodies := budget.New(p.cfg.FeedbackInflightBytes, nil)
 	feedbackMux := http.NewServeMux()
 	feedbackMux.Handle("/", boundBodies(p.feedback.Handler(), bodies, feedback.MaxBodyBytes))
 	feedbackMux.Handle("/widget.js", widget.Handler()) // it answers other methods 405 itself
@@ -396,9 +412,6 @@ func (p *Proxy) restore() error {
 		return err
 	}
 	maxBytes := p.cfg.QueueMaxBytes
-	if maxBytes == 0 {
-		maxBytes = DefaultQueueMaxBytes
-	}
 	p.queued.OnCorrupt = p.warn
 	q, err := queue.Open(queue.Config{Dir: filepath.Join(p.cfg.DataDir, QueueDir), MaxBytes: maxBytes,
 		Sync: p.cfg.DataSync, Logger: p.log.With("component", "queue"), OnCorrupt: p.queued.Corrupted})

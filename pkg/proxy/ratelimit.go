@@ -82,7 +82,7 @@ func DefaultTrustedProxies() []netip.Prefix {
 	return []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 }
 
-// WithDefaults returns l with its zero fields set to the defaults.
+// WithDefaults returns l with its zero fields set to their defaults.
 func (l RateLimits) WithDefaults() RateLimits {
 	or := func(v *float64, d float64) {
 		if *v == 0 {
@@ -149,19 +149,16 @@ const (
 	refusedRateToken   = "rate_token"
 )
 
-// newFeedbackGuard builds the guard of cfg; its metrics go to reg.
+// newFeedbackGuard builds the guard of cfg, which has its defaults (see
+// Config.withDefaults); its metrics go to reg.
 func newFeedbackGuard(cfg Config, reg prometheus.Registerer) (*feedbackGuard, error) {
 	m := newGuardMetrics(reg)
-	trusted := cfg.TrustedProxies
-	if trusted == nil {
-		trusted = DefaultTrustedProxies()
-	}
-	g := &feedbackGuard{clients: ratelimit.ClientAddress{Trusted: trusted}, serverToken: cfg.Feedback.Token, metrics: m}
+	g := &feedbackGuard{clients: ratelimit.ClientAddress{Trusted: cfg.TrustedProxies}, serverToken: cfg.Feedback.Token, metrics: m}
 	var err error
 	if g.cors, err = newCORS(cfg.CORSAllowedOrigins, m); err != nil {
 		return nil, fmt.Errorf("CORS allowed origins: %w", err)
 	}
-	l := cfg.RateLimits.WithDefaults()
+	l := cfg.RateLimits
 	if err := l.Validate(); err != nil {
 		return nil, err
 	}

@@ -71,7 +71,7 @@ func TestNewFeedbackGuard(t *testing.T) {
 			if tc.set != nil {
 				tc.set(&cfg)
 			}
-			g, err := newFeedbackGuard(cfg, prometheus.NewRegistry())
+			g, err := newFeedbackGuard(cfg.withDefaults(), prometheus.NewRegistry())
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tc.wantErr)
@@ -94,7 +94,7 @@ func TestNewFeedbackGuard(t *testing.T) {
 func TestTokenLimiter(t *testing.T) {
 	cfg := localConfig("http://127.0.0.1:1")
 	cfg.RateLimits = RateLimits{PerToken: 0.5, TokenBurst: 2}
-	g, err := newFeedbackGuard(cfg, prometheus.NewRegistry())
+	g, err := newFeedbackGuard(cfg.withDefaults(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestAddressKey(t *testing.T) {
 	cfg := localConfig("http://127.0.0.1:1")
 	cfg.Feedback.Token = "s3cret"
 	cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
-	g, err := newFeedbackGuard(cfg, prometheus.NewRegistry())
+	g, err := newFeedbackGuard(cfg.withDefaults(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +239,7 @@ func TestTokenRateLimit(t *testing.T) {
 // NetworkFactor addresses' worth, not one fresh bucket per request.
 func TestRateLimitPerNetwork(t *testing.T) {
 	cfg := Config{TrustedProxies: []netip.Prefix{}}
-	g, err := newFeedbackGuard(cfg, prometheus.NewRegistry())
+	g, err := newFeedbackGuard(cfg.withDefaults(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

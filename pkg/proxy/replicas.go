@@ -1,10 +1,8 @@
 package proxy
 
 import (
-	"cmp"
 	"context"
 
-	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/feedback"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/index"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/phoenix"
 	"github.com/feedbackproxy/phoenix-feedback-proxy/pkg/seek"
@@ -21,10 +19,7 @@ import (
 func (p *Proxy) newSeeker(client *phoenix.Client) error {
 	var shared, fallback seek.Source
 	if p.cfg.Shared.URL != "" {
-		cfg := p.cfg.Shared
-		cfg.MaxAge = cmp.Or(cfg.MaxAge, p.cfg.Index.MaxAge, index.DefaultMaxAge)
-		cfg.VoteTTL = cmp.Or(cfg.VoteTTL, p.cfg.Feedback.MaxAge, feedback.DefaultMaxAge)
-		s, err := sharedindex.New(cfg, sharedindex.NewMetrics(p.reg), p.log.With("component", "shared-index"))
+		s, err := sharedindex.New(p.cfg.Shared, sharedindex.NewMetrics(p.reg), p.log.With("component", "shared-index"))
 		if err != nil {
 			return err
 		}

@@ -42,7 +42,7 @@ type PhoenixConfig struct {
 	// not in gen_ai.response.id, more when the GraphQL search pages; or
 	// one list of the projects), whatever the number of waiting
 	// feedbacks; Burst how many may go at once after a quiet time. Zero
-	// means the defaults.
+	// means DefaultPhoenixRate and DefaultPhoenixBurst.
 	Rate  float64
 	Burst int
 	// Projects are the projects to look in. Empty means those this
@@ -91,17 +91,23 @@ func (p *PhoenixSource) Saw(project string) {
 	}
 }
 
+// withDefaults returns c with its zero fields set to their defaults.
+func (c PhoenixConfig) withDefaults() PhoenixConfig {
+	if c.Rate == 0 {
+		c.Rate = DefaultPhoenixRate
+	}
+	if c.Burst == 0 {
+		c.Burst = DefaultPhoenixBurst
+	}
+	if c.MaxProjects == 0 {
+		c.MaxProjects = DefaultPhoenixMaxProjects
+	}
+	return c
+}
+
 // NewPhoenixSource returns the fallback that asks api.
 func NewPhoenixSource(api PhoenixAPI, cfg PhoenixConfig) *PhoenixSource {
-	if cfg.Rate == 0 {
-		cfg.Rate = DefaultPhoenixRate
-	}
-	if cfg.Burst == 0 {
-		cfg.Burst = DefaultPhoenixBurst
-	}
-	if cfg.MaxProjects == 0 {
-		cfg.MaxProjects = DefaultPhoenixMaxProjects
-	}
+	cfg = cfg.withDefaults()
 	return &PhoenixSource{api: api, cfg: cfg, limiter: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst)}
 }
 

@@ -29,8 +29,8 @@ type Config struct {
 	// shares one index. Required.
 	URL string
 	// MaxAge is how long an entry lives in Redis after it was indexed: the
-	// index's own max age (index.DefaultMaxAge when zero), so that Redis
-	// forgets it when each replica would.
+	// index's own max age, so that Redis forgets it when each replica
+	// would. Zero means 24 hours (index.DefaultMaxAge).
 	MaxAge time.Duration
 	// VoteTTL is how long the latest vote of a key is remembered (see
 	// Votes): as long as a feedback may stay pending, after which no
@@ -52,7 +52,8 @@ type Config struct {
 	Prefix string
 }
 
-func (c *Config) setDefaults() {
+// withDefaults returns c with its zero fields set to their defaults.
+func (c Config) withDefaults() Config {
 	if c.MaxAge == 0 {
 		c.MaxAge = 24 * time.Hour
 	}
@@ -68,6 +69,7 @@ func (c *Config) setDefaults() {
 	if c.Prefix == "" {
 		c.Prefix = DefaultPrefix
 	}
+	return c
 }
 
 // Validate reports a configuration that cannot work.

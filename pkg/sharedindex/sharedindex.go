@@ -56,7 +56,7 @@ func New(cfg Config, metrics *Metrics, log *slog.Logger) (*Index, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg.setDefaults()
+	cfg = cfg.withDefaults()
 	opt, err := cfg.options()
 	if err != nil {
 		return nil, err

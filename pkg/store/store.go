@@ -49,6 +49,17 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// withDefaults returns o with its zero fields set to their defaults.
+func (o Options) withDefaults() Options {
+	if o.LockTimeout == 0 {
+		o.LockTimeout = DefaultLockTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
 // Store is the proxy's state in its data directory. It is an index.Store
 // and a feedback.Store, safe for concurrent use.
 type Store struct {
@@ -79,12 +90,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	if opts.LockTimeout == 0 {
-		opts.LockTimeout = DefaultLockTimeout
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts = opts.withDefaults()
 	path := filepath.Join(dir, FileName)
 	st, d, err := openFile(path, opts)
 	if d != nil {
