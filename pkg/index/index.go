@@ -51,6 +51,10 @@ type Config struct {
 	MaxAge time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// StoreDelay is how long a change may wait to be written to the Store
+	// (see Restore), so that the Adds within it share one transaction.
+	// Zero writes an Add's changes before it returns.
+	StoreDelay time.Duration
 }
 
 // withDefaults returns c with its zero fields set to their defaults.
@@ -78,6 +82,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxAge < 0 {
 		errs = append(errs, fmt.Errorf("index: MaxAge must be positive, got %s", c.MaxAge))
+	}
+	if c.StoreDelay < 0 {
+		errs = append(errs, fmt.Errorf("index: StoreDelay must be zero or positive, got %s", c.StoreDelay))
 	}
 	return errors.Join(errs...)
 }
@@ -108,6 +115,8 @@ type Index struct {
 	// made under mu and not yet written (see Restore).
 	store   Store
 	changes []Change
+	// flush is armed (under mu) while changes wait for StoreDelay.
+	flush *time.Timer
 	// storeMu is held while changes are written: one write at a time, each
 	// taking every change queued, so the file sees them in memory's order.
 	storeMu sync.Mutex

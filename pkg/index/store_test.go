@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -353,5 +354,88 @@ func TestRestoreCutsLongNames(t *testing.T) {
 	s, ok := ix.Lookup("chatcmpl-long")
 	if !ok || len(s.Name) != index.MaxNameLen || len(s.Project) != index.MaxNameLen {
 		t.Fatalf("restored: found %v, name %d bytes, project %d; want both %d", ok, len(s.Name), len(s.Project), index.MaxNameLen)
+	}
+}
+
+// countingStore counts the transactions and the changes written to it.
+type countingStore struct {
+	mu              sync.Mutex
+	writes, written int
+}
+
+func (s *countingStore) WriteIndex(changes []index.Change) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.writes++
+	s.written += len(changes)
+	return nil
+}
+
+func (s *countingStore) LoadIndex() ([]index.Entry, error) { return nil, nil }
+
+func (s *countingStore) counts() (writes, changes int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writes, s.written
+}
+
+// With StoreDelay, the Adds within it share one transaction, written by
+// the delay or by Flush, whichever comes first; with none, each Add is one.
+func TestStoreDelay(t *testing.T) {
+	for _, delay := range []time.Duration{0, time.Hour, 20 * time.Millisecond} {
+		st := &countingStore{}
+		ix, err := index.New(index.Config{StoreDelay: delay}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ix.Restore(st); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 10 {
+			ix.Add([]index.Entry{llmEntry(fmt.Sprintf("chatcmpl-%d", i), byte(i+1), 0, i)})
+		}
+		writes, changes := st.counts()
+		switch delay {
+		case 0:
+			if writes != 10 || changes != 10 {
+				t.Errorf("no delay: %d writes of %d changes, want one per Add", writes, changes)
+			}
+			continue
+		case time.Hour:
+			if writes != 0 {
+				t.Errorf("delay %s: %d writes before the delay, want none", delay, writes)
+			}
+			ix.Flush()
+		default:
+			deadline := time.Now().Add(10 * time.Second)
+			for writes == 0 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+				writes, _ = st.counts()
+			}
+		}
+		if writes, changes = st.counts(); writes != 1 || changes != 10 {
+			t.Errorf("delay %s: %d writes of %d changes, want the 10 in one", delay, writes, changes)
+		}
+		if _, ok := ix.Lookup("chatcmpl-3"); !ok {
+			t.Errorf("delay %s: an entry waiting to be written is not in memory", delay)
+		}
+	}
+}
+
+// Past maxDelayedChanges (8192) an Add writes what waits, delay or not.
+func TestStoreDelayBounded(t *testing.T) {
+	st := &countingStore{}
+	ix, err := index.New(index.Config{StoreDelay: time.Hour}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ix.Restore(st); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 8192 {
+		ix.Add([]index.Entry{{ResponseID: fmt.Sprintf("chatcmpl-%d", i), Span: index.Span{SpanID: [8]byte{1}, TraceID: [16]byte{byte(i), byte(i >> 8)}}}})
+	}
+	if writes, changes := st.counts(); writes != 1 || changes != 8192 {
+		t.Errorf("after 8192 Adds held back: %d writes of %d changes, want one of 8192", writes, changes)
 	}
 }

@@ -146,6 +146,13 @@ const (
 	DefaultQueueMaxBytes = 256 << 20
 )
 
+// DefaultIndexStoreDelay is how long an index entry may wait to be written
+// to the data directory with the others of that time (index.Config
+// StoreDelay), unless DataSync asks for every write to be on the disk when
+// it returns: a crash forgets the entries of the last 100 ms at most, and
+// their feedback resolves through the Phoenix lookup.
+const DefaultIndexStoreDelay = 100 * time.Millisecond
+
 // withDefaults returns c with the zero fields the proxy itself reads set
 // to their defaults; each part's Config fills in its own, but for the
 // shared index's ages, which follow the index's and the feedback's.
@@ -164,6 +171,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TrustedProxies == nil {
 		c.TrustedProxies = DefaultTrustedProxies()
+	}
+	if c.Index.StoreDelay == 0 && !c.DataSync {
+		c.Index.StoreDelay = DefaultIndexStoreDelay
 	}
 	c.RateLimits = c.RateLimits.WithDefaults()
 	c.Limits = c.Limits.WithDefaults()
@@ -463,7 +473,9 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	err = errors.Join(err, p.closeShared(ctx))
 	if p.store != nil {
 		// The feedback service has stopped writing; the receiver has
-		// stopped adding to the index.
+		// stopped adding to the index: what the index holds back for
+		// StoreDelay is written now.
+		p.index.Flush()
 		err = errors.Join(err, p.store.Close())
 		p.store = nil
 	}
