@@ -115,11 +115,11 @@ func (res Results) Markdown() string {
 	p("Run of %s (%.0f s in all) of the proxy at %s: %s; Collector %s; %.0f s measured per run after a warm-up.\n\n",
 		res.Started.Format("2006-01-02 15:04 MST"), res.Seconds, cmp.Or(res.Commit, "an unrecorded commit"), res.Machine, res.CollectorVersion, res.Duration)
 	p("**The proxy runs as users run it: its defaults, so with its durable state on** (a data directory, fresh for each run, " +
-		"under a temporary $XDG_STATE_HOME): every export is written to the disk queue before the app is answered " +
-		"(no fsync, `--data-sync` off, the default: it survives the proxy's crash, not the machine's), and the queue is " +
-		"sent to Phoenix in batches (of one project, up to 512 KiB as sent, 8192 spans; a batch waits at most 100 ms for more); " +
-		"the index is written to its store. *proxy-memory* is `--data-dir=-`: everything in memory, an export answered once " +
-		"Phoenix has it. The Collector runs with its defaults (its exporter's sending queue in memory). " +
+		"under a temporary $XDG_STATE_HOME): every export is forwarded to Phoenix (here the sink) before the app is answered, " +
+		"and its spans are indexed once Phoenix has them; the index is written to its store (`state.db`, no fsync: " +
+		"`--data-sync` off, the default) every 100 ms; the disk queue holds exports only while Phoenix is unavailable, " +
+		"which it never is here. *proxy-memory* is `--data-dir=-`: everything in memory. " +
+		"The Collector runs with its defaults (its exporter's sending queue in memory: it answers the app before the upstream has the spans). " +
 		"All send to the same counting sink with the same compression as they receive. " +
 		"CPU-s per million spans is CPU µs per span, user + system from /proc.\n\n")
 
@@ -198,7 +198,7 @@ func (res Results) Markdown() string {
 	if len(lat) > 0 {
 		p("### Feedback to annotation under load (OTLP/HTTP, gzip, %.0f spans/s, 100-span exports)\n\n", res.Rate)
 		p("Feedback (a thumbs-up, `POST /feedback` with the server token) for the first response of an export, at the rate below, sent " +
-			"at once after the proxy answered the export (the span cannot be indexed yet behind the disk queue: the worst case) or a second " +
+			"at once after the proxy answered the export (the span is indexed by then: the proxy answers once Phoenix has it) or a second " +
 			"later (as a user clicks). The time is from the POST to the annotation reaching the sink that stands in for Phoenix's REST API.\n\n")
 		p("| proxy | feedback sent | after the export | feedbacks/s | annotated | p50 ms | p99 ms | max ms | export p50 ms | export p99 ms | CPU-s per M spans |\n")
 		p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")

@@ -24,7 +24,8 @@ import (
 // Systems under test.
 const (
 	// sysProxy is our proxy as users run it: its defaults, so durable
-	// state on (a data directory; exports through the disk queue).
+	// state on (a data directory: the index kept in it, the disk queue
+	// used while Phoenix is unavailable).
 	sysProxy = "proxy"
 	// sysProxyMemory is our proxy with --data-dir=-: everything in memory,
 	// each export forwarded before it is answered.
