@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -199,7 +200,9 @@ func cutName(s string) string {
 	for i > 0 && !utf8.RuneStart(s[i]) {
 		i--
 	}
-	return s[:i]
+	// A copy: s[:i] would keep the whole name alive wherever the cut one
+	// is held (a change waiting for StoreDelay, the index's own copy).
+	return strings.Clone(s[:i])
 }
 
 // Lookup returns the span that produced responseID.

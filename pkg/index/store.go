@@ -134,9 +134,32 @@ func (ix *Index) unlockAndWrite() {
 	ix.Flush()
 }
 
+// CloseStore writes the changes not yet written and detaches the store:
+// from then on the index keeps its entries in memory only, so an Add that
+// comes late (an export still being handled when a shutdown gave up
+// waiting for it) does not write to a closed store. Call it before closing
+// the store.
+func (ix *Index) CloseStore() {
+	ix.Flush()
+	ix.storeMu.Lock()
+	defer ix.storeMu.Unlock()
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if len(ix.changes) > 0 && ix.store != nil {
+		// Made between the Flush and the locks above.
+		if err := ix.store.WriteIndex(ix.changes); err != nil {
+			ix.metrics.storeErrors.Inc()
+		}
+	}
+	ix.store, ix.changes = nil, nil
+	if ix.flush != nil {
+		ix.flush.Stop()
+		ix.flush = nil
+	}
+}
+
 // Flush writes the changes not yet written to the store, in one
-// transaction. Call it before closing the store: with StoreDelay, changes
-// may be waiting.
+// transaction: with StoreDelay, changes may be waiting.
 func (ix *Index) Flush() {
 	ix.storeMu.Lock()
 	defer ix.storeMu.Unlock()

@@ -439,3 +439,26 @@ func TestStoreDelayBounded(t *testing.T) {
 		t.Errorf("after 8192 Adds held back: %d writes of %d changes, want one of 8192", writes, changes)
 	}
 }
+
+// After CloseStore, what waited is written and nothing more is: an Add
+// that comes late keeps its entry in memory only.
+func TestCloseStore(t *testing.T) {
+	st := &countingStore{}
+	ix, err := index.New(index.Config{StoreDelay: time.Hour}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ix.Restore(st); err != nil {
+		t.Fatal(err)
+	}
+	ix.Add([]index.Entry{llmEntry("chatcmpl-a", 1, 0, 1)})
+	ix.CloseStore()
+	ix.Add([]index.Entry{llmEntry("chatcmpl-b", 2, 0, 2)})
+	ix.Flush()
+	if writes, changes := st.counts(); writes != 1 || changes != 1 {
+		t.Errorf("%d writes of %d changes, want the one Add before CloseStore", writes, changes)
+	}
+	if _, ok := ix.Lookup("chatcmpl-b"); !ok {
+		t.Error("an Add after CloseStore is not in memory")
+	}
+}

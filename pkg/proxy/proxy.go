@@ -49,7 +49,10 @@ const (
 type Config struct {
 	Receiver otlp.ReceiverConfig
 	// Exporter sends spans to Phoenix's OTLP/HTTP endpoint.
-	Exporter  otlp.ExporterConfig
+	Exporter otlp.ExporterConfig
+	// Index bounds the response-id index. Its StoreDelay, zero here,
+	// becomes DefaultIndexStoreDelay unless DataSync is set (then every
+	// Add's changes are written before it returns).
 	Index     index.Config
 	Extractor extract.Extractor
 	Feedback  feedback.Config
@@ -475,7 +478,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		// The feedback service has stopped writing; the receiver has
 		// stopped adding to the index: what the index holds back for
 		// StoreDelay is written now.
-		p.index.Flush()
+		p.index.CloseStore()
 		err = errors.Join(err, p.store.Close())
 		p.store = nil
 	}
