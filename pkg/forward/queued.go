@@ -49,7 +49,6 @@ type Queued struct {
 
 	mu      sync.Mutex
 	backlog bool // true from the first queued export until the queue is drained
-	wake    chan struct{}
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -62,7 +61,6 @@ func NewQueued(exporter Exporter, delivered func(*otlp.Export), reg prometheus.R
 	f := &Queued{
 		exporter: exporter, delivered: delivered, log: log,
 		minBackoff: 250 * time.Millisecond, maxBackoff: 30 * time.Second,
-		wake: make(chan struct{}, 1),
 	}
 	f.metrics = newQueueMetrics(reg, f)
 	f.ctx, f.cancel = context.WithCancel(context.Background())
@@ -125,17 +123,18 @@ func (f *Queued) Export(ctx context.Context, e *otlp.Export) error {
 }
 
 func (f *Queued) enqueue(e *otlp.Export) error {
-	err := f.q.Append(encodeRecord(e.Project, e.Body))
+	err := f.q.Append(recordHeader(e.Project), e.Body)
 	switch {
 	case err == nil:
+		// Behind it, later exports queue. Unless the delivery loop has
+		// delivered it already and found the queue empty: then they go
+		// straight again.
 		f.mu.Lock()
-		f.backlog = true
+		if f.q.Len() > 0 {
+			f.backlog = true
+		}
 		f.mu.Unlock()
 		f.metrics.enqueued.Add(float64(e.Spans))
-		select {
-		case f.wake <- struct{}{}:
-		default:
-		}
 		return nil
 	case errors.Is(err, queue.ErrFull):
 		f.metrics.refused.Inc()
@@ -160,6 +159,9 @@ func (f *Queued) enqueue(e *otlp.Export) error {
 // default. BatchBytes also bounds the memory the delivery loop holds
 // (proxy.MemoryBound counts it).
 const (
+	// halveAfter is how many times in a row a batch may fail with an
+	// error worth retrying before it is sent in halves.
+	halveAfter   = 3
 	batchRecords = 1024
 	batchSpans   = 8192
 	BatchBytes   = 512 << 10
@@ -259,7 +261,7 @@ func batchRun(items []queuedItem) int {
 // when the loop must stop.
 func (f *Queued) deliver(run []queuedItem, backoff *time.Duration) bool {
 	e := batchExport(run)
-	for {
+	for failures := 0; ; {
 		err := f.exporter.Export(f.ctx, e)
 		if f.ctx.Err() != nil {
 			return false
@@ -269,7 +271,14 @@ func (f *Queued) deliver(run []queuedItem, backoff *time.Duration) bool {
 		case err == nil:
 			*backoff = f.minBackoff
 			f.delivered(e)
+		case errors.As(err, &oe) && otlp.Retryable(oe.Code) && failures >= halveAfter && len(run) > 1:
+			// A batch no export alone would have made may be what fails
+			// (too large to go through in time, a proxy in front of
+			// Phoenix that times it out): halves, nothing dropped.
+			half := len(run) / 2
+			return f.deliver(run[:half], backoff) && f.deliver(run[half:], backoff)
 		case errors.As(err, &oe) && otlp.Retryable(oe.Code):
+			failures++
 			wait := max(*backoff, oe.RetryAfter)
 			*backoff = min(*backoff*2, f.maxBackoff)
 			f.log.Debug("upstream still unavailable", "err", err, "retry_in", wait, "queued", f.q.Len())

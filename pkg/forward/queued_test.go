@@ -21,11 +21,13 @@ import (
 )
 
 // flakyUpstream accepts exports while up, and answers with err while down;
-// refuse, if set, refuses for good an export holding a span of that name.
+// refuse, if set, refuses for good an export holding a span of that name;
+// maxSpans, if set, times out (retryably) an export of more spans.
 type flakyUpstream struct {
 	mu       sync.Mutex
 	err      error
 	refuse   string
+	maxSpans int
 	got      []string // span names, in the order they were accepted
 	requests int      // exports accepted
 	seen     int      // calls, accepted or not
@@ -39,6 +41,9 @@ func (u *flakyUpstream) Export(_ context.Context, e *otlp.Export) error {
 		return u.err
 	}
 	names := spanNames(e)
+	if u.maxSpans > 0 && len(names) > u.maxSpans {
+		return &otlp.Error{Code: codes.Unavailable, Msg: "upstream timed out"}
+	}
 	if u.refuse != "" && slices.Contains(names, u.refuse) {
 		return otlp.Errorf(codes.InvalidArgument, "upstream answered 400: span %s", u.refuse)
 	}
@@ -323,5 +328,37 @@ func TestQueuedBatchesBacklog(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(f.metrics.dropped.WithLabelValues("refused")); n != 1 {
 		t.Errorf("dropped as refused: %v spans, want 1", n)
+	}
+}
+
+// A batch that keeps failing for a reason worth retrying (too large to go
+// through in time, say) is sent in halves: nothing is dropped, and the
+// backlog does not stall behind it.
+func TestQueuedHalvesABatchThatKeepsFailing(t *testing.T) {
+	up := &flakyUpstream{}
+	up.set(errDown)
+	d := &deliveries{}
+	q := openQueue(t, t.TempDir(), 1<<20)
+	defer q.Close()
+	f := newTestQueued(t, q, up, d)
+	var want []string
+	for i := range 20 {
+		name := fmt.Sprintf("s%02d", i)
+		if err := f.Export(context.Background(), namedExport(name, "")); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, name)
+	}
+	up.mu.Lock()
+	up.err, up.maxSpans = nil, 4
+	up.mu.Unlock()
+	f.Start()
+	defer f.Stop()
+	waitFor(t, "queue drained", func() bool { return q.Len() == 0 })
+	if got, _ := up.acceptedRequests(); !slices.Equal(got, want) {
+		t.Fatalf("upstream accepted %v, want %v", got, want)
+	}
+	if n := testutil.ToFloat64(f.metrics.dropped.WithLabelValues("refused")); n != 0 {
+		t.Errorf("dropped %v spans, want none", n)
 	}
 }

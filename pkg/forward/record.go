@@ -16,14 +16,19 @@ import (
 const recordVersion = 1
 
 func encodeRecord(project string, body []byte) []byte {
+	return append(recordHeader(project), body...)
+}
+
+// recordHeader is a record's bytes before the export: the queue appends
+// the two as one record without copying the export.
+func recordHeader(project string) []byte {
 	if len(project) > 0xffff {
 		project = project[:0xffff]
 	}
-	b := make([]byte, 0, 3+len(project)+len(body))
+	b := make([]byte, 0, 3+len(project))
 	b = append(b, recordVersion)
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(project)))
-	b = append(b, project...)
-	return append(b, body...)
+	return append(b, project...)
 }
 
 func decodeRecord(b []byte) (*otlp.Export, error) {

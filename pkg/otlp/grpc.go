@@ -107,8 +107,18 @@ type keepGzip struct{}
 func (keepGzip) Type() string { return "gzip" }
 
 func (keepGzip) Do(r io.Reader) ([]byte, error) {
-	// grpc-go bounds what it hands over at the message size limit.
-	b, err := io.ReadAll(r)
+	// grpc-go bounds what it hands over at the message size limit, and
+	// its reader knows how much is left: read it into a buffer of that
+	// size, not one io.ReadAll grows (which would hold up to twice the
+	// message while it copies).
+	var b []byte
+	var err error
+	if sized, ok := r.(interface{ Remaining() int }); ok {
+		b = make([]byte, sized.Remaining())
+		_, err = io.ReadFull(r, b)
+	} else {
+		b, err = io.ReadAll(r)
+	}
 	if err != nil {
 		return nil, err
 	}

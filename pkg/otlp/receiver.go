@@ -30,8 +30,8 @@ type Export struct {
 	// this proxy does not know. Package wire reads them.
 	Body []byte
 	// Gzipped is Body gzip-compressed as the client sent it, when it did;
-	// nil otherwise. It may be several gzip members (RFC 1952), as the
-	// exports of a batch are, which decompress one after the other to Body.
+	// nil otherwise. It may be several gzip members (RFC 1952), as a
+	// client may send, which decompress one after the other to Body.
 	// An exporter that compresses with gzip sends it as it is instead of
 	// compressing Body again.
 	Gzipped []byte
