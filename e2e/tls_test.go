@@ -9,10 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os/exec"
@@ -36,7 +34,6 @@ import (
 // of Phoenix does). The vote sent over TLS lands in Phoenix.
 func TestTLS(t *testing.T) {
 	listenersCA, appsCA := tlstest.NewCA(t, "listeners CA"), tlstest.NewCA(t, "apps CA")
-	phoenixCA, proxiesCA := tlstest.NewCA(t, "Phoenix CA"), tlstest.NewCA(t, "proxies CA")
 	dir := t.TempDir()
 	path := func(name string) string { return filepath.Join(dir, name) }
 	listenersCA.Issue(t, "localhost", "127.0.0.1").Write(t, path("tls.crt"), path("tls.key"))
@@ -44,26 +41,16 @@ func TestTLS(t *testing.T) {
 	appCert.Write(t, path("app.crt"), path("app.key"))
 	tlstest.WriteFile(t, path("listeners-ca.pem"), listenersCA.PEM)
 	tlstest.WriteFile(t, path("apps-ca.pem"), appsCA.PEM)
-	tlstest.WriteFile(t, path("phoenix-ca.pem"), phoenixCA.PEM)
-	proxiesCA.Issue(t, "feedback-proxy").Write(t, path("proxy.crt"), path("proxy.key"))
 
 	target, err := url.Parse(phoenixURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	terminator := httptest.NewUnstartedServer(httputil.NewSingleHostReverseProxy(target))
-	terminator.TLS = &tls.Config{
-		Certificates: []tls.Certificate{phoenixCA.Issue(t, "127.0.0.1").TLS(t)},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    proxiesCA.Pool(),
-	}
-	terminator.Config.ErrorLog = log.New(io.Discard, "", 0)
-	terminator.StartTLS()
-	defer terminator.Close()
+	terminator, toPhoenix := tlstest.NewMutualServer(t, httputil.NewSingleHostReverseProxy(target), "feedback-proxy")
 
 	p := startProxy(t, func(c *proxy.Config) {
 		c.TLS = tlsconfig.ServerConfig{CertFile: path("tls.crt"), KeyFile: path("tls.key"), ClientCAFile: path("apps-ca.pem")}
-		files := tlsconfig.ClientConfig{CAFile: path("phoenix-ca.pem"), CertFile: path("proxy.crt"), KeyFile: path("proxy.key")}
+		files := tlsconfig.ClientConfig{CAFile: toPhoenix.CAFile, CertFile: toPhoenix.CertFile, KeyFile: toPhoenix.KeyFile}
 		c.Exporter.Endpoint, c.Exporter.TLS = terminator.URL+"/v1/traces", files
 		c.Phoenix.BaseURL, c.Phoenix.TLS = terminator.URL, files
 	})
