@@ -187,11 +187,6 @@ func NewExporter(cfg ExporterConfig, metrics *Metrics) (*Exporter, error) {
 	return &Exporter{cfg: cfg, client: client, metrics: metrics, now: time.Now}, nil
 }
 
-// Compression is what the exporter sends with. A caller that holds an
-// export's gzip bytes as the client sent them (see Export.Gzipped) need
-// keep them only for Gzip.
-func (x *Exporter) Compression() Compression { return x.cfg.Compression }
-
 // Export sends e upstream. The error, when not nil, is an *Error that says
 // whether the client may retry.
 func (x *Exporter) Export(ctx context.Context, e *Export) error {

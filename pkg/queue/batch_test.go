@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
-	"time"
 )
 
 // batchIndexes returns the indexes of a batch's records, checking each.
@@ -269,27 +268,5 @@ func TestNextBatchBuffer(t *testing.T) {
 	recs, err = q.NextBatch(ctx, 1, 0, buf[:0])
 	if err != nil || len(recs) != 1 || index(t, recs[0].Data, 100) != 0 {
 		t.Fatalf("NextBatch(1, 0): %d records, %v", len(recs), err)
-	}
-}
-
-func TestWait(t *testing.T) {
-	q := open(t, Config{Dir: t.TempDir()})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	defer cancel()
-	if err := q.Wait(ctx); err != context.DeadlineExceeded {
-		t.Fatalf("Wait on an empty queue = %v, want the context's error", err)
-	}
-	done := make(chan error)
-	go func() { done <- q.Wait(context.Background()) }()
-	appendN(t, q, 0, 1, 100)
-	if err := <-done; err != nil {
-		t.Fatalf("Wait = %v after an Append", err)
-	}
-	if q.Len() != 1 {
-		t.Fatalf("Wait took a record: Len %d", q.Len())
-	}
-	q.Close()
-	if err := q.Wait(context.Background()); err != ErrClosed {
-		t.Fatalf("Wait on a closed queue = %v", err)
 	}
 }

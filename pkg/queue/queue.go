@@ -287,31 +287,6 @@ func (q *Queue) NextBatch(ctx context.Context, maxRecords int, maxBytes int64, b
 	}
 }
 
-// Wait returns once the queue holds a record not yet acknowledged (at
-// once if it does), without reading it; ErrClosed, or ctx's error.
-func (q *Queue) Wait(ctx context.Context) error {
-	for {
-		q.mu.Lock()
-		if q.closed {
-			q.mu.Unlock()
-			return ErrClosed
-		}
-		if q.r.n > 0 {
-			q.mu.Unlock()
-			return nil
-		}
-		wait := q.waiter()
-		q.mu.Unlock()
-		select {
-		case <-wait:
-		case <-q.done:
-			return ErrClosed
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
 // waiter returns the channel the next Append closes; q.mu is held.
 func (q *Queue) waiter() chan struct{} {
 	if q.waitc == nil {
